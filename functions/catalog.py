@@ -1,0 +1,44 @@
+"""The catalog function: models, providers and gateways (SPEC §2.4). Public and read-only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from mangum import Mangum
+
+from shared.app import create_app, runtime_of
+from shared.catalog_view import gateways, list_models, one_model, providers
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+async def models(
+    request: Request,
+    provider: str | None = None,
+    modality: str | None = None,
+    q: str | None = Query(default=None, max_length=200),
+    limit: int | None = Query(default=None, ge=1, le=1000),
+    after: str | None = None,
+) -> dict[str, object]:
+    return list_models(
+        runtime_of(request), provider=provider, modality=modality, q=q, limit=limit, after=after
+    )
+
+
+@router.get("/v1/models/{model_id:path}")
+async def model(request: Request, model_id: str) -> dict[str, object]:
+    return one_model(runtime_of(request), model_id)
+
+
+@router.get("/v1/providers")
+async def provider_list(request: Request) -> dict[str, object]:
+    return providers(runtime_of(request))
+
+
+@router.get("/v1/gateways")
+async def gateway_list(request: Request) -> dict[str, object]:
+    return gateways(runtime_of(request))
+
+
+app = create_app([router], title="Gatewayz catalog")
+handler = Mangum(app, lifespan="off")

@@ -1,0 +1,30 @@
+"""The health function: liveness, readiness and the public provider status (SPEC §8)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from mangum import Mangum
+
+from shared.app import create_app, runtime_of
+from shared.status import provider_status, readiness
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}  # liveness: no I/O
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> dict[str, object]:
+    return await readiness(runtime_of(request))
+
+
+@router.get("/v1/status")
+async def status(request: Request) -> dict[str, object]:
+    return provider_status(runtime_of(request))
+
+
+app = create_app([router], title="Gatewayz health")
+handler = Mangum(app, lifespan="off")

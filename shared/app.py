@@ -1,0 +1,190 @@
+"""The app factory every function uses: request ids, error rendering, the lazily built runtime.
+
+A function module builds its app with `create_app(router)`; `gatewayz serve` builds one app with
+every function's router. Errors are rendered here and nowhere else: the OpenAI envelope, or the
+Anthropic one on `/v1/messages` routes (SPEC §10).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.config import Settings, process_settings
+from shared.errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    error_for_status,
+    render_anthropic,
+    render_openai,
+    status_of,
+)
+from shared.runtime import Runtime
+
+log = logging.getLogger("gatewayz")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's `x-request-id` if sane) and echoes it back.
+
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware would cost a task per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _SANE_ID.match(candidate):
+                    request_id = candidate
+                break
+        request_id = request_id or new_request_id()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["t0"] = time.perf_counter()
+        raw = request_id.encode()
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The last line of defence: a bug becomes a 500 in the route's envelope, never a trace.
+            log.exception("unhandled error on %s %s (%s)", scope.get("method"), scope.get("path"), request_id)
+            if started:
+                raise
+            err = InternalError("The gateway failed unexpectedly; the request id identifies it.")
+            anthropic = str(scope.get("path", "")).startswith("/v1/messages")
+            body = render_anthropic(err, request_id) if anthropic else render_openai(err, request_id)
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send_with_id({"type": "http.response.body", "body": body})
+
+
+def request_id_of(request: Request) -> str:
+    state = request.scope.get("state") or {}
+    return str(state.get("request_id") or "")
+
+
+def started_at(request: Request) -> float:
+    state = request.scope.get("state") or {}
+    return float(state.get("t0") or time.perf_counter())
+
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body; 413 past the size limit, 400 when it does not parse."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MiB.")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MiB.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc.msg} at position {exc.pos}."
+        ) from None
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The app's runtime, built on first use from the app's settings (or the environment)."""
+    app = request.app
+    rt: Runtime | None = getattr(app.state, "runtime", None)
+    if rt is None:
+        settings: Settings = getattr(app.state, "settings", None) or process_settings()
+        rt = app.state.runtime = Runtime.build(settings)
+    return rt
+
+
+def error_response(request: Request, err: GatewayError) -> Response:
+    request_id = request_id_of(request)
+    anthropic = request.url.path.startswith("/v1/messages")
+    body = render_anthropic(err, request_id) if anthropic else render_openai(err, request_id)
+    return Response(body, status_code=status_of(err), headers=err.headers, media_type="application/json")
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+    return error_response(
+        request, InvalidRequest(f"{loc or 'request'}: {first.get('msg', 'invalid')}", param=loc or None)
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        err: GatewayError = NotFound(f"No route for {request.method} {request.url.path}")
+    else:
+        err = error_for_status(exc.status_code, str(exc.detail))
+    err.headers.update(exc.headers or {})
+    return error_response(request, err)
+
+
+def create_app(
+    routers: Sequence[APIRouter], *, settings: Settings | None = None, title: str = "Gatewayz"
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        rt: Runtime | None = getattr(app.state, "runtime", None)
+        if rt is not None:
+            await rt.close()
+
+    app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.runtime = None
+    for router in routers:
+        app.include_router(router)
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,238 @@
+"""The model catalog: models, the provider offers that serve them, prices and aliases.
+
+The bundled `models.json` is validated once per process (prices are exact decimals, every offer
+names a provider of the table, aliases point at real models). `GATEWAYZ_CATALOG_FILE` names an
+operator file of the same shape that extends the bundled catalog (a model with the same id
+replaces the bundled one) or, with `"mode": "replace"`, stands alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.providers import load_providers
+from shared.quirks import EMPTY_QUIRKS, Quirks
+
+CAPABILITIES = frozenset(
+    {"tools", "json_mode", "json_schema", "vision", "reasoning", "audio_input", "file_input", "logprobs"}
+)
+MODALITIES = frozenset({"text", "image", "audio", "file", "video"})
+MILLION = Decimal(1_000_000)
+
+
+class CatalogError(ValueError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pricing(_Strict):
+    """USD per million tokens (per image / per request for those two), exact decimals."""
+
+    prompt: Decimal = Field(ge=0)
+    completion: Decimal = Field(ge=0)
+    cache_read: Decimal | None = Field(default=None, ge=0)  # None: cached input is billed as prompt
+    cache_write: Decimal | None = Field(default=None, ge=0)  # None: cache writes billed as prompt
+    reasoning: Decimal | None = Field(default=None, ge=0)  # None: reasoning billed as completion
+    image: Decimal = Field(default=Decimal(0), ge=0)
+    request: Decimal = Field(default=Decimal(0), ge=0)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_floats(cls, value: Any) -> Any:
+        # A float in a price file has already lost exactness; demand strings (or integers).
+        if isinstance(value, float):
+            raise ValueError("prices must be decimal strings, not floats")
+        return value
+
+    @property
+    def is_free(self) -> bool:
+        return not (self.prompt or self.completion or self.request or self.image)
+
+
+class Offer(_Strict):
+    provider: str
+    native_id: str
+    pricing: Pricing
+    context_length: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    capabilities: frozenset[str] | None = None  # None: the model's
+    quirks: dict[str, Any] | None = None
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_caps(cls, value: frozenset[str] | None) -> frozenset[str] | None:
+        if value is not None and value - CAPABILITIES:
+            raise ValueError(f"unknown capabilities {sorted(value - CAPABILITIES)}")
+        return value
+
+
+class Model(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._:-]+$")
+    name: str
+    owned_by: str
+    created: int = Field(ge=0)
+    description: str = ""
+    context_length: int = Field(gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    input_modalities: tuple[str, ...] = ("text",)
+    output_modalities: tuple[str, ...] = ("text",)
+    capabilities: frozenset[str] = frozenset()
+    aliases: tuple[str, ...] = ()
+    offers: tuple[Offer, ...] = Field(min_length=1)
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_caps(cls, value: frozenset[str]) -> frozenset[str]:
+        if value - CAPABILITIES:
+            raise ValueError(f"unknown capabilities {sorted(value - CAPABILITIES)}")
+        return value
+
+    @field_validator("input_modalities", "output_modalities")
+    @classmethod
+    def _known_modalities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if set(value) - MODALITIES:
+            raise ValueError(f"unknown modalities {sorted(set(value) - MODALITIES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _offers_distinct(self) -> Model:
+        seen = [o.provider for o in self.offers]
+        if len(seen) != len(set(seen)):
+            raise ValueError("a provider may offer a model only once")
+        return self
+
+    @property
+    def is_free(self) -> bool:
+        return all(o.pricing.is_free for o in self.offers)
+
+
+class CatalogFile(_Strict):
+    mode: Literal["extend", "replace"] = "extend"
+    models: tuple[Model, ...] = ()
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class ResolvedOffer:
+    """An offer joined with what routing needs from its model and provider row, computed once."""
+
+    __slots__ = ("capabilities", "context_length", "max_output_tokens", "model", "offer", "quirks")
+
+    def __init__(self, model: Model, offer: Offer) -> None:
+        self.model = model
+        self.offer = offer
+        self.capabilities = offer.capabilities if offer.capabilities is not None else model.capabilities
+        self.context_length = offer.context_length or model.context_length
+        self.max_output_tokens = offer.max_output_tokens or model.max_output_tokens
+        provider = load_providers()[offer.provider]
+        offer_quirks = Quirks.parse(offer.quirks, f"offer {offer.provider}/{offer.native_id}")
+        self.quirks = provider.quirks.merged(offer_quirks) if offer_quirks else provider.quirks
+
+    @property
+    def provider_id(self) -> str:
+        return self.offer.provider
+
+    @property
+    def pricing(self) -> Pricing:
+        return self.offer.pricing
+
+
+class Catalog:
+    def __init__(self, models: list[Model], aliases: Mapping[str, str]) -> None:
+        providers = load_providers()
+        self.models: dict[str, Model] = {}
+        for model in models:
+            self.models[model.id] = model
+        self.offers: dict[str, tuple[ResolvedOffer, ...]] = {}
+        self.native: dict[tuple[str, str], ResolvedOffer] = {}
+        for model in self.models.values():
+            for offer in model.offers:
+                if offer.provider not in providers:
+                    raise CatalogError(f"model {model.id}: offer names unknown provider {offer.provider!r}")
+            resolved = tuple(ResolvedOffer(model, o) for o in model.offers)
+            self.offers[model.id] = resolved
+            for r in resolved:
+                self.native.setdefault((r.provider_id, r.offer.native_id), r)
+        self.aliases: dict[str, str] = {}
+        # Bare names: the part after the org when it is unambiguous (`gpt-4o` → `openai/gpt-4o`).
+        bare: dict[str, list[str]] = {}
+        for model_id in self.models:
+            bare.setdefault(model_id.split("/", 1)[1], []).append(model_id)
+        for name, ids in bare.items():
+            if len(ids) == 1 and name not in self.models:
+                self.aliases[name] = ids[0]
+        for model in self.models.values():
+            for alias in model.aliases:
+                self._alias(alias, model.id)
+        for alias, target in aliases.items():
+            self._alias(alias, target)
+
+    def _alias(self, alias: str, target: str) -> None:
+        if target not in self.models:
+            raise CatalogError(f"alias {alias!r} points at unknown model {target!r}")
+        if alias in self.models and alias != target:
+            raise CatalogError(f"alias {alias!r} shadows a model id")
+        self.aliases[alias] = target
+
+    def resolve(self, name: str) -> Model | None:
+        model = self.models.get(name)
+        if model is None:
+            target = self.aliases.get(name)
+            model = self.models.get(target) if target else None
+        return model
+
+
+def _read(text: bytes | str, where: str) -> CatalogFile:
+    try:
+        return CatalogFile.model_validate(orjson.loads(text))
+    except orjson.JSONDecodeError as exc:
+        raise CatalogError(f"{where}: not valid JSON ({exc})") from None
+    except ValidationError as exc:
+        raise CatalogError(f"{where}: {exc}") from None
+
+
+@cache
+def bundled_catalog_file() -> CatalogFile:
+    data = resources.files("shared.catalog").joinpath("models.json").read_bytes()
+    return _read(data, "bundled catalog")
+
+
+def build_catalog(operator_file: str | None = None) -> Catalog:
+    base = bundled_catalog_file()
+    if not operator_file:
+        return Catalog(list(base.models), base.aliases)
+    path = Path(operator_file)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"GATEWAYZ_CATALOG_FILE {operator_file!r}: {exc.strerror}") from None
+    extra = _read(text, f"GATEWAYZ_CATALOG_FILE {operator_file!r}")
+    if extra.mode == "replace":
+        return Catalog(list(extra.models), extra.aliases)
+    merged = {m.id: m for m in base.models}
+    merged.update({m.id: m for m in extra.models})
+    return Catalog(list(merged.values()), {**base.aliases, **extra.aliases})
+
+
+__all__ = [
+    "CAPABILITIES",
+    "EMPTY_QUIRKS",
+    "MILLION",
+    "Catalog",
+    "CatalogError",
+    "Model",
+    "Offer",
+    "Pricing",
+    "ResolvedOffer",
+    "build_catalog",
+]

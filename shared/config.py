@@ -1,0 +1,103 @@
+"""Typed settings, read once from the environment (or a mapping given by a test).
+
+Every name read here is part of the configuration contract in SPEC §1; a malformed value fails at
+start-up with a message that names the variable, never later on a request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import cache
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def env_name(provider_id: str, suffix: str) -> str:
+    """`google-vertex` + `API_KEY` → `GOOGLE_VERTEX_API_KEY` (SPEC §1)."""
+    return f"{provider_id.upper().replace('-', '_')}_{suffix}"
+
+
+def _decimal(env: Mapping[str, str], name: str, default: str) -> Decimal:
+    raw = env.get(name, default)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a decimal number, got {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{name} must be a finite, non-negative number, got {raw!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Upstream time bounds. `deadline` caps one request across every failover attempt."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0  # until the upstream's response headers (and first stream event)
+    stream_idle: float = 120.0  # longest silence between two stream events
+    deadline: float = 600.0
+    retry_after_max: float = 2.0  # a 429's retry-after is honoured on the same offer only if this short
+
+
+_DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_DATABASE_URL = "sqlite:///.gatewayz/gatewayz.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    admin_key: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    catalog_file: str | None = None
+    markup: Decimal = Decimal("1.25")
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    # The raw environment, kept for per-provider lookups (`<ID>_API_KEY`, `<ID>_BASE_URL`, ...).
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        admin_key = env.get("GATEWAYZ_ADMIN_KEY") or None
+        if admin_key is not None and len(admin_key) < 16:
+            raise ConfigError("GATEWAYZ_ADMIN_KEY must be at least 16 characters")
+        timeouts = Timeouts(
+            connect=_seconds(env, "GATEWAYZ_CONNECT_TIMEOUT", _DEFAULT_TIMEOUTS.connect),
+            first_byte=_seconds(env, "GATEWAYZ_FIRST_BYTE_TIMEOUT", _DEFAULT_TIMEOUTS.first_byte),
+            stream_idle=_seconds(env, "GATEWAYZ_STREAM_IDLE_TIMEOUT", _DEFAULT_TIMEOUTS.stream_idle),
+            deadline=_seconds(env, "GATEWAYZ_REQUEST_DEADLINE", _DEFAULT_TIMEOUTS.deadline),
+            retry_after_max=_seconds(env, "GATEWAYZ_RETRY_AFTER_MAX", _DEFAULT_TIMEOUTS.retry_after_max),
+        )
+        return cls(
+            admin_key=admin_key,
+            database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            catalog_file=env.get("GATEWAYZ_CATALOG_FILE") or None,
+            markup=_decimal(env, "GATEWAYZ_MARKUP", "1.25"),
+            timeouts=timeouts,
+            env=env,
+        )
+
+    def provider_value(self, provider_id: str, suffix: str) -> str | None:
+        return self.env.get(env_name(provider_id, suffix)) or None
+
+
+@cache
+def process_settings() -> Settings:
+    """The settings of this process, read from the environment on first use (not at import)."""
+    return Settings.from_env()

@@ -1,0 +1,28 @@
+"""Dialects: one translator class per wire format, looked up by the provider row's `dialect`.
+
+Imported lazily so that a cold start pays only for the dialects it uses.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import import_module
+
+from shared.dialects.base import ChatTranslator
+
+_TRANSLATORS = {
+    "openai": ("shared.dialects.openai", "OpenAIToOpenAI"),
+    "anthropic": ("shared.dialects.anthropic", "OpenAIToAnthropic"),
+    "gemini": ("shared.dialects.gemini", "OpenAIToGemini"),
+}
+
+
+def has_translator(dialect: str) -> bool:
+    return dialect in _TRANSLATORS
+
+
+@cache
+def translator_class(dialect: str) -> type[ChatTranslator]:
+    module, name = _TRANSLATORS[dialect]
+    cls: type[ChatTranslator] = getattr(import_module(module), name)
+    return cls

@@ -1,0 +1,192 @@
+"""The small interface every dialect translator shares (STYLE §2).
+
+Gatewayz speaks OpenAI chat completions inside; a translator converts one such request into a
+vendor's wire format and the vendor's answer (whole or streamed) back. Translation is pure: plain
+data in, plain data out, no I/O, so every translator is tested without a network.
+
+One translator instance serves one request attempt: it keeps the stream state and records what it
+had to drop (`dropped`) or change (`adjusted`) so the pipeline can say so in response headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+# Statuses on which the next offer is tried (SPEC §3): the provider's problem, not the caller's.
+FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 429})
+
+
+def fails_over(status: int | None) -> bool:
+    """None is a transport failure (connect error, reset, timeout)."""
+    return status is None or status >= 500 or status in FAILOVER_STATUSES
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts normalised once per dialect so that each token is billed exactly once.
+
+    `input_tokens` excludes cache reads and writes; `output_tokens` includes reasoning, and
+    `reasoning_tokens` says how many of them were reasoning.
+    """
+
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.output_tokens += other.output_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.estimated = self.estimated or other.estimated
+
+    def openai(self) -> dict[str, Any]:
+        """The OpenAI `usage` object (cost is added by the pipeline)."""
+        prompt = self.prompt_tokens
+        details: dict[str, Any] = {"cached_tokens": self.cache_read_tokens}
+        if self.cache_write_tokens:
+            details["cache_write_tokens"] = self.cache_write_tokens
+        out: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": prompt + self.output_tokens,
+            "prompt_tokens_details": details,
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+        if self.estimated:
+            out["estimated"] = True
+        return out
+
+
+class UpstreamError(Exception):
+    """An upstream call that did not produce a usable answer, classified by its dialect.
+
+    `status` is the upstream HTTP status, or None for a transport failure. `kind` is one of
+    connect, timeout, protocol, http, stream (an error reported inside a stream).
+    """
+
+    def __init__(
+        self,
+        status: int | None,
+        message: str,
+        *,
+        kind: str = "http",
+        retry_after: float | None = None,
+        vendor_type: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.retry_after = retry_after
+        self.vendor_type = vendor_type
+        self.param = param
+
+    @property
+    def failover(self) -> bool:
+        return fails_over(self.status)
+
+    def label(self) -> str:
+        return str(self.status) if self.status is not None else self.kind
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    raw = headers.get("retry-after") or headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None  # an HTTP date: treat as long, the pipeline fails over instead of waiting
+
+
+class ChatTranslator:
+    """Base of `openai_to_<vendor>` translators. Subclasses fill in the five conversions."""
+
+    dialect: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        native_id: str,
+        supports: frozenset[str] = frozenset(),
+        max_output_tokens: int | None = None,
+    ) -> None:
+        self.model_id = model_id  # the gateway's id, written into every response
+        self.native_id = native_id  # the vendor's id, written into every request
+        self.supports = supports  # the provider row's feature set
+        # The offer's output ceiling, for vendors that require max_tokens (Anthropic).
+        self.max_output_tokens = max_output_tokens
+        self.extra_headers: dict[str, str] = {}  # per-request headers (a beta flag, say)
+        self.dropped: list[str] = []
+        self.adjusted: list[str] = []
+        self.usage: Usage | None = None  # set by `response` or by the end of a stream
+        self.created = int(time.time())
+        self.response_id = ""
+
+    def drop(self, param: str) -> None:
+        if param not in self.dropped:
+            self.dropped.append(param)
+
+    # --- request ---------------------------------------------------------------------------------
+    def path(self, stream: bool) -> str:
+        """The path (and query) appended to the provider's base URL."""
+        raise NotImplementedError
+
+    def request(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        """The vendor request body for an OpenAI chat request (already validated)."""
+        raise NotImplementedError
+
+    # --- response --------------------------------------------------------------------------------
+    def response(self, data: dict[str, Any]) -> dict[str, Any]:
+        """An OpenAI `chat.completion` from the vendor's JSON; sets `self.usage`."""
+        raise NotImplementedError
+
+    def stream_event(self, event: str | None, data: bytes) -> list[dict[str, Any]]:
+        """OpenAI `chat.completion.chunk` objects for one SSE event (possibly none).
+
+        Usage is never emitted as a chunk: it is recorded in `self.usage`, and the pipeline writes
+        the caller's usage chunk (with the cost) itself. An error event raises `UpstreamError`.
+        """
+        raise NotImplementedError
+
+    def stream_end(self) -> list[dict[str, Any]]:
+        """Chunks still owed when the upstream stream ends (a final finish_reason, say)."""
+        return []
+
+    @property
+    def stream_done(self) -> bool:
+        """True once the vendor's own end-of-stream marker was seen."""
+        return False
+
+    # --- errors ----------------------------------------------------------------------------------
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        """Classify a non-2xx upstream answer on its status and structured fields."""
+        raise NotImplementedError
+
+    # --- helpers for subclasses --------------------------------------------------------------------
+    def chunk(
+        self, delta: dict[str, Any], index: int = 0, finish_reason: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": finish_reason}
+        choice.update(extra)
+        return {
+            "id": self.response_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_id,
+            "choices": [choice],
+        }

@@ -1,0 +1,293 @@
+"""Calling upstreams: one attempt's request (`prepare`), the failover walk (`failover`) and the
+non-streamed call (`complete`), plus the helpers the streamed half shares.
+
+Per attempt, `prepare` applies the declarative parameter rules (feature gates, provider and offer
+quirks) and the dialect's translator. `failover` tries the planned offers in order and stops at
+the first answer, or at the first error that is the caller's own (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import orjson
+
+from shared.catalog import ResolvedOffer
+from shared.chat_request import ChatParams
+from shared.dialects import translator_class
+from shared.dialects.base import ChatTranslator, UpstreamError, Usage
+from shared.errors import (
+    GatewayError,
+    RateLimited,
+    UpstreamFailed,
+    UpstreamTimeout,
+    error_for_status,
+)
+from shared.pricing import cost_of, money
+from shared.routing import Candidate
+from shared.runtime import Runtime
+from shared.tokens import estimate_prompt
+from shared.upstream import read_body
+
+T = TypeVar("T")
+
+# Parameters that exist only when the provider's API has the feature (providers.toml `supports`).
+FEATURE_PARAMS: dict[str, tuple[str, ...]] = {
+    "logprobs": ("logprobs", "top_logprobs"),
+    "service_tier": ("service_tier",),
+    "reasoning_effort": ("reasoning_effort",),
+}
+
+
+@dataclass(slots=True)
+class Attempt:
+    provider: str
+    model: str
+    status: str
+    ms: int
+
+    def header(self) -> str:
+        return f"{self.provider}:{self.status}:{self.ms}"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)  # perf_counter at arrival
+    attempts: list[Attempt] = field(default_factory=list)
+    upstream_s: float = 0.0  # time spent waiting on upstreams, for x-gatewayz-overhead-ms
+
+    def overhead_ms(self) -> str:
+        return f"{max(0.0, (time.perf_counter() - self.started - self.upstream_s) * 1000):.2f}"
+
+    def attempts_header(self) -> str:
+        return ", ".join(a.header() for a in self.attempts)
+
+
+class Shape:
+    """The caller's API: OpenAI chat completions. Subclasses reshape answers for other APIs."""
+
+    def response(self, out: dict[str, Any]) -> dict[str, Any]:
+        return out
+
+    def chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        return chunk
+
+
+CHAT = Shape()
+
+
+@dataclass(slots=True)
+class Prepared:
+    translator: ChatTranslator
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def prepare(candidate: Candidate, body: dict[str, Any], stream: bool, fan_out: bool) -> Prepared:
+    """One attempt's upstream request: feature gates, quirks, then the dialect's translator."""
+    offer: ResolvedOffer = candidate.offer
+    provider = candidate.endpoint.provider
+    supports = provider.supports
+    tr = translator_class(provider.dialect)(
+        model_id=offer.model.id,
+        native_id=offer.offer.native_id,
+        supports=supports,
+        max_output_tokens=offer.max_output_tokens,
+    )
+    out = dict(body)
+    for feature, names in FEATURE_PARAMS.items():
+        if feature not in supports:
+            for name in names:
+                if name in out:
+                    del out[name]
+                    tr.drop(name)
+    if "reasoning_effort" in out and "reasoning" not in offer.capabilities:
+        del out["reasoning_effort"]
+        tr.drop("reasoning_effort")
+    if fan_out:
+        out.pop("n", None)
+    offer.quirks.apply(out, tr.dropped, tr.adjusted)
+    vendor = tr.request(out, stream)
+    headers = {**candidate.endpoint.headers, "content-type": "application/json", **tr.extra_headers}
+    if stream:
+        headers["accept"] = "text/event-stream"
+    return Prepared(tr, candidate.endpoint.base_url + tr.path(stream), headers, orjson.dumps(vendor))
+
+
+def _redact(message: str, candidate: Candidate) -> str:
+    key = candidate.endpoint.api_key
+    return message.replace(key, "***") if key and key in message else message
+
+
+def caller_error(err: UpstreamError, candidate: Candidate, ctx: RequestContext) -> GatewayError:
+    """An upstream 4xx that is the caller's own mistake, returned as it is (SPEC §3)."""
+    status = err.status or 400
+    message = f"{candidate.provider_id}: {_redact(err.message, candidate)}"
+    gw = error_for_status(status, message, param=err.param)
+    gw.headers["x-gatewayz-attempts"] = ctx.attempts_header()
+    return gw
+
+
+def exhausted(errors: list[UpstreamError], model: str, ctx: RequestContext) -> GatewayError:
+    tried = ", ".join(f"{a.provider} ({a.status})" for a in ctx.attempts) or "none in time"
+    message = f"No provider could serve '{model}': {tried}"
+    headers = {"x-gatewayz-attempts": ctx.attempts_header()}
+    if errors and all(e.status == 429 for e in errors):
+        waits = [e.retry_after for e in errors if e.retry_after is not None]
+        if waits:
+            headers["retry-after"] = str(max(1, int(min(waits) + 0.999)))
+        return RateLimited(message, code="upstream_rate_limited", headers=headers)
+    if not errors or all(e.kind == "timeout" for e in errors):
+        return UpstreamTimeout(message, headers=headers)
+    return UpstreamFailed(message, headers=headers)
+
+
+async def failover(
+    rt: Runtime,
+    plan: list[Candidate],
+    ctx: RequestContext,
+    attempt: Callable[[Candidate], Awaitable[T]],
+) -> tuple[Candidate, T]:
+    """Try each planned offer until one answers. Caller errors stop the walk at once."""
+    timeouts = rt.settings.timeouts
+    deadline = ctx.started + timeouts.deadline
+    errors: list[UpstreamError] = []
+    for candidate in plan:
+        retried = False
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise exhausted(errors, plan[0].model_id, ctx)
+            t0 = time.perf_counter()
+            try:
+                async with asyncio.timeout(remaining):
+                    result = await attempt(candidate)
+            except TimeoutError:
+                err = UpstreamError(None, "request deadline reached", kind="timeout")
+            except UpstreamError as exc:
+                err = exc
+            else:
+                elapsed = time.perf_counter() - t0
+                ctx.upstream_s += elapsed
+                ctx.attempts.append(
+                    Attempt(candidate.provider_id, candidate.model_id, "200", int(elapsed * 1000))
+                )
+                rt.health.success(candidate.provider_id, candidate.model_id, elapsed * 1000)
+                return candidate, result
+            elapsed = time.perf_counter() - t0
+            ctx.upstream_s += elapsed
+            ctx.attempts.append(
+                Attempt(candidate.provider_id, candidate.model_id, err.label(), int(elapsed * 1000))
+            )
+            if not err.failover:
+                raise caller_error(err, candidate, ctx)
+            rt.health.failure(candidate.provider_id, candidate.model_id)
+            errors.append(err)
+            wait = err.retry_after
+            if (
+                err.status == 429
+                and not retried
+                and wait is not None
+                and wait <= timeouts.retry_after_max
+                and deadline - time.perf_counter() > wait
+            ):
+                retried = True
+                await asyncio.sleep(wait)
+                continue
+            break
+    raise exhausted(errors, plan[0].model_id, ctx)
+
+
+@dataclass(slots=True)
+class Answer:
+    """A finished upstream answer in OpenAI shape, with what billing needs."""
+
+    body: dict[str, Any]
+    usage: Usage
+    dropped: list[str]
+
+
+async def _call_once(rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool) -> Answer:
+    prep = prepare(candidate, body, stream=False, fan_out=fan_out)
+    tr = prep.translator
+    resp = await rt.http.post(prep.url, prep.headers, prep.body, first_byte=rt.settings.timeouts.first_byte)
+    raw = await read_body(resp)
+    if resp.status >= 300:
+        raise tr.error(resp.status, resp.headers, raw)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(502, "the upstream answered with malformed JSON", kind="protocol") from None
+    if not isinstance(data, dict):
+        raise UpstreamError(502, "the upstream answered with an unexpected body", kind="protocol")
+    out = tr.response(data)
+    return Answer(out, tr.usage or Usage(), tr.dropped + tr.adjusted)
+
+
+def merge_answers(answers: list[Answer]) -> Answer:
+    """n single-choice answers (a fan-out for providers without `n`) → one answer with n choices."""
+    first = answers[0]
+    usage = Usage()
+    choices: list[dict[str, Any]] = []
+    for i, answer in enumerate(answers):
+        usage.add(answer.usage)
+        for choice in answer.body.get("choices") or ():
+            choices.append({**choice, "index": i})
+    body = {**first.body, "choices": choices, "usage": usage.openai()}
+    return Answer(body, usage, first.dropped)
+
+
+def fan_out_count(candidate: Candidate, params: ChatParams) -> int:
+    return params.n if params.n > 1 and "n" not in candidate.endpoint.provider.supports else 0
+
+
+async def complete(
+    rt: Runtime, body: dict[str, Any], params: ChatParams, plan: list[Candidate], ctx: RequestContext
+) -> tuple[Candidate, Answer]:
+    async def attempt(candidate: Candidate) -> Answer:
+        copies = fan_out_count(candidate, params)
+        if not copies:
+            return await _call_once(rt, candidate, body, False)
+        results = await asyncio.gather(
+            *(_call_once(rt, candidate, body, True) for _ in range(copies)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return merge_answers([r for r in results if isinstance(r, Answer)])
+
+    return await failover(rt, plan, ctx, attempt)
+
+
+def gateway_headers(candidate: Candidate, ctx: RequestContext, dropped: list[str]) -> dict[str, str]:
+    headers = {
+        "x-gatewayz-provider": candidate.provider_id,
+        "x-gatewayz-model": candidate.model_id,
+        "x-gatewayz-attempts": ctx.attempts_header(),
+        "x-gatewayz-overhead-ms": ctx.overhead_ms(),
+    }
+    if dropped:
+        headers["x-gatewayz-dropped-params"] = ", ".join(dict.fromkeys(dropped))
+    return headers
+
+
+def price(rt: Runtime, candidate: Candidate, usage: Usage) -> Decimal:
+    return cost_of(usage, candidate.offer.pricing, rt.settings.markup)
+
+
+def usage_with_cost(usage: Usage, cost: Decimal) -> dict[str, Any]:
+    out = usage.openai()
+    # A JSON number written from the exact decimal (as OpenRouter does), never via a float.
+    out["cost"] = orjson.Fragment(money(cost).encode())
+    return out
+
+
+def estimate_usage(body: dict[str, Any], output_chars: int) -> Usage:
+    return Usage(input_tokens=estimate_prompt(body), output_tokens=-(-output_chars // 4), estimated=True)

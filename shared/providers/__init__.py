@@ -1,0 +1,209 @@
+"""The provider table: every upstream is a data row in `providers.toml` (STYLE §1).
+
+A row says where to send (base URL, auth style, static headers), which wire format to speak
+(dialect) and what differs (supported features, parameter quirks). Adding an OpenAI-compatible
+provider is one row, no code. `resolve_providers` binds the rows to this process's configuration
+(`<ID>_API_KEY`, `<ID>_BASE_URL`, URL template variables) once.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+from shared.config import Settings, env_name
+from shared.quirks import Quirks
+
+DIALECTS = frozenset({"openai", "anthropic", "gemini", "bedrock"})
+AUTH_STYLES = frozenset({"bearer", "x-api-key", "x-goog-api-key", "none", "aws-sigv4", "google-oauth"})
+# What a provider's API can do beyond plain chat; the router and translators consult these.
+FEATURES = frozenset(
+    {
+        "n",  # several choices in one call
+        "logprobs",
+        "stream_usage",  # honours stream_options.include_usage
+        "developer_role",
+        "reasoning_effort",
+        "service_tier",
+        "completions",  # legacy /completions endpoint
+    }
+)
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_TEMPLATE_VAR = re.compile(r"\{([a-z_]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    id: str
+    name: str
+    dialect: str
+    base_url: str
+    auth: str  # one of AUTH_STYLES, or "header:<name>" for a vendor-specific key header
+    site_url: str
+    docs: str
+    color: str
+    priority: str
+    keyless: bool
+    headers: Mapping[str, str]  # static headers sent on every call
+    env_headers: Mapping[str, str]  # header name → environment variable that holds its value
+    url_params: Mapping[str, str]  # {var} in base_url → environment variable (default after '=')
+    supports: frozenset[str]
+    quirks: Quirks
+
+    @property
+    def env_key(self) -> str:
+        return env_name(self.id, "API_KEY")
+
+    @property
+    def env_base_url(self) -> str:
+        return env_name(self.id, "BASE_URL")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEndpoint:
+    """A provider row bound to this process's configuration."""
+
+    provider: Provider
+    base_url: str
+    headers: Mapping[str, str]  # auth + static + env headers, ready to send
+    api_key: str | None
+    configured: bool
+    reason: str  # why it is not configured ("" when it is)
+
+
+def _parse_row(raw: Mapping[str, Any]) -> Provider:
+    where = f"provider {raw.get('id', '?')!r}"
+    allowed = {
+        "id",
+        "name",
+        "dialect",
+        "base_url",
+        "auth",
+        "site_url",
+        "docs",
+        "color",
+        "priority",
+        "keyless",
+        "headers",
+        "env_headers",
+        "url_params",
+        "supports",
+        "quirks",
+    }
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+    for required in ("id", "name", "dialect", "base_url", "auth", "site_url", "docs"):
+        if not isinstance(raw.get(required), str) or not raw[required]:
+            raise ValueError(f"{where}: '{required}' is required")
+    if not _ID.match(raw["id"]):
+        raise ValueError(f"{where}: id must be lower-case letters, digits and '-'")
+    if raw["dialect"] not in DIALECTS:
+        raise ValueError(f"{where}: dialect must be one of {sorted(DIALECTS)}")
+    auth = raw["auth"]
+    if auth not in AUTH_STYLES and not (auth.startswith("header:") and len(auth) > 7):
+        raise ValueError(f"{where}: auth {auth!r} is not a known style")
+    supports = frozenset(raw.get("supports", ()))
+    if supports - FEATURES:
+        raise ValueError(f"{where}: unknown feature(s) {sorted(supports - FEATURES)}")
+    url_params = dict(raw.get("url_params", {}))
+    missing = set(_TEMPLATE_VAR.findall(raw["base_url"])) - set(url_params)
+    if missing:
+        raise ValueError(f"{where}: base_url variable(s) {sorted(missing)} have no url_params entry")
+    if not raw["base_url"].startswith(("https://", "http://")):
+        raise ValueError(f"{where}: base_url must be an http(s) URL")
+    return Provider(
+        id=raw["id"],
+        name=raw["name"],
+        dialect=raw["dialect"],
+        base_url=raw["base_url"].rstrip("/"),
+        auth=auth,
+        site_url=raw["site_url"],
+        docs=raw["docs"],
+        color=raw.get("color", "bg-slate-500"),
+        priority=raw.get("priority", "slow"),
+        keyless=bool(raw.get("keyless", False)),
+        headers=MappingProxyType(dict(raw.get("headers", {}))),
+        env_headers=MappingProxyType(dict(raw.get("env_headers", {}))),
+        url_params=MappingProxyType(url_params),
+        supports=supports,
+        quirks=Quirks.parse(raw.get("quirks"), where),
+    )
+
+
+def parse_providers(text: str) -> dict[str, Provider]:
+    rows = tomllib.loads(text).get("provider", [])
+    table: dict[str, Provider] = {}
+    for raw in rows:
+        row = _parse_row(raw)
+        if row.id in table:
+            raise ValueError(f"provider {row.id!r} appears twice")
+        table[row.id] = row
+    return table
+
+
+@cache
+def load_providers() -> Mapping[str, Provider]:
+    """The bundled table, parsed and validated once per process."""
+    text = resources.files("shared.providers").joinpath("providers.toml").read_text("utf-8")
+    return MappingProxyType(parse_providers(text))
+
+
+def _auth_headers(style: str, key: str) -> dict[str, str]:
+    if style == "bearer" or style == "google-oauth":
+        return {"authorization": f"Bearer {key}"}
+    if style == "x-api-key":
+        return {"x-api-key": key}
+    if style == "x-goog-api-key":
+        return {"x-goog-api-key": key}
+    if style.startswith("header:"):
+        return {style[7:]: key}
+    return {}
+
+
+def bind(provider: Provider, settings: Settings) -> ProviderEndpoint:
+    key = settings.provider_value(provider.id, "API_KEY")
+    override = settings.provider_value(provider.id, "BASE_URL")
+    reason = ""
+    base_url = provider.base_url
+    if override:
+        base_url = override.rstrip("/")
+    else:
+        for var, spec in provider.url_params.items():
+            env_var, _, default = spec.partition("=")
+            filled = settings.env.get(env_var) or default
+            if not filled:
+                reason = f"{env_var} is not set"
+                break
+            base_url = base_url.replace("{" + var + "}", filled)
+    if not reason and provider.dialect == "bedrock":
+        reason = "the bedrock dialect is not available yet"
+    # A provider is usable with credentials, when it needs none, or when the operator pointed it at
+    # a self-hosted server by base URL (vLLM, Ollama and llama.cpp usually take no key).
+    if not reason and not (key or provider.keyless or override):
+        reason = f"{provider.env_key} is not set"
+    headers = dict(provider.headers)
+    if key:
+        headers.update(_auth_headers(provider.auth, key))
+    for header, env_var in provider.env_headers.items():
+        header_value = settings.env.get(env_var)
+        if header_value:
+            headers[header] = header_value
+    return ProviderEndpoint(
+        provider=provider,
+        base_url=base_url,
+        headers=MappingProxyType(headers),
+        api_key=key,
+        configured=not reason,
+        reason=reason,
+    )
+
+
+def resolve_providers(settings: Settings) -> dict[str, ProviderEndpoint]:
+    return {pid: bind(p, settings) for pid, p in load_providers().items()}

@@ -1,0 +1,15 @@
+"""The local server: every function's routes in one ASGI app (`gatewayz serve`)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.app import create_app
+from shared.config import Settings
+
+
+def create_server_app(settings: Settings | None = None) -> FastAPI:
+    # Imported here so that importing shared/ never imports the function modules.
+    from functions import catalog, chat, health
+
+    return create_app([health.router, catalog.router, chat.router], settings=settings, title="Gatewayz")

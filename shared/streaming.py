@@ -1,0 +1,265 @@
+"""Streamed chat (SPEC §2.1): SSE chunks forwarded as they arrive.
+
+An attempt counts as served only once the upstream produced its first chunk: until then any
+failure fails over like a non-streamed call. After the first byte has gone to the caller a failure
+becomes an SSE `error` frame followed by `[DONE]`. The upstream connection is closed when the
+caller goes away, and usage is always captured (asked of the upstream, or estimated) so that the
+stream can be billed for what was generated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from shared.chat_request import ChatParams
+from shared.dialects.base import ChatTranslator, UpstreamError, Usage
+from shared.failover import (
+    Candidate,
+    RequestContext,
+    Shape,
+    estimate_usage,
+    failover,
+    fan_out_count,
+    gateway_headers,
+    prepare,
+    price,
+    usage_with_cost,
+)
+from shared.runtime import Runtime
+from shared.sse import DONE, SSEParser, frame
+from shared.upstream import read_body, read_chunk
+
+
+class UpstreamStream:
+    """One open upstream stream, read event by event through its translator."""
+
+    def __init__(self, translator: ChatTranslator, resp: aiohttp.ClientResponse, idle: float) -> None:
+        self.tr = translator
+        self.resp = resp
+        self.idle = idle
+        self.parser = SSEParser()
+        self.ended = False
+        self.saw_finish = False
+        self.pending: list[dict[str, Any]] = []
+        self._error: UpstreamError | None = None
+
+    async def next(self) -> list[dict[str, Any]]:
+        """The next chunks (possibly none); raises an error only after the chunks before it."""
+        if self._error is not None:
+            raise self._error
+        raw = await read_chunk(self.resp, self.idle)
+        events = self.parser.feed(raw) if raw else self.parser.close()
+        chunks: list[dict[str, Any]] = []
+        try:
+            for event, data in events:
+                chunks.extend(self.tr.stream_event(event, data))
+            if not raw:
+                chunks.extend(self.tr.stream_end())
+        except UpstreamError as exc:
+            self._error = exc
+        if not raw:
+            self.ended = True
+            if self._error is None and not (self.tr.stream_done or self.saw_finish or _finishes(chunks)):
+                self._error = UpstreamError(
+                    None, "the upstream closed the stream before its end", kind="stream"
+                )
+        if _finishes(chunks):
+            self.saw_finish = True
+        if not chunks and self._error is not None:
+            raise self._error
+        return chunks
+
+    async def first(self) -> None:
+        """Read until the first chunk (the moment the caller would see a byte)."""
+        while not self.pending:
+            if self.ended:
+                raise self._error or UpstreamError(
+                    502, "the upstream stream ended without content", kind="protocol"
+                )
+            self.pending = await self.next()
+
+    def close(self) -> None:
+        self.resp.close()  # drops the connection: a half-read stream must not go back to the pool
+
+
+def _finishes(chunks: list[dict[str, Any]]) -> bool:
+    return any(c.get("finish_reason") for chunk in chunks for c in chunk.get("choices") or ())
+
+
+async def _open(rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool) -> UpstreamStream:
+    prep = prepare(candidate, body, stream=True, fan_out=fan_out)
+    timeouts = rt.settings.timeouts
+    resp = await rt.http.post(prep.url, prep.headers, prep.body, first_byte=timeouts.first_byte)
+    if resp.status >= 300:
+        raise prep.translator.error(resp.status, resp.headers, await read_body(resp))
+    stream = UpstreamStream(prep.translator, resp, timeouts.stream_idle)
+    try:
+        async with asyncio.timeout(timeouts.first_byte):
+            await stream.first()
+    except TimeoutError:
+        stream.close()
+        raise UpstreamError(None, "no stream data before the timeout", kind="timeout") from None
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+async def _open_all(
+    rt: Runtime, candidate: Candidate, body: dict[str, Any], copies: int
+) -> list[UpstreamStream]:
+    if not copies:
+        return [await _open(rt, candidate, body, False)]
+    results = await asyncio.gather(
+        *(_open(rt, candidate, body, True) for _ in range(copies)), return_exceptions=True
+    )
+    failure = next((r for r in results if isinstance(r, BaseException)), None)
+    if failure is not None:
+        for r in results:
+            if isinstance(r, UpstreamStream):
+                r.close()
+        raise failure
+    return [r for r in results if isinstance(r, UpstreamStream)]
+
+
+async def _chunks(streams: list[UpstreamStream]) -> AsyncIterator[list[dict[str, Any]]]:
+    """The chunks of one stream, or of n fanned-out streams merged with their choices re-indexed."""
+    if len(streams) == 1:
+        s = streams[0]
+        pending, s.pending = s.pending, []
+        yield pending
+        while not s.ended:
+            yield await s.next()
+        return
+    queue: asyncio.Queue[tuple[int, list[dict[str, Any]] | UpstreamError | None]] = asyncio.Queue()
+    stream_id = streams[0].tr.response_id
+
+    async def pump(index: int, s: UpstreamStream) -> None:
+        try:
+            pending, s.pending = s.pending, []
+            await queue.put((index, pending))
+            while not s.ended:
+                await queue.put((index, await s.next()))
+            await queue.put((index, None))
+        except UpstreamError as exc:
+            await queue.put((index, exc))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        live = len(streams)
+        while live:
+            index, item = await queue.get()
+            if item is None:
+                live -= 1
+            elif isinstance(item, UpstreamError):
+                raise item
+            else:
+                for chunk in item:
+                    chunk["id"] = stream_id
+                    for choice in chunk.get("choices") or ():
+                        choice["index"] = index
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _output_chars(chunk: dict[str, Any]) -> int:
+    total = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        for key in ("content", "reasoning_content"):
+            if isinstance(delta.get(key), str):
+                total += len(delta[key])
+        for call in delta.get("tool_calls") or ():
+            args = (call.get("function") or {}).get("arguments")
+            if isinstance(args, str):
+                total += len(args)
+    return total
+
+
+class SSEResponse(StreamingResponse):
+    """A StreamingResponse that always closes its iterator, so the upstream is released even when
+    the caller disconnects while the body is suspended between two chunks."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def stream_chat(
+    rt: Runtime,
+    body: dict[str, Any],
+    params: ChatParams,
+    plan: list[Candidate],
+    ctx: RequestContext,
+    shape: Shape,
+) -> StreamingResponse:
+    async def attempt(candidate: Candidate) -> list[UpstreamStream]:
+        return await _open_all(rt, candidate, body, fan_out_count(candidate, params))
+
+    candidate, streams = await failover(rt, plan, ctx, attempt)
+    headers = gateway_headers(candidate, ctx, streams[0].tr.dropped + streams[0].tr.adjusted)
+    headers["cache-control"] = "no-cache"
+    headers["x-accel-buffering"] = "no"  # proxies (nginx, Vercel) must not buffer the stream
+
+    async def events() -> AsyncIterator[bytes]:
+        output_chars = 0
+        last: dict[str, Any] | None = None
+        try:
+            async for chunks in _chunks(streams):
+                for chunk in chunks:
+                    output_chars += _output_chars(chunk)
+                    last = chunk
+                    yield frame(shape.chunk(chunk))
+        except UpstreamError as exc:
+            err = {
+                "message": f"{candidate.provider_id}: {exc.message}",
+                "type": "upstream_error",
+                "param": None,
+                "code": exc.status or exc.kind,
+            }
+            yield frame({"error": err, **({"request_id": ctx.request_id} if ctx.request_id else {})})
+            yield DONE
+            return
+        finally:
+            for s in streams:
+                s.close()
+        usage = _stream_usage(streams, body, output_chars)
+        cost = price(rt, candidate, usage)
+        if params.include_usage:
+            base = last or {}
+            yield frame(
+                shape.chunk(
+                    {
+                        "id": base.get("id", ""),
+                        "object": "chat.completion.chunk",
+                        "created": base.get("created", 0),
+                        "model": candidate.model_id,
+                        "choices": [],
+                        "usage": usage_with_cost(usage, cost),
+                    }
+                )
+            )
+        yield DONE
+
+    return SSEResponse(events(), headers=headers, media_type="text/event-stream")
+
+
+def _stream_usage(streams: list[UpstreamStream], body: dict[str, Any], output_chars: int) -> Usage:
+    total = Usage()
+    for s in streams:
+        if s.tr.usage is None:
+            return estimate_usage(body, output_chars)
+        total.add(s.tr.usage)
+    return total
