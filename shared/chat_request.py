@@ -113,9 +113,7 @@ def _check_messages(messages: Any, needs: set[str]) -> None:
 
 
 def _check_tools(body: dict[str, Any], needs: set[str]) -> None:
-    tools = body.get("tools")
-    if tools is None:
-        return
+    tools = body.get("tools") or []
     if not isinstance(tools, list):
         raise InvalidRequest("'tools' must be an array", param="tools")
     for i, tool in enumerate(tools):

@@ -111,6 +111,12 @@ def prepare(candidate: Candidate, body: dict[str, Any], stream: bool, fan_out: b
     if "reasoning_effort" in out and "reasoning" not in offer.capabilities:
         del out["reasoning_effort"]
         tr.drop("reasoning_effort")
+    if "developer_role" not in supports and any(m.get("role") == "developer" for m in out["messages"]):
+        # Most OpenAI-compatible servers reject the `developer` role; `system` is its meaning there.
+        out["messages"] = [
+            {**m, "role": "system"} if m.get("role") == "developer" else m for m in out["messages"]
+        ]
+        tr.adjusted.append("developer_role")
     if fan_out:
         out.pop("n", None)
     offer.quirks.apply(out, tr.dropped, tr.adjusted)
@@ -211,7 +217,7 @@ class Answer:
 
     body: dict[str, Any]
     usage: Usage
-    dropped: list[str]
+    translator: ChatTranslator
 
 
 async def _call_once(rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool) -> Answer:
@@ -228,7 +234,7 @@ async def _call_once(rt: Runtime, candidate: Candidate, body: dict[str, Any], fa
     if not isinstance(data, dict):
         raise UpstreamError(502, "the upstream answered with an unexpected body", kind="protocol")
     out = tr.response(data)
-    return Answer(out, tr.usage or Usage(), tr.dropped + tr.adjusted)
+    return Answer(out, tr.usage or Usage(), tr)
 
 
 def merge_answers(answers: list[Answer]) -> Answer:
@@ -241,7 +247,7 @@ def merge_answers(answers: list[Answer]) -> Answer:
         for choice in answer.body.get("choices") or ():
             choices.append({**choice, "index": i})
     body = {**first.body, "choices": choices, "usage": usage.openai()}
-    return Answer(body, usage, first.dropped)
+    return Answer(body, usage, first.translator)
 
 
 def fan_out_count(candidate: Candidate, params: ChatParams) -> int:
@@ -266,15 +272,17 @@ async def complete(
     return await failover(rt, plan, ctx, attempt)
 
 
-def gateway_headers(candidate: Candidate, ctx: RequestContext, dropped: list[str]) -> dict[str, str]:
+def gateway_headers(candidate: Candidate, ctx: RequestContext, tr: ChatTranslator) -> dict[str, str]:
     headers = {
         "x-gatewayz-provider": candidate.provider_id,
         "x-gatewayz-model": candidate.model_id,
         "x-gatewayz-attempts": ctx.attempts_header(),
         "x-gatewayz-overhead-ms": ctx.overhead_ms(),
     }
-    if dropped:
-        headers["x-gatewayz-dropped-params"] = ", ".join(dict.fromkeys(dropped))
+    if tr.dropped:
+        headers["x-gatewayz-dropped-params"] = ", ".join(dict.fromkeys(tr.dropped))
+    if tr.adjusted:
+        headers["x-gatewayz-adjusted-params"] = ", ".join(dict.fromkeys(tr.adjusted))
     return headers
 
 

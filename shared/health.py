@@ -30,6 +30,9 @@ class HealthBook:
         self.cooldown = cooldown
         self._stats: dict[tuple[str, str], _Stats] = {}
 
+    def reset(self) -> None:
+        self._stats.clear()
+
     def _get(self, provider: str, model: str) -> _Stats:
         key = (provider, model)
         stats = self._stats.get(key)

@@ -32,6 +32,6 @@ async def run_chat(rt: Runtime, body: Any, ctx: RequestContext, shape: Shape = C
     merged = dict(out.get("usage") or {})
     merged.update(usage_with_cost(answer.usage, cost))
     out["usage"] = merged
-    headers = gateway_headers(candidate, ctx, answer.dropped)
+    headers = gateway_headers(candidate, ctx, answer.translator)
     headers["x-gatewayz-cost"] = money(cost)
     return Response(orjson.dumps(shape.response(out)), headers=headers, media_type="application/json")

@@ -209,7 +209,7 @@ async def stream_chat(
         return await _open_all(rt, candidate, body, fan_out_count(candidate, params))
 
     candidate, streams = await failover(rt, plan, ctx, attempt)
-    headers = gateway_headers(candidate, ctx, streams[0].tr.dropped + streams[0].tr.adjusted)
+    headers = gateway_headers(candidate, ctx, streams[0].tr)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"  # proxies (nginx, Vercel) must not buffer the stream
 
