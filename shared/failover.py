@@ -117,6 +117,8 @@ def prepare(candidate: Candidate, body: dict[str, Any], stream: bool, fan_out: b
             {**m, "role": "system"} if m.get("role") == "developer" else m for m in out["messages"]
         ]
         tr.adjusted.append("developer_role")
+    if provider.dialect != "openai":
+        out.pop("stream_options", None)  # consumed here: usage is always captured, then shown on request
     if fan_out:
         out.pop("n", None)
     offer.quirks.apply(out, tr.dropped, tr.adjusted)

@@ -29,7 +29,11 @@ TOOLS = [
         "function": {
             "name": "get_weather",
             "description": "Current weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
     }
 ]
@@ -89,9 +93,17 @@ def test_plain(pid: str, client: Any, fakes: dict[str, FakeServer]) -> None:
 def test_usage_and_cost(pid: str, client: Any, fakes: dict[str, FakeServer]) -> None:
     model, native, offer = target(pid)
     dialect = dialect_of(pid)
-    reply = Reply(input=1000, cached=400, cache_write=100 if dialect == "anthropic" else 0, output=50, reasoning_tokens=0)
+    reply = Reply(
+        input=1000,
+        cached=400,
+        cache_write=100 if dialect == "anthropic" else 0,
+        output=50,
+        reasoning_tokens=0,
+    )
     fakes[dialect].script(native, reply)
-    raw = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "hi"}]
+    )
     usage = raw.parse().usage
     assert usage.prompt_tokens == reply.input + reply.cached + reply.cache_write
     assert usage.prompt_tokens_details.cached_tokens == reply.cached
@@ -101,7 +113,12 @@ def test_usage_and_cost(pid: str, client: Any, fakes: dict[str, FakeServer]) -> 
         p = offer.pricing
         cache_read = p.cache_read if p.cache_read is not None else p.prompt
         cache_write = p.cache_write if p.cache_write is not None else p.prompt
-        per_million = reply.input * p.prompt + reply.cached * cache_read + reply.cache_write * cache_write + reply.output * p.completion
+        per_million = (
+            reply.input * p.prompt
+            + reply.cached * cache_read
+            + reply.cache_write * cache_write
+            + reply.output * p.completion
+        )
         expected = ((per_million / Decimal(1_000_000) + p.request) * MARKUP).quantize(Decimal("1e-12"))
         assert Decimal(raw.headers["x-gatewayz-cost"]) == expected
         assert Decimal(str(json.loads(raw.http_response.content)["usage"]["cost"])) == expected
@@ -121,7 +138,9 @@ def test_stream(pid: str, client: Any, fakes: dict[str, FakeServer]) -> None:
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "streaming works fine"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
     assert chunks[-1].usage.prompt_tokens == 9
 
@@ -137,10 +156,16 @@ def _tools_sent(dialect: str, body: dict[str, Any]) -> list[str]:
 def _tool_result_sent(dialect: str, body: dict[str, Any], call_id: str) -> bool:
     if dialect == "gemini":
         parts = body["contents"][-1]["parts"]
-        return body["contents"][-1]["role"] == "user" and parts[0]["functionResponse"]["name"] == "get_weather"
+        return (
+            body["contents"][-1]["role"] == "user" and parts[0]["functionResponse"]["name"] == "get_weather"
+        )
     if dialect == "anthropic":
         block = body["messages"][-1]["content"][0]
-        return body["messages"][-1]["role"] == "user" and block["type"] == "tool_result" and block["tool_use_id"] == call_id
+        return (
+            body["messages"][-1]["role"] == "user"
+            and block["type"] == "tool_result"
+            and block["tool_use_id"] == call_id
+        )
     return body["messages"][-1] == {"role": "tool", "tool_call_id": call_id, "content": "sunny"}
 
 
@@ -165,7 +190,11 @@ def test_tools(pid: str, client: Any, fakes: dict[str, FakeServer]) -> None:
     second = client.chat.completions.create(
         model=model,
         tools=TOOLS,
-        messages=[*ask, first.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "sunny"}],
+        messages=[
+            *ask,
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        ],
     )
     assert second.choices[0].message.content == "It is sunny."
     assert _tool_result_sent(dialect, last_body(fake), call.id)
@@ -213,7 +242,9 @@ def test_error_mapping(pid: str, client: Any, fakes: dict[str, FakeServer]) -> N
 
 
 def test_bedrock_row_is_declared_unavailable(client: Any) -> None:
-    offers = [o for model_offers in CATALOG.offers.values() for o in model_offers if o.provider_id == "aws-bedrock"]
+    offers = [
+        o for model_offers in CATALOG.offers.values() for o in model_offers if o.provider_id == "aws-bedrock"
+    ]
     assert offers, "the bedrock row should carry catalog offers"
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(

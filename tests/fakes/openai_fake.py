@@ -109,7 +109,9 @@ PROFILES: dict[str, VendorProfile] = {
     ),
     # https://docs.mistral.ai/api/ — random_seed instead of seed, no logprobs/logit_bias
     "mistral": VendorProfile(
-        rejects=frozenset({"seed", "logit_bias", "logprobs", "top_logprobs", "service_tier", "stream_options"}),
+        rejects=frozenset(
+            {"seed", "logit_bias", "logprobs", "top_logprobs", "service_tier", "stream_options"}
+        ),
         extra_fields=frozenset({"random_seed", "safe_prompt"}),
         developer_role=False,
         stream_usage=False,
@@ -119,7 +121,9 @@ PROFILES: dict[str, VendorProfile] = {
 }
 
 
-def openai_error(status: int, message: str, *, param: str | None = None, retry_after: int | None = None) -> web.Response:
+def openai_error(
+    status: int, message: str, *, param: str | None = None, retry_after: int | None = None
+) -> web.Response:
     etype, code = {
         400: ("invalid_request_error", None),
         401: ("invalid_request_error", "invalid_api_key"),
@@ -180,7 +184,9 @@ class OpenAIFake(FakeServer):
         if profile.max_n is not None and n > profile.max_n:
             return openai_error(400, "'n' : number must be at most 1", param="n")
         if "stream_options" in body and not body.get("stream"):
-            return openai_error(400, "stream_options is only allowed when stream is true", param="stream_options")
+            return openai_error(
+                400, "stream_options is only allowed when stream is true", param="stream_options"
+            )
         return body, rec, profile
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -194,9 +200,13 @@ class OpenAIFake(FakeServer):
         for i, m in enumerate(messages):
             role = m.get("role") if isinstance(m, dict) else None
             if role not in ROLES or (role == "developer" and not profile.developer_role):
-                return openai_error(400, f"Invalid value for messages[{i}].role: {role!r}", param=f"messages[{i}].role")
+                return openai_error(
+                    400, f"Invalid value for messages[{i}].role: {role!r}", param=f"messages[{i}].role"
+                )
             if role == "tool" and not m.get("tool_call_id"):
-                return openai_error(400, "tool messages need tool_call_id", param=f"messages[{i}].tool_call_id")
+                return openai_error(
+                    400, "tool messages need tool_call_id", param=f"messages[{i}].tool_call_id"
+                )
         reply = self.next_reply(body["model"])
         if reply.delay:
             await asyncio.sleep(reply.delay)
@@ -206,10 +216,14 @@ class OpenAIFake(FakeServer):
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = self.chat_stream_events(body, reply, n, include_usage or not profile.stream_usage)
-            error = b'data: {"error":{"message":"fake mid-stream failure","type":"server_error","code":502}}\n\n'
+            error = (
+                b'data: {"error":{"message":"fake mid-stream failure","type":"server_error","code":502}}\n\n'
+            )
             return await write_sse(request, rec, self, events, reply, error)
         rec.completed = True
-        return web.json_response(self.chat_completion(body, reply, n), dumps=lambda o: orjson.dumps(o).decode())
+        return web.json_response(
+            self.chat_completion(body, reply, n), dumps=lambda o: orjson.dumps(o).decode()
+        )
 
     @staticmethod
     def usage(reply: Reply) -> dict[str, Any]:
@@ -241,10 +255,22 @@ class OpenAIFake(FakeServer):
                 message["content"] = reply.text if n == 1 else f"{reply.text} [{i}]"
             if reply.reasoning:
                 message["reasoning_content"] = reply.reasoning
-            choice: dict[str, Any] = {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+            choice: dict[str, Any] = {
+                "index": i,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish,
+            }
             if body.get("logprobs"):
                 choice["logprobs"] = {
-                    "content": [{"token": "Hello", "logprob": -0.01, "bytes": [72, 101, 108, 108, 111], "top_logprobs": []}],
+                    "content": [
+                        {
+                            "token": "Hello",
+                            "logprob": -0.01,
+                            "bytes": [72, 101, 108, 108, 111],
+                            "top_logprobs": [],
+                        }
+                    ],
                     "refusal": None,
                 }
             choices.append(choice)
@@ -261,30 +287,103 @@ class OpenAIFake(FakeServer):
             out["usage"] = self.usage(reply)
         return out
 
-    def chat_stream_events(self, body: dict[str, Any], reply: Reply, n: int, include_usage: bool) -> list[bytes]:
-        base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": body["model"], "system_fingerprint": "fp_fake"}
+    def chat_stream_events(
+        self, body: dict[str, Any], reply: Reply, n: int, include_usage: bool
+    ) -> list[bytes]:
+        base = {
+            "id": "chatcmpl-fake123",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": "fp_fake",
+        }
 
         def ev(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             return b"data: " + orjson.dumps({**base, "choices": choices, **extra}) + b"\n\n"
 
         events: list[bytes] = []
         for i in range(n):
-            events.append(ev([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]))
+            events.append(
+                ev(
+                    [
+                        {
+                            "index": i,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ]
+                )
+            )
             if reply.reasoning:
                 for piece in split_text(reply.reasoning, 2):
-                    events.append(ev([{"index": i, "delta": {"reasoning_content": piece}, "logprobs": None, "finish_reason": None}]))
+                    events.append(
+                        ev(
+                            [
+                                {
+                                    "index": i,
+                                    "delta": {"reasoning_content": piece},
+                                    "logprobs": None,
+                                    "finish_reason": None,
+                                }
+                            ]
+                        )
+                    )
             if reply.tool_calls:
                 for j, tc in enumerate(reply.tool_calls):
                     args = orjson.dumps(tc.arguments).decode()
-                    events.append(ev([{"index": i, "delta": {"tool_calls": [{"index": j, "id": tc.id or f"call_fake{i}{j}", "type": "function", "function": {"name": tc.name, "arguments": ""}}]}, "logprobs": None, "finish_reason": None}]))
+                    events.append(
+                        ev(
+                            [
+                                {
+                                    "index": i,
+                                    "delta": {
+                                        "tool_calls": [
+                                            {
+                                                "index": j,
+                                                "id": tc.id or f"call_fake{i}{j}",
+                                                "type": "function",
+                                                "function": {"name": tc.name, "arguments": ""},
+                                            }
+                                        ]
+                                    },
+                                    "logprobs": None,
+                                    "finish_reason": None,
+                                }
+                            ]
+                        )
+                    )
                     for piece in split_text(args, reply.chunks):
-                        events.append(ev([{"index": i, "delta": {"tool_calls": [{"index": j, "function": {"arguments": piece}}]}, "logprobs": None, "finish_reason": None}]))
+                        events.append(
+                            ev(
+                                [
+                                    {
+                                        "index": i,
+                                        "delta": {
+                                            "tool_calls": [{"index": j, "function": {"arguments": piece}}]
+                                        },
+                                        "logprobs": None,
+                                        "finish_reason": None,
+                                    }
+                                ]
+                            )
+                        )
                 finish = reply.finish_reason or "tool_calls"
             else:
                 text = reply.text if n == 1 else f"{reply.text} [{i}]"
                 for piece in split_text(text, reply.chunks):
-                    events.append(ev([{"index": i, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}]))
+                    events.append(
+                        ev(
+                            [
+                                {
+                                    "index": i,
+                                    "delta": {"content": piece},
+                                    "logprobs": None,
+                                    "finish_reason": None,
+                                }
+                            ]
+                        )
+                    )
                 finish = reply.finish_reason or "stop"
             events.append(ev([{"index": i, "delta": {}, "logprobs": None, "finish_reason": finish}]))
         if include_usage and not reply.omit_usage:
@@ -302,20 +401,49 @@ class OpenAIFake(FakeServer):
         reply = self.next_reply(body["model"])
         if reply.status != 200:
             return openai_error(reply.status, reply.error_message, retry_after=reply.retry_after)
-        base = {"id": "cmpl-fake123", "object": "text_completion", "created": int(time.time()), "model": body["model"]}
+        base = {
+            "id": "cmpl-fake123",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
         if body.get("stream"):
             events = [
-                b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}) + b"\n\n"
+                b"data: "
+                + orjson.dumps(
+                    {
+                        **base,
+                        "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}],
+                    }
+                )
+                + b"\n\n"
                 for piece in split_text(reply.text, reply.chunks)
             ]
-            events.append(b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}) + b"\n\n")
+            events.append(
+                b"data: "
+                + orjson.dumps(
+                    {**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}
+                )
+                + b"\n\n"
+            )
             if (body.get("stream_options") or {}).get("include_usage"):
-                events.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": self.usage(reply)}) + b"\n\n")
+                events.append(
+                    b"data: " + orjson.dumps({**base, "choices": [], "usage": self.usage(reply)}) + b"\n\n"
+                )
             events.append(b"data: [DONE]\n\n")
             return await write_sse(request, rec, self, events, reply)
         rec.completed = True
-        out = {**base, "choices": [{"index": 0, "text": reply.text, "logprobs": None, "finish_reason": "stop"}], "usage": self.usage(reply)}
+        out = {
+            **base,
+            "choices": [{"index": 0, "text": reply.text, "logprobs": None, "finish_reason": "stop"}],
+            "usage": self.usage(reply),
+        }
         return web.json_response(out, dumps=lambda o: orjson.dumps(o).decode())
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}],
+            }
+        )

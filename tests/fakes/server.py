@@ -113,7 +113,9 @@ class FakeServer:
 
     def bodies_for(self, model: str) -> list[Any]:
         with self._lock:
-            return [r.body for r in self.requests if isinstance(r.body, dict) and r.body.get("model") == model]
+            return [
+                r.body for r in self.requests if isinstance(r.body, dict) and r.body.get("model") == model
+            ]
 
     @property
     def url(self) -> str:

@@ -21,7 +21,10 @@ OK = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         ({"messages": [{"role": "user"}]}, "messages[0].content"),
         ({"messages": [{"role": "user", "content": [{"type": "video"}]}]}, "messages[0].content[0].type"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
-        ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"function": {}}]}]}, "messages[0].tool_calls[0]"),
+        (
+            {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"function": {}}]}]},
+            "messages[0].tool_calls[0]",
+        ),
         ({"temperature": 2.5}, "temperature"),
         ({"temperature": "hot"}, "temperature"),
         ({"top_p": -1}, "top_p"),
@@ -56,7 +59,13 @@ def test_needs_are_derived_from_the_request() -> None:
         {
             **OK,
             "messages": [
-                {"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "data:,"}}]}
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "x"},
+                        {"type": "image_url", "image_url": {"url": "data:,"}},
+                    ],
+                }
             ],
             "tools": [{"type": "function", "function": {"name": "f"}}],
             "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {}}},

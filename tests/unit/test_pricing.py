@@ -13,8 +13,16 @@ D = Decimal
 
 
 def test_cache_reads_writes_and_reasoning_each_at_their_rate() -> None:
-    pricing = Pricing(prompt=D("3"), completion=D("15"), cache_read=D("0.3"), cache_write=D("3.75"), reasoning=D("20"))
-    usage = Usage(input_tokens=1000, cache_read_tokens=2000, cache_write_tokens=500, output_tokens=300, reasoning_tokens=100)
+    pricing = Pricing(
+        prompt=D("3"), completion=D("15"), cache_read=D("0.3"), cache_write=D("3.75"), reasoning=D("20")
+    )
+    usage = Usage(
+        input_tokens=1000,
+        cache_read_tokens=2000,
+        cache_write_tokens=500,
+        output_tokens=300,
+        reasoning_tokens=100,
+    )
     # 1000×3 + 2000×0.3 + 500×3.75 + 200×15 + 100×20 = 3000 + 600 + 1875 + 3000 + 2000 = 10475 per million
     assert cost_of(usage, pricing, D("1")) == D("0.010475")
     assert cost_of(usage, pricing, D("1.25")) == D("0.01309375")

@@ -117,14 +117,24 @@ def test_unconfigured_rows_say_why() -> None:
     table = load_providers()
     empty = Settings.from_env({})
     assert bind(table["groq"], empty).reason == "GROQ_API_KEY is not set"
-    assert "CLOUDFLARE_WORKERS_AI_ACCOUNT_ID" in bind(table["cloudflare-workers-ai"], Settings.from_env({"CLOUDFLARE_WORKERS_AI_API_KEY": "k"})).reason
+    assert (
+        "CLOUDFLARE_WORKERS_AI_ACCOUNT_ID"
+        in bind(
+            table["cloudflare-workers-ai"], Settings.from_env({"CLOUDFLARE_WORKERS_AI_API_KEY": "k"})
+        ).reason
+    )
     assert "bedrock" in bind(table["aws-bedrock"], Settings.from_env({"AWS_BEDROCK_API_KEY": "k"})).reason
 
 
 def test_vendor_specific_auth_headers() -> None:
     table = load_providers()
     settings = Settings.from_env(
-        {"PORTKEY_API_KEY": "pk", "PORTKEY_VIRTUAL_KEY": "vk", "ANTHROPIC_API_KEY": "ak", "GOOGLE_API_KEY": "gk"}
+        {
+            "PORTKEY_API_KEY": "pk",
+            "PORTKEY_VIRTUAL_KEY": "vk",
+            "ANTHROPIC_API_KEY": "ak",
+            "GOOGLE_API_KEY": "gk",
+        }
     )
     portkey = bind(table["portkey"], settings)
     assert portkey.headers["x-portkey-api-key"] == "pk" and portkey.headers["x-portkey-virtual-key"] == "vk"
@@ -135,6 +145,8 @@ def test_vendor_specific_auth_headers() -> None:
 
 
 def test_a_base_url_alone_configures_a_self_hosted_upstream() -> None:
-    local = bind(load_providers()["local"], Settings.from_env({"LOCAL_BASE_URL": "http://127.0.0.1:11434/v1/"}))
+    local = bind(
+        load_providers()["local"], Settings.from_env({"LOCAL_BASE_URL": "http://127.0.0.1:11434/v1/"})
+    )
     assert local.configured and local.base_url == "http://127.0.0.1:11434/v1"
     assert "authorization" not in local.headers

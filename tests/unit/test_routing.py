@@ -15,7 +15,9 @@ from shared.providers import resolve_providers
 from shared.routing import Router, parse_preferences
 
 
-def _model(mid: str, offers: list[tuple[str, str, str, str]], caps: list[str] | None = None, **kw: Any) -> Model:
+def _model(
+    mid: str, offers: list[tuple[str, str, str, str]], caps: list[str] | None = None, **kw: Any
+) -> Model:
     return Model.model_validate(
         {
             "id": mid,
@@ -25,7 +27,8 @@ def _model(mid: str, offers: list[tuple[str, str, str, str]], caps: list[str] | 
             "context_length": 8192,
             "capabilities": caps or ["tools"],
             "offers": [
-                {"provider": p, "native_id": n, "pricing": {"prompt": pr, "completion": co}} for p, n, pr, co in offers
+                {"provider": p, "native_id": n, "pricing": {"prompt": pr, "completion": co}}
+                for p, n, pr, co in offers
             ],
             **kw,
         }
@@ -36,10 +39,18 @@ CATALOG = Catalog(
     [
         _model(
             "meta-llama/llama-x",
-            [("together", "llama-x-turbo", "0.9", "0.9"), ("groq", "llama-x", "0.5", "0.8"), ("deepinfra", "Llama-X", "0.2", "0.4")],
+            [
+                ("together", "llama-x-turbo", "0.9", "0.9"),
+                ("groq", "llama-x", "0.5", "0.8"),
+                ("deepinfra", "Llama-X", "0.2", "0.4"),
+            ],
             aliases=("llamax",),
         ),
-        _model("openai/gpt-x", [("openai", "gpt-x", "2.5", "10"), ("openrouter", "openai/gpt-x", "2.5", "10")], caps=["tools", "vision"]),
+        _model(
+            "openai/gpt-x",
+            [("openai", "gpt-x", "2.5", "10"), ("openrouter", "openai/gpt-x", "2.5", "10")],
+            caps=["tools", "vision"],
+        ),
         _model("acme/free-model", [("chutes", "free-model", "0", "0"), ("together", "free-model", "1", "1")]),
         _model("acme/no-tools", [("groq", "no-tools", "1", "1")], caps=[]),
     ],
@@ -95,7 +106,13 @@ def test_order_only_ignore_and_allow_fallbacks() -> None:
 
 
 def test_model_fallbacks_follow_the_primary() -> None:
-    assert plan({"model": "openai/gpt-x", "models": ["llamax"]}) == ["openai", "openrouter", "deepinfra", "groq", "together"]
+    assert plan({"model": "openai/gpt-x", "models": ["llamax"]}) == [
+        "openai",
+        "openrouter",
+        "deepinfra",
+        "groq",
+        "together",
+    ]
 
 
 def test_capabilities_and_max_price_filter_with_reasons() -> None:

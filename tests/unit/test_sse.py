@@ -14,7 +14,7 @@ def test_events_split_across_chunks() -> None:
 
 def test_named_events_comments_and_crlf() -> None:
     p = SSEParser()
-    raw = b": keep-alive\r\n\r\nevent: message_start\r\ndata: {\"x\":1}\r\n\r\nevent: ping\ndata: {}\n\n"
+    raw = b': keep-alive\r\n\r\nevent: message_start\r\ndata: {"x":1}\r\n\r\nevent: ping\ndata: {}\n\n'
     assert p.feed(raw) == [("message_start", b'{"x":1}'), ("ping", b"{}")]
 
 
