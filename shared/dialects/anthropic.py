@@ -494,11 +494,8 @@ class OpenAIToAnthropic(ChatTranslator):
     # --- stream -----------------------------------------------------------------------------------
     def stream_event(self, event: str | None, data: bytes) -> list[dict[str, Any]]:
         """https://platform.claude.com/docs/en/build-with-claude/streaming#event-types"""
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(None, "upstream sent a malformed stream event", kind="protocol") from None
-        if not isinstance(obj, dict):
+        obj = self.event_object(data)
+        if obj is None:
             return []
         kind = obj.get("type") or event
         if kind == "error":  # https://platform.claude.com/docs/en/build-with-claude/streaming#error-events

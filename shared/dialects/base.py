@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
+
 # Statuses on which the next offer is tried (SPEC §3): the provider's problem, not the caller's.
 FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 429})
 
@@ -178,6 +180,16 @@ class ChatTranslator:
         raise NotImplementedError
 
     # --- helpers for subclasses --------------------------------------------------------------------
+    @staticmethod
+    def event_object(data: bytes) -> dict[str, Any] | None:
+        """A stream event's JSON object (None for any other JSON value); malformed JSON is a
+        protocol error, which fails over before the first byte and ends the stream after it."""
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(None, "upstream sent a malformed stream event", kind="protocol") from None
+        return obj if isinstance(obj, dict) else None
+
     def chunk(
         self, delta: dict[str, Any], index: int = 0, finish_reason: str | None = None, **extra: Any
     ) -> dict[str, Any]:

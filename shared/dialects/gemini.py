@@ -465,11 +465,8 @@ class OpenAIToGemini(ChatTranslator):
 
     # --- stream ----------------------------------------------------------------------------------
     def stream_event(self, event: str | None, data: bytes) -> list[dict[str, Any]]:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(None, "upstream sent a malformed stream event", kind="protocol") from None
-        if not isinstance(obj, dict):
+        obj = self.event_object(data)
+        if obj is None:
             return []
         if "error" in obj:
             err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}

@@ -109,11 +109,8 @@ class OpenAIToOpenAI(ChatTranslator):
         if data == b"[DONE]":
             self._done = True
             return []
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(None, "upstream sent a malformed stream event", kind="protocol") from None
-        if not isinstance(obj, dict):
+        obj = self.event_object(data)
+        if obj is None:
             return []
         if "error" in obj:  # an error reported inside a 200 stream (OpenRouter, vLLM, ...)
             err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
