@@ -11,9 +11,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from shared.billing.pricing import money
 from shared.catalog import Model, Pricing, ResolvedOffer
 from shared.errors import InvalidRequest, ModelNotFound
-from shared.pricing import money
 from shared.runtime import Runtime
 
 _BASE_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n", "stream")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from shared.billing.pricing import cost_of, money
 from shared.catalog import ResolvedOffer
 from shared.chat_request import ChatParams
 from shared.dialects import translator_class
@@ -28,7 +29,6 @@ from shared.errors import (
     UpstreamTimeout,
     error_for_status,
 )
-from shared.pricing import cost_of, money
 from shared.routing import Candidate
 from shared.runtime import Runtime
 from shared.tokens import estimate_prompt

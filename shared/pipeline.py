@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from shared.billing.pricing import money
 from shared.chat_request import check_chat, upstream_body
 from shared.failover import CHAT, RequestContext, Shape, complete, gateway_headers, price, usage_with_cost
-from shared.pricing import money
 from shared.routing import parse_preferences
 from shared.runtime import Runtime
 from shared.streaming import stream_chat

@@ -1,0 +1,112 @@
+"""Build the Lambda artifact of a Gatewayz function into a directory (`sam build`, via the Makefile).
+
+Every function ships the same artifact, laid out at the root of /var/task:
+- the project's packages (`[tool.setuptools.packages.find] include` of pyproject.toml: shared/,
+  functions/, with their package data);
+- its runtime dependencies (`[project] dependencies`, never the dev extras), installed as wheels
+  for the Lambda platform, so the build works from any host without a container;
+- the start scripts of this folder (run.sh for the Lambda Web Adapter, with-secrets.sh, ...).
+
+    python3 infra/lambda/build.py OUT_DIR [--python 3.12] [--arch x86_64]
+
+The defaults must match template.yaml (Globals.Function.Runtime and Architectures);
+tests/test_deploy_config.py checks that they do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+LAMBDA_PYTHON = "3.12"  # template.yaml: Runtime python3.12 (Amazon Linux 2023, glibc 2.34)
+LAMBDA_ARCH = "x86_64"  # template.yaml: Architectures [x86_64]
+SCRIPTS = ("run.sh", "with-secrets.sh", "secrets.sh", "secrets_env.py")
+_MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def platforms(python: str, arch: str) -> list[str]:
+    """pip platform tags the Lambda runtime can load (pip does not expand manylinux_2_X itself)."""
+    machine = _MACHINE[arch]
+    tags = [f"manylinux2014_{machine}"]
+    if tuple(int(p) for p in python.split(".")) >= (3, 12):  # AL2023 runtimes: glibc 2.34
+        tags += [f"manylinux_2_28_{machine}", f"manylinux_2_34_{machine}"]
+    return tags
+
+
+def project() -> dict[str, object]:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return tomllib.load(f)
+
+
+def dependencies(pyproject: dict[str, object]) -> list[str]:
+    return list(pyproject["project"]["dependencies"])  # type: ignore[index]
+
+
+def packages(pyproject: dict[str, object]) -> list[str]:
+    """Top-level package directories named by `[tool.setuptools.packages.find] include`."""
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]  # type: ignore[index]
+    names = sorted({pattern.split(".")[0].rstrip("*") for pattern in include})
+    return [name for name in names if (ROOT / name / "__init__.py").is_file()]
+
+
+def build(out: Path, *, python: str = LAMBDA_PYTHON, arch: str = LAMBDA_ARCH) -> None:
+    pyproject = project()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in packages(pyproject):
+        shutil.copytree(
+            ROOT / name,
+            out / name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache"),
+            dirs_exist_ok=True,
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text("\n".join(dependencies(pyproject)) + "\n")
+        platform_args = [arg for tag in platforms(python, arch) for arg in ("--platform", tag)]
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+                "--target",
+                str(out),
+                "--upgrade",
+                "--implementation",
+                "cp",
+                "--python-version",
+                python,
+                "--only-binary=:all:",
+                *platform_args,
+                "--requirement",
+                str(requirements),
+            ],
+            check=True,
+        )
+    for script in SCRIPTS:
+        target = out / script
+        shutil.copy2(HERE / script, target)
+        target.chmod(0o755)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="the artifact directory ($ARTIFACTS_DIR under sam build)")
+    parser.add_argument("--python", default=LAMBDA_PYTHON, help="Lambda Python version (default %(default)s)")
+    parser.add_argument("--arch", default=LAMBDA_ARCH, choices=sorted(_MACHINE))
+    args = parser.parse_args(argv)
+    build(args.out, python=args.python, arch=args.arch)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""The credit ledger: grants, reserve → settle, release, the hold reaper (SPEC §4).
+
+Invariants, enforced in SQL so that they hold across processes and instances:
+- the balance equals the sum of the user's `credit_transactions` (every change is one row, written
+  in the same transaction as the balance);
+- available credit = balance - open, unexpired holds; a reserve succeeds only if it fits, under
+  the user's row lock, so concurrent requests can never overspend;
+- a request is charged at most once (a unique index on the usage row's request id), and a grant
+  with an idempotency key at most once;
+- the balance never goes below zero (a CHECK constraint, and settlement caps a cost that exceeded
+  its reservation at what is left).
+
+Every operation is a fixed list of statements run in one transaction (`Database.transaction`):
+later statements are made conditional on earlier ones in SQL, so nothing waits on a round trip.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from shared.billing import from_pico, to_pico
+from shared.store import Database, Row, Step, now_text
+
+HOLD_TTL = timedelta(minutes=15)  # longer than any request may run (GATEWAYZ_REQUEST_DEADLINE)
+
+LOCK_USER = "UPDATE users SET lock_seq = lock_seq + 1 WHERE id = :user_id"
+
+# The credit row of a balance change: written only if the change keeps the balance >= 0 and (with
+# an idempotency key) only once. The balance update below applies only if this row was written.
+INSERT_CREDIT = """
+INSERT INTO credit_transactions (id, user_id, amount_pico, type, balance_after_pico, payment_id,
+                                 idempotency_key, description, metadata, created_at)
+SELECT :tx_id, u.id, :amount, :type, u.balance_pico + :amount, :payment_id, :idempotency_key,
+       :description, :metadata, :now
+FROM users u WHERE u.id = :user_id AND u.balance_pico + :amount >= 0
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+APPLY_TX = """
+UPDATE users SET balance_pico = balance_pico + (SELECT amount_pico FROM credit_transactions WHERE id = :tx_id)
+WHERE id = :user_id AND EXISTS (SELECT 1 FROM credit_transactions WHERE id = :tx_id)
+"""
+AUDIT_IF_TX = """
+INSERT INTO audit_log (id, actor_type, actor_id, action, target_type, target_id, details, ip, created_at)
+SELECT :audit_id, :actor_type, :actor_id, :action, 'user', :user_id, :details, :ip, :now
+WHERE EXISTS (SELECT 1 FROM credit_transactions WHERE id = :tx_id)
+"""
+RESULT_TX = """
+SELECT u.balance_pico, (SELECT COUNT(*) FROM credit_transactions WHERE id = :tx_id) AS applied,
+       (SELECT id FROM credit_transactions WHERE idempotency_key = :idempotency_key) AS existing_tx
+FROM users u WHERE u.id = :user_id
+"""
+
+# Open holds that still count: unexpired ones (expired ones are swept by the reaper).
+_OPEN_HOLDS_USER = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE user_id = u.id AND status = 'open' AND expires_at > :now"
+_OPEN_HOLDS_KEY = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE key_id = :key_id AND status = 'open' AND expires_at > :now"
+
+
+def _spend(period: str) -> str:
+    return (
+        f"(SELECT COALESCE(SUM(amount_pico), 0) FROM key_spend WHERE key_id = :key_id AND period = :{period})"
+    )
+
+
+INSERT_HOLD = f"""
+INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, created_at)
+SELECT :hold_id, u.id, :key_id, :request_id, :amount, 'open', :expires_at, :now
+FROM users u
+WHERE u.id = :user_id AND u.status = 'active'
+  AND u.balance_pico - ({_OPEN_HOLDS_USER}) >= :amount
+  AND (CAST(:limit_day AS BIGINT) IS NULL OR {_spend("day")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_day)
+  AND (CAST(:limit_month AS BIGINT) IS NULL OR {_spend("month")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_month)
+  AND (CAST(:limit_total AS BIGINT) IS NULL OR {_spend("total")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_total)
+RETURNING id
+"""
+# Why a reserve failed (read only on that path).
+DIAGNOSE = f"""
+SELECT u.status, u.balance_pico, ({_OPEN_HOLDS_USER}) AS held,
+       {_spend("day")} AS spent_day, {_spend("month")} AS spent_month, {_spend("total")} AS spent_total,
+       ({_OPEN_HOLDS_KEY}) AS key_held
+FROM users u WHERE u.id = :user_id
+"""
+
+INSERT_USAGE = """
+INSERT INTO credit_transactions (id, user_id, amount_pico, type, balance_after_pico, request_id, key_id,
+                                 description, metadata, created_at)
+SELECT :tx_id, u.id, -(CASE WHEN u.balance_pico < :cost THEN u.balance_pico ELSE :cost END), 'usage',
+       u.balance_pico - (CASE WHEN u.balance_pico < :cost THEN u.balance_pico ELSE :cost END),
+       :request_id, :key_id, :description, :metadata, :now
+FROM users u WHERE u.id = :user_id AND :cost > 0
+ON CONFLICT (request_id) WHERE type = 'usage' DO NOTHING
+"""
+CLOSE_HOLD = """
+UPDATE credit_holds SET status = :hold_status, closed_at = :now
+WHERE request_id = :request_id AND status IN ('open', 'expired')
+"""
+ADD_SPEND = """
+INSERT INTO key_spend (key_id, period, amount_pico)
+SELECT :key_id, :period, -t.amount_pico FROM credit_transactions t WHERE t.id = :tx_id
+ON CONFLICT (key_id, period) DO UPDATE SET amount_pico = key_spend.amount_pico + excluded.amount_pico
+"""
+INSERT_RECORD = """
+INSERT INTO request_records (request_id, user_id, key_id, model, provider, endpoint, status, http_status,
+    input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, estimated,
+    cost_pico, byok, latency_ms, attempts, created_at)
+VALUES (:request_id, :user_id, :key_id, :model, :provider, :endpoint, :status, :http_status,
+    :input_tokens, :cache_read_tokens, :cache_write_tokens, :output_tokens, :reasoning_tokens, :estimated,
+    COALESCE((SELECT -amount_pico FROM credit_transactions WHERE request_id = :request_id AND type = 'usage'), 0),
+    :byok, :latency_ms, :attempts, :now)
+ON CONFLICT (request_id) DO NOTHING
+"""
+TOUCH_KEY = "UPDATE api_keys SET last_used_at = :now WHERE id = :key_id"
+REAP = """
+UPDATE credit_holds SET status = 'expired', closed_at = :now
+WHERE status = 'open' AND expires_at <= :now
+RETURNING id
+"""
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{os.urandom(12).hex()}"
+
+
+def periods(moment: datetime) -> dict[str, str]:
+    """The spend-limit periods a charge at `moment` counts toward (UTC calendar day and month)."""
+    return {"day": f"d:{moment:%Y-%m-%d}", "month": f"m:{moment:%Y-%m}", "total": "total"}
+
+
+@dataclass(frozen=True, slots=True)
+class GrantResult:
+    applied: bool  # False: an idempotent replay, or it would have made the balance negative
+    balance: Decimal
+    transaction_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLimits:
+    day: Decimal | None = None
+    month: Decimal | None = None
+    total: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRefusal:
+    reason: str  # insufficient_credits | spend_limit_day | spend_limit_month | spend_limit_total | inactive | no_user
+    available: Decimal
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What a request did, for `request_records` (and the usage route)."""
+
+    request_id: str
+    user_id: str
+    key_id: str | None
+    model: str
+    endpoint: str
+    provider: str | None = None
+    status: str = "ok"
+    http_status: int = 200
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    byok: bool = False
+    latency_ms: int = 0
+    attempts: list[str] = field(default_factory=list)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "user_id": self.user_id,
+            "key_id": self.key_id,
+            "model": self.model,
+            "provider": self.provider,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "http_status": self.http_status,
+            "input_tokens": self.input_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "output_tokens": self.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "estimated": self.estimated,
+            "byok": self.byok,
+            "latency_ms": self.latency_ms,
+            "attempts": orjson.dumps(self.attempts).decode(),
+        }
+
+
+def _opt_pico(amount: Decimal | None) -> int | None:
+    return None if amount is None else to_pico(amount)
+
+
+class Ledger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def change_balance(
+        self,
+        user_id: str,
+        amount: Decimal,
+        *,
+        type: str,
+        description: str,
+        actor_type: str,
+        actor_id: str | None = None,
+        idempotency_key: str | None = None,
+        payment_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        ip: str | None = None,
+    ) -> GrantResult:
+        """Grant (positive) or claw back (negative) credits, with its ledger row and audit entry."""
+        tx_id = new_id("txn")
+        params = {
+            "tx_id": tx_id,
+            "user_id": user_id,
+            "amount": to_pico(amount),
+            "type": type,
+            "payment_id": payment_id,
+            "idempotency_key": idempotency_key,
+            "description": description,
+            "metadata": orjson.dumps(metadata).decode() if metadata else None,
+            "now": now_text(),
+            "audit_id": new_id("aud"),
+            "actor_type": actor_type,
+            "actor_id": actor_id,
+            "action": f"credits.{type}",
+            "details": orjson.dumps(
+                {"amount": str(amount), "description": description, "type": type}
+            ).decode(),
+            "ip": ip,
+        }
+        steps: list[Step] = [
+            (LOCK_USER, params),
+            (INSERT_CREDIT, params),
+            (APPLY_TX, params),
+            (AUDIT_IF_TX, params),
+            (RESULT_TX, params),
+        ]
+        rows = (await self.db.transaction(steps))[-1]
+        if not rows:
+            raise LookupError(user_id)
+        row = rows[0]
+        applied = bool(row["applied"])
+        return GrantResult(applied, from_pico(row["balance_pico"]), tx_id if applied else row["existing_tx"])
+
+    async def reserve(
+        self,
+        *,
+        user_id: str,
+        key_id: str | None,
+        request_id: str,
+        amount: Decimal,
+        limits: SpendLimits = SpendLimits(),
+    ) -> ReserveRefusal | None:
+        """Hold `amount` for a request; None when held, else why not (one round trip, two if refused)."""
+        moment = datetime.now(UTC)
+        params = {
+            "hold_id": new_id("hold"),
+            "user_id": user_id,
+            "key_id": key_id,
+            "request_id": request_id,
+            "amount": to_pico(amount),
+            "expires_at": now_text(moment + HOLD_TTL),
+            "now": now_text(moment),
+            "limit_day": _opt_pico(limits.day),
+            "limit_month": _opt_pico(limits.month),
+            "limit_total": _opt_pico(limits.total),
+            **periods(moment),
+        }
+        rows = (await self.db.transaction([(LOCK_USER, params), (INSERT_HOLD, params)]))[1]
+        if rows:
+            return None
+        return await self._diagnose(params)
+
+    async def _diagnose(self, params: dict[str, Any]) -> ReserveRefusal:
+        row = await self.db.fetch_one(DIAGNOSE, params)
+        if row is None:
+            return ReserveRefusal("no_user", Decimal(0))
+        available = from_pico(row["balance_pico"] - row["held"])
+        if row["status"] != "active":
+            return ReserveRefusal("inactive", available)
+        amount = params["amount"]
+        if row["balance_pico"] - row["held"] < amount:
+            return ReserveRefusal("insufficient_credits", available)
+        for period in ("day", "month", "total"):
+            limit = params[f"limit_{period}"]
+            if limit is not None and row[f"spent_{period}"] + row["key_held"] + amount > limit:
+                return ReserveRefusal(f"spend_limit_{period}", available)
+        return ReserveRefusal("insufficient_credits", available)  # a concurrent change; refuse safely
+
+    def settle_steps(
+        self, record: RequestRecord, cost: Decimal, *, hold_status: str = "settled"
+    ) -> list[Step]:
+        """Charge `cost` once for the request, close its hold, count key spend, write its record."""
+        moment = datetime.now(UTC)
+        params = {
+            "tx_id": new_id("txn"),
+            "cost": to_pico(cost),
+            "hold_status": hold_status,
+            "description": f"{record.model} via {record.provider}" if record.provider else record.model,
+            "metadata": orjson.dumps(
+                {"estimated": record.estimated, "byok": record.byok, "endpoint": record.endpoint}
+            ).decode(),
+            "now": now_text(moment),
+            **record.params(),
+        }
+        steps: list[Step] = [
+            (LOCK_USER, params),
+            (INSERT_USAGE, params),
+            (APPLY_TX, params),
+            (CLOSE_HOLD, params),
+        ]
+        if record.key_id is not None:
+            steps.extend((ADD_SPEND, {**params, "period": p}) for p in periods(moment).values())
+        steps.append((INSERT_RECORD, params))
+        if record.key_id is not None:
+            steps.append((TOUCH_KEY, params))
+        return steps
+
+    async def settle(self, record: RequestRecord, cost: Decimal) -> None:
+        """Exactly once per request id: a replay changes nothing (one round trip)."""
+        await self.db.transaction(self.settle_steps(record, cost))
+
+    async def release(self, record: RequestRecord) -> None:
+        """A request that produced nothing billable: close its hold, record it, charge nothing."""
+        await self.db.transaction(self.settle_steps(record, Decimal(0), hold_status="released"))
+
+    async def reap(self) -> int:
+        """Expire holds whose request never settled (a crashed instance). Balances are untouched."""
+        rows = await self.db.fetch(REAP, {"now": now_text()})
+        return len(rows)
+
+    async def balance(self, user_id: str) -> tuple[Decimal, Decimal]:
+        """(balance, held) for a user."""
+        row = await self.db.fetch_one(
+            f"SELECT u.balance_pico, ({_OPEN_HOLDS_USER}) AS held FROM users u WHERE u.id = :user_id",
+            {"user_id": user_id, "now": now_text()},
+        )
+        if row is None:
+            raise LookupError(user_id)
+        return from_pico(row["balance_pico"]), from_pico(row["held"])
+
+    async def transactions(self, user_id: str, *, limit: int, cursor: str | None) -> tuple[list[Row], bool]:
+        """Ledger rows, newest first; `cursor` is the last id of the previous page."""
+        params: dict[str, Any] = {"user_id": user_id, "limit": limit + 1, "cursor": cursor}
+        where = "user_id = :user_id"
+        if cursor:
+            where += (
+                " AND (created_at, id) < (SELECT created_at, id FROM credit_transactions WHERE id = :cursor)"
+            )
+        rows = await self.db.fetch(
+            f"SELECT * FROM credit_transactions WHERE {where} ORDER BY created_at DESC, id DESC LIMIT :limit",
+            params,
+        )
+        return rows[:limit], len(rows) > limit

@@ -1,0 +1,66 @@
+"""The system of record: one portable SQL schema on SQLite (embedded default) or PostgreSQL.
+
+Queries are written once, with `:name` parameters, and run on either backend (the PostgreSQL
+backend rewrites the placeholders for psycopg). A money operation is a list of statements run in
+one transaction without looking at intermediate results (`Database.transaction`): on PostgreSQL
+the statements are pipelined, so the whole transaction costs one network round trip; on SQLite it
+is one hop to the database thread.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+Row = dict[str, Any]
+Params = Mapping[str, Any]
+Step = tuple[str, Params]
+
+
+class Database(ABC):
+    dialect: str
+
+    @abstractmethod
+    async def transaction(self, steps: Sequence[Step]) -> list[list[Row]]:
+        """Run the statements in one transaction; the rows each returned (empty for none)."""
+
+    async def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
+        return (await self.transaction([(sql, params or {})]))[0]
+
+    async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+    @abstractmethod
+    async def execute_script(self, script: str) -> None:
+        """Run DDL (a migration) in one transaction."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+def now_text(moment: datetime | None = None) -> str:
+    """Times are stored as fixed-width ISO-8601 UTC text, so they compare correctly as text."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalise(row: Mapping[str, Any]) -> Row:
+    """One row shape whatever the driver: datetimes become the stored text form."""
+    return {k: now_text(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def open_database(url: str) -> Database:
+    if url.startswith("sqlite:"):
+        from shared.store.sqlite import SQLiteDatabase
+
+        return SQLiteDatabase.from_url(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from shared.store.postgres import PostgresDatabase
+
+        return PostgresDatabase(url)
+    raise ValueError(
+        f"GATEWAYZ_DATABASE_URL must start with sqlite:// or postgresql://, got {url.split(':')[0]!r}"
+    )
