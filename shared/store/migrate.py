@@ -30,18 +30,23 @@ def for_dialect(script: str, dialect: str) -> str:
     return "\n".join(out)
 
 
-async def migrate(db: Database, directory: Path = MIGRATIONS) -> list[str]:
+def read_migrations(directory: Path = MIGRATIONS) -> list[tuple[str, str]]:
+    """(version, SQL) of every migration file, in order (read before any await: a CLI step)."""
+    return [(path.stem, path.read_text("utf-8")) for path in sorted(directory.glob("*.sql"))]
+
+
+async def migrate(db: Database, migrations: list[tuple[str, str]] | None = None) -> list[str]:
     """Apply pending migrations; return the versions applied now."""
+    migrations = read_migrations() if migrations is None else migrations
     await db.execute_script(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL);"
     )
     done = {r["version"] for r in await db.fetch("SELECT version FROM schema_migrations")}
     applied = []
-    for path in sorted(directory.glob("*.sql")):
-        version = path.stem
+    for version, text in migrations:
         if version in done:
             continue
-        script = for_dialect(path.read_text("utf-8"), db.dialect)
+        script = for_dialect(text, db.dialect)
         await db.execute_script(script)
         await db.fetch(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (:v, :t)",
