@@ -1,27 +1,47 @@
-"""Authentication of inference and read routes, behind one FastAPI dependency.
+"""Authentication and key restrictions, behind one FastAPI dependency per scope (SPEC §5).
 
-For now the only credential is the bootstrap admin token `GATEWAYZ_ADMIN_KEY`; the accounts
-work replaces the body of `authenticate` with real keys without touching any route.
 Keys arrive as `Authorization: Bearer <key>` (the OpenAI SDK) or `x-api-key` (the Anthropic SDK).
+A user key must be live (not revoked, not past a rotation's grace period, not expired), enabled,
+belong to an active user, carry the route's scope, and pass its IP and origin restrictions. The
+bootstrap `GATEWAYZ_ADMIN_KEY` opens the admin routes only: it has no user to bill.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
+from shared.accounts.keys import KeyRecord
 from shared.app import runtime_of
-from shared.errors import AuthenticationFailed
+from shared.config import Settings
+from shared.errors import AuthenticationFailed, PermissionDenied
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: str  # "admin" for the bootstrap token
-    user_id: str | None = None
-    key_id: str | None = None
+    kind: str  # "admin" (the bootstrap token) or "key"
+    key: KeyRecord | None = None
+    ip: str | None = None
+
+    @property
+    def user_id(self) -> str | None:
+        return self.key.user_id if self.key else None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.key_id if self.key else None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "admin" or (
+            self.key is not None and self.key.role == "admin" and "admin" in self.key.scopes
+        )
 
 
 def presented_key(request: Request) -> str | None:
@@ -34,18 +54,88 @@ def presented_key(request: Request) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-async def authenticate(request: Request) -> Principal:
+def client_ip(request: Request, settings: Settings) -> str | None:
+    """The caller's address: the socket peer, or — only when that peer is a trusted proxy — the
+    right-most `X-Forwarded-For` entry that is not itself a trusted proxy."""
+    peer = request.client.host if request.client else None
+    if peer is None or not settings.trusted_proxies:
+        return peer
+
+    def trusted(ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in net for net in settings.trusted_proxies)
+
+    if not trusted(peer):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not trusted(hop):
+            return hop
+    return peer
+
+
+def request_origin(request: Request) -> str | None:
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        return origin
+    referer = request.headers.get("referer")
+    if referer:
+        parts = urlsplit(referer)
+        if parts.scheme and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}"
+    return None
+
+
+async def authenticate(request: Request, scope: str) -> Principal:
     key = presented_key(request)
     if key is None:
         raise AuthenticationFailed(
             "Missing API key: send it as 'Authorization: Bearer <key>' (or 'x-api-key').",
             code="missing_api_key",
         )
-    admin = runtime_of(request).settings.admin_key
+    rt = runtime_of(request)
+    admin = rt.settings.admin_key
     if admin is not None and hmac.compare_digest(key.encode(), admin.encode()):
-        return Principal(kind="admin")
-    raise AuthenticationFailed("Invalid API key.")
+        if scope != "admin":
+            raise PermissionDenied("The bootstrap admin key opens admin routes only; use a user's API key.")
+        return Principal(kind="admin", ip=client_ip(request, rt.settings))
+    record = await rt.keys.lookup(key)
+    if record is None:
+        raise AuthenticationFailed("Invalid API key.")
+    now = datetime.now(UTC)
+    if record.revoked_at is not None and record.revoked_at <= now:
+        raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
+    if record.expires_at is not None and record.expires_at <= now:
+        raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+    if record.disabled:
+        raise PermissionDenied("This API key is disabled.", code="api_key_disabled")
+    if record.user_status != "active":
+        raise PermissionDenied("This account is suspended.", code="account_suspended")
+    if scope not in record.scopes or (scope == "admin" and record.role != "admin"):
+        raise PermissionDenied(f"This API key lacks the '{scope}' scope.", code="insufficient_scope")
+    ip = client_ip(request, rt.settings)
+    if not record.ip_allowed(ip):
+        raise PermissionDenied("This API key may not be used from this IP address.", code="ip_not_allowed")
+    if not record.origin_allowed(request_origin(request)):
+        raise PermissionDenied("This API key may not be used from this origin.", code="origin_not_allowed")
+    return Principal(kind="key", key=record, ip=ip)
 
 
-# The dependency every authenticated route declares: `principal: Authenticated`.
-Authenticated = Annotated[Principal, Depends(authenticate)]
+def require(scope: str) -> object:
+    async def dependency(request: Request) -> Principal:
+        return await authenticate(request, scope)
+
+    dependency.__name__ = f"require_{scope}"
+    return Depends(dependency)
+
+
+# What routes declare: `principal: Inference`, `principal: Reader`, ...
+Inference = Annotated[Principal, require("inference")]
+Reader = Annotated[Principal, require("read")]
+KeyManager = Annotated[Principal, require("keys")]
+Billing = Annotated[Principal, require("billing")]
+Admin = Annotated[Principal, require("admin")]
+Authenticated = Inference

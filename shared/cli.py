@@ -1,13 +1,167 @@
-"""The `gatewayz` command (SPEC §1): `gatewayz serve [--host H] [--port P]`."""
+"""The `gatewayz` command (SPEC §1).
+
+    gatewayz serve [--host H] [--port P]
+    gatewayz migrate
+    gatewayz users create --email E [--credits USD] [--admin] [--plan P]
+    gatewayz keys create --user ID [--name N] [--scopes a,b]
+    gatewayz credits grant --user ID --amount USD --reason R [--idempotency-key K]
+    gatewayz reap-holds
+
+Every command but `serve` prints one JSON object on stdout; errors go to stderr with exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import sys
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
 
 from shared.config import ConfigError, Settings
+
+
+class CliError(Exception):
+    pass
+
+
+def _print(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a decimal amount: {text!r}") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"not a finite amount: {text!r}")
+    return value
+
+
+async def _migrate_only(settings: Settings) -> list[str]:
+    from shared.store import open_database
+    from shared.store.migrate import migrate, read_migrations
+
+    db = open_database(settings.database_url)
+    try:
+        return await migrate(db, read_migrations())
+    finally:
+        await db.close()
+
+
+def _with_runtime(
+    action: Callable[[Any, argparse.Namespace], Awaitable[Any]],
+) -> Callable[[argparse.Namespace], int]:
+    """Run one async action against a fresh runtime (migrated first), print its JSON result."""
+
+    def run(args: argparse.Namespace) -> int:
+        from shared.runtime import Runtime
+
+        settings = Settings.from_env()
+
+        async def main() -> Any:
+            await _migrate_only(settings)
+            rt = Runtime.build(settings)
+            try:
+                return await action(rt, args)
+            finally:
+                await rt.close()
+
+        _print(asyncio.run(main()))
+        return 0
+
+    return run
+
+
+async def _users_create(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from shared.accounts.service import Actor
+
+    if await rt.accounts.find_user_by_email(args.email):
+        raise CliError(f"a user with email {args.email} already exists")
+    if args.credits < 0:
+        raise CliError("--credits cannot be negative")
+    user, key = await rt.accounts.create_user(
+        args.email,
+        actor=Actor("cli"),
+        role="admin" if args.admin else "user",
+        plan_id=args.plan,
+        credits=args.credits,
+        key=_key_spec(args),
+    )
+    return {
+        "user_id": user["id"],
+        "email": user["email"],
+        "role": user["role"],
+        "plan": user["plan"],
+        "balance": user["balance"],
+        "api_key": key,
+    }
+
+
+def _key_spec(args: argparse.Namespace) -> Any:
+    from shared.accounts.keys import DEFAULT_SCOPES, SCOPES
+    from shared.accounts.service import KeySpec
+
+    scopes = list(DEFAULT_SCOPES)
+    if getattr(args, "admin", False):
+        scopes = sorted(SCOPES)
+    if getattr(args, "scopes", None):
+        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+        unknown = set(scopes) - SCOPES
+        if unknown:
+            raise CliError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+    return KeySpec(name=getattr(args, "name", None) or "default", scopes=scopes)
+
+
+async def _keys_create(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from shared.accounts.service import Actor
+
+    try:
+        await rt.accounts.get_user(args.user)
+    except LookupError:
+        raise CliError(f"no user {args.user}") from None
+    key = await rt.accounts.create_key(args.user, _key_spec(args), Actor("cli"))
+    return {"user_id": args.user, **key, "api_key": key["key"]}
+
+
+async def _credits_grant(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    if not args.reason.strip():
+        raise CliError("--reason is required")
+    try:
+        result = await rt.ledger.change_balance(
+            args.user,
+            args.amount,
+            type="grant" if args.amount > 0 else "adjustment",
+            description=args.reason,
+            actor_type="cli",
+            idempotency_key=args.idempotency_key,
+        )
+    except LookupError:
+        raise CliError(f"no user {args.user}") from None
+    if not result.applied and result.transaction_id is None:
+        raise CliError("the adjustment would make the balance negative")
+    return {
+        "user_id": args.user,
+        "applied": result.applied,
+        "transaction_id": result.transaction_id,
+        "balance": format(result.balance.normalize(), "f"),
+    }
+
+
+async def _reap(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return {"expired_holds": await rt.ledger.reap()}
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    _print({"applied": asyncio.run(_migrate_only(settings))})
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -23,12 +177,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"GATEWAYZ_ADMIN_KEY was not set; this run accepts: {env['GATEWAYZ_ADMIN_KEY']}", file=sys.stderr
         )
-    try:
-        settings = Settings.from_env(env)
-        runtime = Runtime.build(settings)  # validate catalog and providers before listening
-    except (ConfigError, ValueError) as exc:
-        print(f"gatewayz: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = Settings.from_env(env)
+    asyncio.run(_migrate_only(settings))
+    runtime = Runtime.build(settings)  # validate catalog and providers before listening
     app = create_server_app(settings)
     app.state.runtime = runtime
     configured = sorted(pid for pid, ep in runtime.endpoints.items() if ep.configured)
@@ -50,9 +201,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gatewayz", description="Gatewayz universal inference API")
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gatewayz", description="Gatewayz universal inference API")
+    sub = p.add_subparsers(dest="command", required=True)
+
     serve = sub.add_parser("serve", help="run every function in one local server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -61,8 +213,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+
+    sub.add_parser("migrate", help="apply infra/migrations to GATEWAYZ_DATABASE_URL").set_defaults(
+        run=_migrate
+    )
+    sub.add_parser("reap-holds", help="expire credit holds that were never settled").set_defaults(
+        run=_with_runtime(_reap)
+    )
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
+    create = users.add_parser("create", help="create a user and a first API key")
+    create.add_argument("--email", required=True)
+    create.add_argument("--credits", type=_amount, default=Decimal(0), help="initial credits in USD")
+    create.add_argument("--admin", action="store_true", help="an admin user (its key gets every scope)")
+    create.add_argument("--plan", default="free", choices=["free", "pro", "enterprise"])
+    create.set_defaults(run=_with_runtime(_users_create))
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    kcreate = keys.add_parser("create", help="create an API key for a user")
+    kcreate.add_argument("--user", required=True)
+    kcreate.add_argument("--name", default="default")
+    kcreate.add_argument("--scopes", help="comma-separated: inference,read,keys,billing,admin")
+    kcreate.set_defaults(run=_with_runtime(_keys_create))
+
+    credits = sub.add_parser("credits", help="manage credits").add_subparsers(dest="action", required=True)
+    grant = credits.add_parser("grant", help="grant (or, negative, claw back) credits")
+    grant.add_argument("--user", required=True)
+    grant.add_argument("--amount", type=_amount, required=True, help="USD; negative to claw back")
+    grant.add_argument("--reason", required=True)
+    grant.add_argument("--idempotency-key", help="a replay with the same key changes nothing")
+    grant.set_defaults(run=_with_runtime(_credits_grant))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (CliError, ConfigError, ValueError) as exc:
+        print(f"gatewayz: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

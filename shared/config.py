@@ -6,6 +6,7 @@ start-up with a message that names the variable, never later on a request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,16 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    raw = env.get(name, "")
+    try:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip()
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated IP networks (CIDR): {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Upstream time bounds. `deadline` caps one request across every failover attempt."""
@@ -68,6 +79,12 @@ class Settings:
     catalog_file: str | None = None
     markup: Decimal = Decimal("1.25")
     timeouts: Timeouts = field(default_factory=Timeouts)
+    key_secret: str | None = field(default=None, repr=False)  # HMAC secret of API key hashes
+    redis_url: str | None = field(default=None, repr=False)
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)  # Fernet, newest first
+    byok_fee: Decimal = Decimal("0.05")  # share of the usual cost charged when the user's own key served
+    key_cache_ttl: float = 60.0
     # The raw environment, kept for per-provider lookups (`<ID>_API_KEY`, `<ID>_BASE_URL`, ...).
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -84,7 +101,21 @@ class Settings:
             deadline=_seconds(env, "GATEWAYZ_REQUEST_DEADLINE", _DEFAULT_TIMEOUTS.deadline),
             retry_after_max=_seconds(env, "GATEWAYZ_RETRY_AFTER_MAX", _DEFAULT_TIMEOUTS.retry_after_max),
         )
+        key_secret = env.get("GATEWAYZ_KEY_SECRET") or None
+        if key_secret is not None and len(key_secret) < 32:
+            raise ConfigError("GATEWAYZ_KEY_SECRET must be at least 32 characters")
+        byok_fee = _decimal(env, "GATEWAYZ_BYOK_FEE", "0.05")
+        if byok_fee > 1:
+            raise ConfigError("GATEWAYZ_BYOK_FEE is a fraction of the usual cost, between 0 and 1")
         return cls(
+            key_secret=key_secret,
+            redis_url=env.get("GATEWAYZ_REDIS_URL") or None,
+            trusted_proxies=_networks(env, "GATEWAYZ_TRUSTED_PROXIES"),
+            encryption_keys=tuple(
+                k.strip() for k in env.get("GATEWAYZ_ENCRYPTION_KEYS", "").split(",") if k.strip()
+            ),
+            byok_fee=byok_fee,
+            key_cache_ttl=_seconds(env, "GATEWAYZ_KEY_CACHE_TTL", 60.0),
             admin_key=admin_key,
             database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,
             catalog_file=env.get("GATEWAYZ_CATALOG_FILE") or None,

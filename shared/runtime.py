@@ -1,21 +1,54 @@
 """What one process needs to serve requests, built once, lazily, from its settings.
 
 Nothing here runs at import time: the first request (or `gatewayz serve`) builds the runtime, and
-a warm Lambda instance keeps it, with its pooled upstream client, for the next invocation.
+a warm Lambda instance keeps it, with its pooled upstream client and database pool, for the next
+invocation. Database and hot-state connections themselves open on first use.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from shared.accounts.keys import KeyCache
+from shared.accounts.service import Accounts
+from shared.billing.ledger import Ledger
 from shared.catalog import Catalog, build_catalog
-from shared.config import Settings
+from shared.config import ConfigError, Settings
 from shared.health import HealthBook
+from shared.hot import HotStore, open_hot_store
 from shared.providers import ProviderEndpoint, resolve_providers
 from shared.routing import Router
+from shared.store import Database, open_database
+from shared.store.sqlite import sqlite_path
 from shared.upstream import UpstreamClient
+
+
+def key_secret(settings: Settings) -> str:
+    """The HMAC secret of key hashes: configured, or (embedded default only) kept beside the
+    SQLite file so that keys survive restarts. A shared database needs the same secret on every
+    instance, so PostgreSQL requires it to be configured."""
+    if settings.key_secret:
+        return settings.key_secret
+    url = settings.database_url
+    if not url.startswith("sqlite:"):
+        raise ConfigError("GATEWAYZ_KEY_SECRET is required with a PostgreSQL database (32+ characters)")
+    db_path = sqlite_path(url)
+    if db_path == ":memory:":
+        return secrets.token_urlsafe(32)
+    path = Path(db_path).parent / "key_secret"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret
 
 
 @dataclass
@@ -26,6 +59,11 @@ class Runtime:
     health: HealthBook
     router: Router
     http: UpstreamClient
+    db: Database
+    hot: HotStore
+    ledger: Ledger
+    keys: KeyCache
+    accounts: Accounts
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -34,6 +72,10 @@ class Runtime:
         catalog = build_catalog(settings.catalog_file)
         endpoints = resolve_providers(settings)
         health = HealthBook()
+        db = open_database(settings.database_url)
+        hot = open_hot_store(settings.redis_url)
+        ledger = Ledger(db)
+        keys = KeyCache(db, hot, key_secret(settings), settings.key_cache_ttl)
         return cls(
             settings=settings,
             catalog=catalog,
@@ -41,7 +83,14 @@ class Runtime:
             health=health,
             router=Router(catalog, endpoints, health),
             http=UpstreamClient(settings.timeouts),
+            db=db,
+            hot=hot,
+            ledger=ledger,
+            keys=keys,
+            accounts=Accounts(db, keys, ledger),
         )
 
     async def close(self) -> None:
         await self.http.close()
+        await self.hot.close()
+        await self.db.close()

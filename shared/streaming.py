@@ -17,8 +17,10 @@ import aiohttp
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from shared.billing.meter import Meter
 from shared.chat_request import ChatParams
 from shared.dialects.base import ChatTranslator, UpstreamError, Usage
+from shared.errors import GatewayError, status_of
 from shared.failover import (
     Candidate,
     RequestContext,
@@ -204,25 +206,35 @@ async def stream_chat(
     plan: list[Candidate],
     ctx: RequestContext,
     shape: Shape,
+    meter: Meter,
 ) -> StreamingResponse:
     async def attempt(candidate: Candidate) -> list[UpstreamStream]:
         return await _open_all(rt, candidate, body, fan_out_count(candidate, params))
 
-    candidate, streams = await failover(rt, plan, ctx, attempt)
+    try:
+        candidate, streams = await failover(rt, plan, ctx, attempt)
+    except GatewayError as exc:
+        await meter.release(status_of(exc), [a.header() for a in ctx.attempts])
+        raise
     headers = gateway_headers(candidate, ctx, streams[0].tr)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"  # proxies (nginx, Vercel) must not buffer the stream
 
+    attempts = [a.header() for a in ctx.attempts]
+
     async def events() -> AsyncIterator[bytes]:
         output_chars = 0
         last: dict[str, Any] | None = None
+        status = "cancelled"  # until the stream ends, by itself or with an error
         try:
             async for chunks in _chunks(streams):
                 for chunk in chunks:
                     output_chars += _output_chars(chunk)
                     last = chunk
                     yield frame(shape.chunk(chunk))
+            status = "ok"
         except UpstreamError as exc:
+            status = "error"
             err = {
                 "message": f"{candidate.provider_id}: {exc.message}",
                 "type": "upstream_error",
@@ -231,12 +243,15 @@ async def stream_chat(
             }
             yield frame({"error": err, **({"request_id": ctx.request_id} if ctx.request_id else {})})
             yield DONE
-            return
         finally:
             for s in streams:
                 s.close()
-        usage = _stream_usage(streams, body, output_chars)
-        cost = price(rt, candidate, usage)
+            # Whatever ended the stream, what was generated is billed (SPEC §4), exactly once.
+            usage = _stream_usage(streams, body, output_chars)
+            cost = price(rt, candidate, usage)
+            await meter.settle(candidate, usage, cost, attempts, status=status)
+        if status != "ok":
+            return
         if params.include_usage:
             base = last or {}
             yield frame(

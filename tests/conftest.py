@@ -7,7 +7,10 @@ and a clean passive-health book, so no test depends on another's leftovers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -76,9 +79,11 @@ def upstream_env(fakes: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def gateway_settings(fakes: dict[str, Any], **extra: str) -> Settings:
+def gateway_settings(fakes: dict[str, Any], database_url: str, **extra: str) -> Settings:
     env = {
         "GATEWAYZ_ADMIN_KEY": ADMIN_KEY,
+        "GATEWAYZ_DATABASE_URL": database_url,
+        "GATEWAYZ_KEY_SECRET": "test-key-secret-0123456789abcdef0123456789",
         "GATEWAYZ_FIRST_BYTE_TIMEOUT": "2",
         "GATEWAYZ_STREAM_IDLE_TIMEOUT": "2",
         "GATEWAYZ_REQUEST_DEADLINE": "15",
@@ -89,15 +94,60 @@ def gateway_settings(fakes: dict[str, Any], **extra: str) -> Settings:
     return Settings.from_env(env)
 
 
-@pytest.fixture(scope="session")
-def gateway(fakes: dict[str, FakeServer]) -> Iterator[GatewayServer]:
+@dataclass
+class Account:
+    user_id: str
+    key: str
+
+
+def provision(settings: Settings, email: str, credits: Decimal, **key: Any) -> Account:
+    """Migrate the database and create a user with credits and a key, on a runtime of its own."""
+    from shared.accounts.service import Actor, KeySpec
+    from shared.runtime import Runtime
+    from shared.store.migrate import migrate, read_migrations
+
+    async def run() -> Account:
+        rt = Runtime.build(settings)
+        try:
+            await migrate(rt.db, read_migrations())
+            user, full_key = await rt.accounts.create_user(
+                email, actor=Actor("system"), credits=credits, key=KeySpec(**key) if key else None
+            )
+            return Account(user["id"], full_key)
+        finally:
+            await rt.close()
+
+    return asyncio.run(run())
+
+
+def start_gateway(settings: Settings) -> GatewayServer:
     from shared.runtime import Runtime
     from shared.server import create_server_app
 
-    settings = gateway_settings(fakes)
     app = create_server_app(settings)
     app.state.runtime = Runtime.build(settings)
-    server = GatewayServer(app).start()
+    return GatewayServer(app).start()
+
+
+@pytest.fixture(scope="session")
+def gateway_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('gateway') / 'gatewayz.db'}"
+
+
+@pytest.fixture(scope="session")
+def gateway_settings_(fakes: dict[str, FakeServer], gateway_db: str) -> Settings:
+    return gateway_settings(fakes, gateway_db)
+
+
+@pytest.fixture(scope="session")
+def account(gateway_settings_: Settings) -> Account:
+    """A user with plenty of credits and an inference key: the caller of most tests."""
+    return provision(gateway_settings_, "caller@example.com", Decimal(1000))
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_settings_: Settings, account: Account) -> Iterator[GatewayServer]:
+    server = start_gateway(gateway_settings_)
     yield server
     server.stop()
 
@@ -115,8 +165,13 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def client(
-    gateway: GatewayServer, openai_fake: OpenAIFake, anthropic_fake: AnthropicFake, gemini_fake: GeminiFake
-) -> Any:
+    gateway: GatewayServer,
+    account: Account,
+    openai_fake: OpenAIFake,
+    anthropic_fake: AnthropicFake,
+    gemini_fake: GeminiFake,
+) -> Iterator[Any]:
     import openai
 
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=20)
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=account.key, max_retries=0, timeout=20) as sdk:
+        yield sdk

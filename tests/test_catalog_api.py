@@ -14,7 +14,7 @@ from shared.catalog import build_catalog
 from shared.config import Settings
 from shared.runtime import Runtime
 from shared.server import create_server_app
-from tests.conftest import ADMIN_KEY
+from tests.conftest import Account
 from tests.harness import GatewayServer
 
 
@@ -91,11 +91,11 @@ def test_unknown_route_and_method_use_the_envelope(gateway: Any) -> None:
     assert wrong.status_code == 405 and "error" in wrong.json()
 
 
-def test_oversized_body_is_413(gateway: Any) -> None:
+def test_oversized_body_is_413(gateway: Any, account: Account) -> None:
     resp = httpx.post(
         f"{gateway.url}/v1/chat/completions",
         content=b"x" * (33 * 1024 * 1024),
-        headers={"authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"},
+        headers={"authorization": f"Bearer {account.key}", "content-type": "application/json"},
         timeout=30,
     )
     assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import ADMIN_KEY
+from tests.conftest import Account
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Reply, ToolCall
 
@@ -307,13 +307,13 @@ def test_upstream_429_everywhere_is_a_429_with_retry_after(client: Any, openai_f
     assert info.value.response.headers["retry-after"] == "20"
 
 
-def test_malformed_json_body_is_400(gateway: Any) -> None:
+def test_malformed_json_body_is_400(gateway: Any, account: Account) -> None:
     import httpx
 
     resp = httpx.post(
         f"{gateway.url}/v1/chat/completions",
         content=b"{not json",
-        headers={"authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"},
+        headers={"authorization": f"Bearer {account.key}", "content-type": "application/json"},
     )
     assert resp.status_code == 400
     assert "not valid JSON" in resp.json()["error"]["message"]

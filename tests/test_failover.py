@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ADMIN_KEY
+from tests.conftest import Account
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Reply
 
@@ -165,9 +165,11 @@ def test_stream_that_dies_before_any_chunk_fails_over(client: Any, openai_fake: 
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == Reply().text
 
 
-def test_mid_stream_failure_ends_with_an_error_frame(gateway: Any, openai_fake: OpenAIFake) -> None:
+def test_mid_stream_failure_ends_with_an_error_frame(
+    gateway: Any, account: Account, openai_fake: OpenAIFake
+) -> None:
     openai_fake.script(FIRST, Reply(text="a b c d e f", chunks=6, fail_after=3))
-    frames = sse_frames(gateway, {"model": MODEL, "messages": ASK, "stream": True})
+    frames = sse_frames(gateway, account, {"model": MODEL, "messages": ASK, "stream": True})
     assert frames[-1] == "[DONE]"
     error = json.loads(frames[-2])["error"]
     assert error["type"] == "upstream_error" and error["message"].startswith("openai: stream")
@@ -175,20 +177,24 @@ def test_mid_stream_failure_ends_with_an_error_frame(gateway: Any, openai_fake: 
     assert any(contents)  # the caller got the first chunks, then the error: no silent truncation
 
 
-def test_in_stream_error_event_becomes_an_error_frame(gateway: Any, openai_fake: OpenAIFake) -> None:
+def test_in_stream_error_event_becomes_an_error_frame(
+    gateway: Any, account: Account, openai_fake: OpenAIFake
+) -> None:
     openai_fake.script(FIRST, Reply(text="a b c d", chunks=4, stream_error_after=2))
-    frames = sse_frames(gateway, {"model": MODEL, "messages": ASK, "stream": True})
+    frames = sse_frames(gateway, account, {"model": MODEL, "messages": ASK, "stream": True})
     assert frames[-1] == "[DONE]"
     assert "fake mid-stream failure" in json.loads(frames[-2])["error"]["message"]
 
 
-def test_client_disconnect_closes_the_upstream(gateway: Any, openai_fake: OpenAIFake) -> None:
+def test_client_disconnect_closes_the_upstream(
+    gateway: Any, account: Account, openai_fake: OpenAIFake
+) -> None:
     openai_fake.script(FIRST, Reply(text="x" * 50, chunks=50, chunk_delay=0.1))
     with httpx.stream(
         "POST",
         f"{gateway.url}/v1/chat/completions",
         json={"model": MODEL, "messages": ASK, "stream": True},
-        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        headers={"authorization": f"Bearer {account.key}"},
     ) as resp:
         for line in resp.iter_lines():
             if line.startswith("data:"):
@@ -200,9 +206,9 @@ def test_client_disconnect_closes_the_upstream(gateway: Any, openai_fake: OpenAI
     assert openai_fake.requests[-1].completed is False  # the upstream never finished writing
 
 
-def sse_frames(gateway: Any, body: dict[str, Any]) -> list[str]:
+def sse_frames(gateway: Any, account: Account, body: dict[str, Any]) -> list[str]:
     resp = httpx.post(
-        f"{gateway.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+        f"{gateway.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {account.key}"}
     )
     assert resp.status_code == 200
     return [line[len("data: ") :] for line in resp.text.split("\n") if line.startswith("data: ")]

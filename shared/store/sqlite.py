@@ -26,9 +26,7 @@ class SQLiteDatabase(Database):
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteDatabase:
-        # sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:
-        path = url.split("sqlite://", 1)[1]
-        path = path[1:] if path.startswith("/") else path
+        path = sqlite_path(url)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return cls(path)
@@ -83,6 +81,12 @@ class SQLiteDatabase(Database):
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)
+
+
+def sqlite_path(url: str) -> str:
+    """sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory: → the path."""
+    path = url.split("sqlite://", 1)[1]
+    return path[1:] if path.startswith("/") else path
 
 
 def split_statements(script: str) -> list[str]:

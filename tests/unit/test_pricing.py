@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from shared.billing.pricing import cost_of, money
 from shared.catalog import Pricing
 from shared.dialects.base import Usage
 from shared.dialects.openai import openai_usage
-from shared.pricing import cost_of, money
 
 D = Decimal
 

@@ -1,0 +1,258 @@
+"""API keys (SPEC §5): generation, storage as an HMAC, lookup through a cache, restrictions.
+
+A key is `gw_live_` / `gw_test_` + 32 random bytes; only HMAC-SHA256(server secret, key), a
+display prefix and the last four characters are stored. Lookups go through a per-process cache
+(the hot path makes no database call for a known key); every key or user change bumps an epoch in
+the hot-state store, and each instance drops its cache when it sees the epoch move (checked at most
+once a second), so a revoke or disable is effective everywhere within seconds.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from shared.billing import from_pico
+from shared.billing.ledger import SpendLimits
+from shared.hot import HotStore, HotStoreDown
+from shared.store import Database, now_text
+
+SCOPES = frozenset({"inference", "read", "keys", "billing", "admin"})
+DEFAULT_SCOPES = ("inference", "read")
+KEYS_EPOCH = "gw:keys:epoch"
+_EPOCH_CHECK_EVERY = 1.0  # seconds between two reads of the epoch per instance
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def generate_key(environment: str = "live") -> str:
+    return f"gw_{environment}_{secrets.token_urlsafe(32)}"
+
+
+def hash_key(secret: str, key: str) -> str:
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    return key[:12]
+
+
+def parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _json_list(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    data = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return tuple(str(v) for v in data)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLimits:
+    requests_per_minute: int | None = None
+    requests_per_day: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    concurrency: int | None = None
+    allowed_models: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """Everything authentication and authorisation need about a key and its user, cached."""
+
+    key_id: str
+    user_id: str
+    email: str
+    role: str
+    user_status: str
+    plan_id: str
+    environment: str
+    scopes: frozenset[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    disabled: bool
+    ip_allowlist: tuple[Network, ...] | None
+    allowed_origins: tuple[str, ...] | None
+    allowed_models: tuple[str, ...] | None
+    spend_limits: SpendLimits
+    rate_limits: dict[str, int]
+    plan: PlanLimits
+    byok_providers: frozenset[str] = field(default_factory=frozenset)
+
+    def model_allowed(self, model_id: str) -> bool:
+        for patterns in (self.allowed_models, self.plan.allowed_models):
+            if patterns is not None and not any(fnmatch.fnmatchcase(model_id, p) for p in patterns):
+                return False
+        return True
+
+    def ip_allowed(self, ip: str | None) -> bool:
+        if self.ip_allowlist is None:
+            return True
+        if ip is None:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.ip_allowlist)
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        if self.allowed_origins is None:
+            return True
+        return origin is not None and origin.rstrip("/").lower() in self.allowed_origins
+
+
+LOOKUP = """
+SELECT k.id AS key_id, k.user_id, k.environment, k.scopes, k.expires_at, k.revoked_at, k.disabled,
+       k.ip_allowlist, k.allowed_origins, k.allowed_models, k.spend_limit_day_pico, k.spend_limit_month_pico,
+       k.spend_limit_total_pico, k.rate_limits, u.email, u.role, u.status AS user_status, u.plan_id,
+       p.requests_per_minute, p.requests_per_day, p.tokens_per_minute, p.tokens_per_day, p.concurrency,
+       p.allowed_models AS plan_allowed_models
+FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.id = u.plan_id
+WHERE k.key_hash = :key_hash
+"""
+LOOKUP_BYOK = """
+SELECT pk.provider FROM provider_keys pk JOIN api_keys k ON k.user_id = pk.user_id WHERE k.key_hash = :key_hash
+"""
+
+
+def _limit(value: Any) -> Decimal | None:
+    return None if value is None else from_pico(int(value))
+
+
+def record_from_row(row: dict[str, Any], byok: Sequence[str]) -> KeyRecord:
+    allowlist = _json_list(row["ip_allowlist"])
+    origins = _json_list(row["allowed_origins"])
+    return KeyRecord(
+        key_id=row["key_id"],
+        user_id=row["user_id"],
+        email=row["email"],
+        role=row["role"],
+        user_status=row["user_status"],
+        plan_id=row["plan_id"],
+        environment=row["environment"],
+        scopes=frozenset(_json_list(row["scopes"]) or ()),
+        expires_at=parse_time(row["expires_at"]),
+        revoked_at=parse_time(row["revoked_at"]),
+        disabled=bool(row["disabled"]),
+        ip_allowlist=None
+        if allowlist is None
+        else tuple(ipaddress.ip_network(c, strict=False) for c in allowlist),
+        allowed_origins=None if origins is None else tuple(o.rstrip("/").lower() for o in origins),
+        allowed_models=_json_list(row["allowed_models"]),
+        spend_limits=SpendLimits(
+            day=_limit(row["spend_limit_day_pico"]),
+            month=_limit(row["spend_limit_month_pico"]),
+            total=_limit(row["spend_limit_total_pico"]),
+        ),
+        rate_limits=orjson.loads(row["rate_limits"]) if row["rate_limits"] else {},
+        plan=PlanLimits(
+            requests_per_minute=row["requests_per_minute"],
+            requests_per_day=row["requests_per_day"],
+            tokens_per_minute=row["tokens_per_minute"],
+            tokens_per_day=row["tokens_per_day"],
+            concurrency=row["concurrency"],
+            allowed_models=_json_list(row["plan_allowed_models"]),
+        ),
+        byok_providers=frozenset(byok),
+    )
+
+
+class KeyCache:
+    """hash → KeyRecord for `ttl` seconds, dropped whole when the shared epoch moves."""
+
+    def __init__(self, db: Database, hot: HotStore, secret: str, ttl: float) -> None:
+        self.db = db
+        self.hot = hot
+        self.secret = secret
+        self.ttl = ttl
+        self._entries: dict[str, tuple[KeyRecord, float]] = {}
+        self._epoch: str | None = None
+        self._epoch_checked = 0.0
+
+    async def _check_epoch(self, now: float) -> None:
+        if now - self._epoch_checked < _EPOCH_CHECK_EVERY:
+            return
+        self._epoch_checked = now
+        try:
+            epoch = await self.hot.get(KEYS_EPOCH)
+        except HotStoreDown:
+            return  # the local TTL still bounds how stale an entry can be
+        if epoch != self._epoch:
+            self._entries.clear()
+            self._epoch = epoch
+
+    async def lookup(self, key: str) -> KeyRecord | None:
+        digest = hash_key(self.secret, key)
+        now = time.monotonic()
+        await self._check_epoch(now)
+        entry = self._entries.get(digest)
+        if entry is not None and now - entry[1] < self.ttl:
+            return entry[0]
+        rows, byok = await self.db.transaction(
+            [(LOOKUP, {"key_hash": digest}), (LOOKUP_BYOK, {"key_hash": digest})]
+        )
+        if not rows:
+            return None
+        record = record_from_row(rows[0], [r["provider"] for r in byok])
+        self._entries[digest] = (record, now)
+        return record
+
+    async def invalidate(self) -> None:
+        """After any key, user or BYOK change: this instance at once, the others within seconds."""
+        self._entries.clear()
+        try:
+            self._epoch = str(await self.hot.incr(KEYS_EPOCH))
+        except HotStoreDown:
+            self._epoch = None
+
+
+def key_row_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The public shape of a key (SPEC §5), never the secret or its hash."""
+
+    def money(value: Any) -> str | None:
+        return None if value is None else format(from_pico(int(value)).normalize(), "f")
+
+    revoked_at = row.get("revoked_at")
+    return {
+        "id": row["id"],
+        "object": "api_key",
+        "name": row["name"],
+        "prefix": row["prefix"],
+        "last4": row["last4"],
+        "environment": row["environment"],
+        "scopes": list(_json_list(row["scopes"]) or ()),
+        "expires_at": row["expires_at"],
+        "ip_allowlist": _json_list(row["ip_allowlist"]),
+        "allowed_origins": _json_list(row["allowed_origins"]),
+        "allowed_models": _json_list(row["allowed_models"]),
+        "spend_limits": {
+            "day": money(row["spend_limit_day_pico"]),
+            "month": money(row["spend_limit_month_pico"]),
+            "total": money(row["spend_limit_total_pico"]),
+        },
+        "rate_limits": orjson.loads(row["rate_limits"]) if row["rate_limits"] else {},
+        "disabled": bool(row["disabled"]),
+        "revoked_at": revoked_at,
+        "revoked": revoked_at is not None and str(revoked_at) <= now_text(),
+        "replaced_by": row.get("replaced_by"),
+        "created_at": row["created_at"],
+        "last_used_at": row["last_used_at"],
+    }
