@@ -1,0 +1,691 @@
+"""The deployment files agree with the code: template.yaml (AWS SAM), vercel.json and api/.
+
+Every `functions/*.py` module with a Lambda `handler` must have a SAM function (its Mangum handler,
+or the Lambda Web Adapter start command naming its app), a Vercel entry `api/<name>.py` and, for
+each route of its router, an HTTP API event (or a Function URL that takes every path) and a
+Vercel rewrite. Adding a function module without its infrastructure fails here.
+
+PyYAML is not a project dependency, so template.yaml is read by `load_yaml_subset` below: block
+mappings and sequences, plain and quoted scalars, CloudFormation short tags (`!Ref`, `!Sub`,
+`!If`, ...) on a scalar, a flow sequence or a block. Anything else is refused with its line number.
+When PyYAML is installed, a test checks that both readers agree on template.yaml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+VERCEL = ROOT / "vercel.json"
+# SPEC §1: the functions that stream are deployed behind the Lambda Web Adapter.
+STREAMING = {"chat", "messages"}
+
+
+# --- a reader for the YAML subset template.yaml keeps to ---------------------------------------
+
+
+class YamlSubsetError(ValueError):
+    pass
+
+
+def _tagged(tag: str, value: Any) -> dict[str, Any]:
+    """A CloudFormation short tag as its long form (`!Ref X` -> {"Ref": "X"})."""
+    name = tag[1:]
+    if name in ("Ref", "Condition"):
+        return {name: value}
+    if name == "GetAtt" and isinstance(value, str):
+        return {"Fn::GetAtt": value.split(".", 1)}
+    return {f"Fn::{name}": value}
+
+
+_BOOLS = {
+    **dict.fromkeys(("true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"), True),
+    **dict.fromkeys(("false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"), False),
+}
+
+
+def _plain(text: str) -> Any:
+    if text in ("", "~", "null", "Null", "NULL"):
+        return None
+    if text in _BOOLS:
+        return _BOOLS[text]
+    if re.fullmatch(r"[-+]?[0-9]+", text):
+        return int(text)
+    if re.fullmatch(r"[-+]?([0-9]*\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?", text):
+        return float(text)
+    if text[0] in "&*{|>%@`":
+        raise YamlSubsetError(f"unsupported YAML: {text!r}")
+    return text
+
+
+class _Flow:
+    """One inline value: a scalar, a quoted string, a tag, or a [flow, sequence]."""
+
+    def __init__(self, text: str, lineno: int) -> None:
+        self.s, self.i, self.lineno = text, 0, lineno
+
+    def fail(self, why: str) -> YamlSubsetError:
+        return YamlSubsetError(f"line {self.lineno}: {why} in {self.s!r}")
+
+    def ws(self) -> None:
+        while self.i < len(self.s) and self.s[self.i] == " ":
+            self.i += 1
+
+    def parse(self) -> Any:
+        value = self.value(in_flow=False, typed=True)
+        self.ws()
+        if self.i != len(self.s):
+            raise self.fail("trailing text")
+        return value
+
+    def value(self, *, in_flow: bool, typed: bool) -> Any:
+        self.ws()
+        if self.i >= len(self.s):
+            raise self.fail("missing value")
+        c = self.s[self.i]
+        if c == "[":
+            self.i += 1
+            items: list[Any] = []
+            while True:
+                self.ws()
+                if self.s[self.i : self.i + 1] == "]":
+                    self.i += 1
+                    return items
+                items.append(self.value(in_flow=True, typed=True))
+                self.ws()
+                sep = self.s[self.i : self.i + 1]
+                if sep == ",":
+                    self.i += 1
+                elif sep != "]":
+                    raise self.fail("expected ',' or ']'")
+        if c == "!":
+            end = self.i
+            while end < len(self.s) and self.s[end] not in " ,]":
+                end += 1
+            tag = self.s[self.i : end]
+            self.i = end
+            return _tagged(tag, self.value(in_flow=in_flow, typed=False))
+        if c in "'\"":
+            return self.quoted(c)
+        if c == "{":
+            raise self.fail("flow mappings are not supported")
+        end = self.i
+        while end < len(self.s) and not (in_flow and self.s[end] in ",]"):
+            end += 1
+        text = self.s[self.i : end].strip()
+        self.i = end
+        return _plain(text) if typed else text
+
+    def quoted(self, quote: str) -> str:
+        start = self.i
+        self.i += 1
+        while self.i < len(self.s):
+            c = self.s[self.i]
+            if quote == '"' and c == "\\":
+                self.i += 2
+                continue
+            if c == quote:
+                if quote == "'" and self.s[self.i + 1 : self.i + 2] == "'":
+                    self.i += 2
+                    continue
+                self.i += 1
+                literal = self.s[start : self.i]
+                return json.loads(literal) if quote == '"' else literal[1:-1].replace("''", "'")
+            self.i += 1
+        raise self.fail("unterminated string")
+
+
+def _strip_comment(line: str) -> str:
+    quote = None
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if quote:
+            if quote == '"' and c == "\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "'\"" and (i == 0 or line[i - 1] in " [,:-"):
+            quote = c
+        elif c == "#" and (i == 0 or line[i - 1] == " "):
+            return line[:i].rstrip()
+        i += 1
+    return line.rstrip()
+
+
+def _split_key(text: str, lineno: int) -> tuple[str, str] | None:
+    """`key: value` -> (key, value); None when the text is not a mapping entry."""
+    if text[0] in "'\"":
+        flow = _Flow(text, lineno)
+        key = flow.quoted(text[0])
+        rest = text[flow.i :]
+        if not (rest == ":" or rest.startswith(": ")):
+            return None
+        return key, rest[1:].strip()
+    match = re.match(r"([^\s'\"\[\]{},#!&*][^:#]*?)\s*:(?:\s+(.*))?$", text)
+    if match is None:
+        return None
+    return match.group(1), (match.group(2) or "").strip()
+
+
+class _Block:
+    def __init__(self, text: str) -> None:
+        self.lines: list[tuple[int, str, int]] = []
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            stripped = _strip_comment(raw)
+            if not stripped.strip() or stripped.strip() == "---":
+                continue
+            indent = len(stripped) - len(stripped.lstrip(" "))
+            if stripped[indent] == "\t":
+                raise YamlSubsetError(f"line {lineno}: tab indentation")
+            self.lines.append((indent, stripped.strip(), lineno))
+
+    def fail(self, i: int, why: str) -> YamlSubsetError:
+        _, text, lineno = self.lines[min(i, len(self.lines) - 1)]
+        return YamlSubsetError(f"line {lineno}: {why}: {text!r}")
+
+    def node(self, i: int) -> tuple[Any, int]:
+        indent, text, _ = self.lines[i]
+        if text == "-" or text.startswith("- "):
+            return self.sequence(i, indent)
+        return self.mapping(i, indent)
+
+    def child(self, i: int, indent: int, *, same_level_sequence: bool) -> tuple[Any, int]:
+        """The block under line i-1 (deeper, or a `- ` sequence at the key's own indent)."""
+        if i < len(self.lines):
+            nxt_indent, nxt_text, _ = self.lines[i]
+            is_item = nxt_text == "-" or nxt_text.startswith("- ")
+            if nxt_indent > indent or (same_level_sequence and nxt_indent == indent and is_item):
+                return self.node(i)
+        return None, i
+
+    def inline(self, text: str, i: int, indent: int) -> tuple[Any, int]:
+        lineno = self.lines[i][2]
+        if text.startswith("!") and " " not in text:  # a tag on a block below
+            value, j = self.child(i + 1, indent, same_level_sequence=False)
+            if j == i + 1:
+                raise self.fail(i, "a tag without a value")
+            return _tagged(text, value), j
+        if text[0] in "|>":
+            raise self.fail(i, "block scalars are not supported")
+        return _Flow(text, lineno).parse(), i + 1
+
+    def mapping(self, i: int, indent: int) -> tuple[dict[str, Any], int]:
+        result: dict[str, Any] = {}
+        while i < len(self.lines) and self.lines[i][0] == indent:
+            _, text, lineno = self.lines[i]
+            entry = _split_key(text, lineno)
+            if entry is None:
+                raise self.fail(i, "expected 'key: value'")
+            key, rest = entry
+            if key in result:
+                raise self.fail(i, f"duplicate key {key!r}")
+            if rest:
+                result[key], i = self.inline(rest, i, indent)
+            else:
+                result[key], i = self.child(i + 1, indent, same_level_sequence=True)
+        if i < len(self.lines) and self.lines[i][0] > indent:
+            raise self.fail(i, "unexpected indentation")
+        return result, i
+
+    def sequence(self, i: int, indent: int) -> tuple[list[Any], int]:
+        items: list[Any] = []
+        while i < len(self.lines) and self.lines[i][0] == indent:
+            _, text, lineno = self.lines[i]
+            if not (text == "-" or text.startswith("- ")):
+                break
+            rest = text[1:].lstrip()
+            if not rest:
+                item, i = self.child(i + 1, indent, same_level_sequence=False)
+            elif rest[0] not in "!'\"[" and _split_key(rest, lineno) is not None:
+                # `- key: value` opens a mapping whose keys sit at the column of `key`.
+                column = indent + len(text) - len(rest)
+                self.lines[i] = (column, rest, lineno)
+                item, i = self.mapping(i, column)
+            else:
+                item, i = self.inline(rest, i, indent)
+            items.append(item)
+        if i < len(self.lines) and self.lines[i][0] > indent:
+            raise self.fail(i, "unexpected indentation")
+        return items, i
+
+
+def load_yaml_subset(text: str) -> Any:
+    block = _Block(text)
+    if not block.lines:
+        return None
+    value, i = block.node(0)
+    if i != len(block.lines):
+        raise block.fail(i, "unexpected indentation")
+    return value
+
+
+def load_yaml_pyyaml(text: str) -> Any:
+    yaml = pytest.importorskip("yaml")
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct(loader: Any, suffix: str, node: Any) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return _tagged("!" + suffix, value)
+
+    Loader.add_multi_constructor("!", construct)
+    return yaml.load(text, Loader=Loader)  # a SafeLoader subclass
+
+
+# --- the deployment files and the function modules ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_yaml_subset(TEMPLATE.read_text())
+
+
+@pytest.fixture(scope="module")
+def vercel() -> dict[str, Any]:
+    return json.loads(VERCEL.read_text())
+
+
+def import_module(name: str) -> ModuleType:
+    """Import a module. `Mangum(app)` makes a new event loop current at import when there is none:
+    give it a temporary one, then restore the previous state, so that no loop leaks into other tests."""
+    previous = getattr(getattr(asyncio.get_event_loop_policy(), "_local", None), "_loop", None)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return importlib.import_module(name)
+    finally:
+        asyncio.set_event_loop(previous)
+        loop.close()
+
+
+def function_modules() -> dict[str, ModuleType]:
+    """Every functions/*.py module that is a Lambda function (it defines `handler`)."""
+    modules = {}
+    for path in sorted((ROOT / "functions").glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        module = import_module(f"functions.{path.stem}")
+        if hasattr(module, "handler"):
+            modules[path.stem] = module
+    return modules
+
+
+@pytest.fixture(scope="module")
+def modules() -> dict[str, ModuleType]:
+    found = function_modules()
+    assert {"chat", "catalog", "health"} <= set(found)
+    return found
+
+
+def routes(module: ModuleType) -> Iterator[tuple[str, str]]:
+    """(METHOD, FastAPI path) of every route of the module's router."""
+    from fastapi.routing import APIRoute
+
+    for route in module.router.routes:
+        if isinstance(route, APIRoute):
+            for method in sorted(route.methods):
+                yield method, route.path
+
+
+def sam_path(fastapi_path: str) -> str:
+    """`/v1/models/{model_id:path}` -> `/v1/models/{model_id+}` (HTTP API greedy parameter)."""
+    return re.sub(r"\{(\w+):path\}", r"{\1+}", re.sub(r"\{(\w+):(?!path\})\w+\}", r"{\1}", fastapi_path))
+
+
+def sample_path(fastapi_path: str) -> str:
+    """A concrete path the route serves: `{x:path}` takes a slash (`openai/gpt-4o`)."""
+    return re.sub(r"\{\w+\}", "sample", re.sub(r"\{\w+:path\}", "openai/gpt-4o", fastapi_path))
+
+
+def vercel_source_regex(source: str) -> re.Pattern[str]:
+    """The path-to-regexp subset of Vercel `source` patterns: `:name`, `:name+`, `:name*`, `(.*)`."""
+    out, pos = "", 0
+    for m in re.finditer(r"/:(\w+)([+*?]?)|\((\.\*|\.\+)\)", source):
+        out += re.escape(source[pos : m.start()])
+        if m.group(3):
+            out += f"({m.group(3)})"
+        else:
+            out += {"": "/[^/]+", "+": "/.+", "*": "(?:/.*)?", "?": "(?:/[^/]+)?"}[m.group(2)]
+        pos = m.end()
+    return re.compile(out + re.escape(source[pos:]))
+
+
+def sam_functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def globals_function(template: dict[str, Any]) -> dict[str, Any]:
+    return template.get("Globals", {}).get("Function", {})
+
+
+def prop(template: dict[str, Any], resource: dict[str, Any], name: str) -> Any:
+    """A function property, falling back to Globals.Function."""
+    return resource["Properties"].get(name, globals_function(template).get(name))
+
+
+def env(template: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(globals_function(template).get("Environment", {}).get("Variables", {}))
+    merged.update(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    return merged
+
+
+def function_for(template: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
+    """The SAM function deploying functions/<name>.py: its Mangum handler, or run.sh naming its app."""
+    for logical_id, resource in sam_functions(template).items():
+        handler = resource["Properties"].get("Handler")
+        if handler == f"functions.{name}.handler":
+            return logical_id, resource
+        if (
+            handler == "run.sh"
+            and env(template, resource).get("GATEWAYZ_ASGI_APP") == f"functions.{name}:app"
+        ):
+            return logical_id, resource
+    return None
+
+
+def require_function(template: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    found = function_for(template, name)
+    assert found is not None, (
+        f"functions/{name}.py defines a Lambda handler but template.yaml has no function for it "
+        f"(Handler: functions.{name}.handler, or run.sh with GATEWAYZ_ASGI_APP: functions.{name}:app)"
+    )
+    return found
+
+
+def http_api_routes(resource: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
+        for event in resource["Properties"].get("Events", {}).values()
+        if event["Type"] == "HttpApi"
+    }
+
+
+def load_file_module(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the YAML reader itself --------------------------------------------------------------------
+
+
+def test_the_yaml_subset_reader() -> None:
+    text = """\
+A: 1   # a comment
+B: "x # not a comment"
+C: 'it''s'
+D: !Ref Param
+E: !If [Cond, !Ref X, !Sub "arn:${AWS::Region}"]
+F:
+  - plain
+  - key: v
+    other: [1, two, !GetAtt Res.Attr]
+  - !If
+    - Cond
+    - nested: true
+    - !Ref AWS::NoValue
+G:
+- same-level item
+H: !Not [!Equals [!Ref P, ""]]
+I:
+"""
+    assert load_yaml_subset(text) == {
+        "A": 1,
+        "B": "x # not a comment",
+        "C": "it's",
+        "D": {"Ref": "Param"},
+        "E": {"Fn::If": ["Cond", {"Ref": "X"}, {"Fn::Sub": "arn:${AWS::Region}"}]},
+        "F": [
+            "plain",
+            {"key": "v", "other": [1, "two", {"Fn::GetAtt": ["Res", "Attr"]}]},
+            {"Fn::If": ["Cond", {"nested": True}, {"Ref": "AWS::NoValue"}]},
+        ],
+        "G": ["same-level item"],
+        "H": {"Fn::Not": [{"Fn::Equals": [{"Ref": "P"}, ""]}]},
+        "I": None,
+    }
+    for unsupported in ("A: |\n  text\n", "A: {b: 1}\n", "A: &anchor 1\n", "A: 1\n  B: 2\n", "A: 1\nA: 2\n"):
+        with pytest.raises(YamlSubsetError):
+            load_yaml_subset(unsupported)
+
+
+def test_the_template_reads_the_same_with_pyyaml() -> None:
+    text = TEMPLATE.read_text()
+    assert load_yaml_subset(text) == load_yaml_pyyaml(text)
+
+
+# --- SAM ---------------------------------------------------------------------------------------
+
+
+def test_the_template_is_a_sam_template(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    assert str(template["AWSTemplateFormatVersion"]) == "2010-09-09"
+    runtime = globals_function(template)["Runtime"]
+    assert runtime in ("python3.11", "python3.12", "python3.13")
+
+
+def test_every_function_module_has_a_sam_function(
+    template: dict[str, Any], modules: dict[str, ModuleType]
+) -> None:
+    for name in modules:
+        require_function(template, name)
+
+
+def test_every_sam_function_points_at_code_that_exists(template: dict[str, Any]) -> None:
+    from mangum import Mangum
+
+    for logical_id, resource in sam_functions(template).items():
+        handler = resource["Properties"]["Handler"]
+        if handler == "run.sh":
+            target = env(template, resource)["GATEWAYZ_ASGI_APP"]
+            module_name, _, attribute = target.partition(":")
+            assert callable(getattr(import_module(module_name), attribute)), logical_id
+        else:
+            module_name, _, attribute = handler.rpartition(".")
+            handler_object = getattr(import_module(module_name), attribute)
+            assert isinstance(handler_object, Mangum) or callable(handler_object), logical_id
+        code_uri = ROOT / prop(template, resource, "CodeUri")
+        assert resource["Metadata"]["BuildMethod"] == "makefile", logical_id
+        makefile = (code_uri / "Makefile").read_text()
+        assert re.search(rf"^build-(%|{logical_id}):", makefile, re.MULTILINE), logical_id
+
+
+def test_every_route_is_served_by_its_sam_function(
+    template: dict[str, Any], modules: dict[str, ModuleType]
+) -> None:
+    claimed: dict[tuple[str, str], str] = {}
+    for name, module in modules.items():
+        logical_id, resource = require_function(template, name)
+        url = resource["Properties"].get("FunctionUrlConfig")
+        declared = http_api_routes(resource)
+        expected = {(method, sam_path(path)) for method, path in routes(module)}
+        if url is None:
+            missing = expected - declared
+            assert not missing, f"{logical_id} has no HttpApi event for {sorted(missing)}"
+        stale = declared - expected
+        assert not stale, f"{logical_id} routes {sorted(stale)} that functions/{name}.py does not serve"
+        for route in declared:
+            assert route not in claimed, f"{route} is routed to both {claimed[route]} and {logical_id}"
+            claimed[route] = logical_id
+        for event in resource["Properties"].get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                assert event["Properties"]["ApiId"] == {"Ref": "GatewayHttpApi"}, logical_id
+
+
+def test_streaming_functions_use_the_web_adapter_behind_a_streaming_function_url(
+    template: dict[str, Any], modules: dict[str, ModuleType]
+) -> None:
+    for name in STREAMING & set(modules):
+        logical_id, resource = require_function(template, name)
+        props = resource["Properties"]
+        variables = env(template, resource)
+        assert props["Handler"] == "run.sh", logical_id
+        assert props["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM", logical_id
+        assert props["FunctionUrlConfig"]["AuthType"] == "NONE", logical_id  # the gateway authenticates
+        assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap", logical_id
+        assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream", logical_id
+        assert str(variables["AWS_LWA_PORT"]).isdigit(), logical_id
+        assert variables["AWS_LWA_READINESS_CHECK_PATH"].startswith("/"), logical_id
+        # The app's peer is the adapter on loopback: trust it to pass the caller's X-Forwarded-For.
+        assert "127.0.0.1" in variables.get("GATEWAYZ_TRUSTED_PROXIES", ""), logical_id
+        assert not props.get("Events"), f"{logical_id}: streamed routes must not go through the HTTP API"
+        assert "LambdaAdapterLayer" in json.dumps(props["Layers"]), logical_id
+        assert prop(template, resource, "Timeout") > globals_function(template)["Timeout"], logical_id
+    run_sh = (ROOT / "infra/lambda/run.sh").read_text()
+    assert "uvicorn" in run_sh and "$GATEWAYZ_ASGI_APP" in run_sh.replace("{", "").replace("}", "")
+    assert "AWS_LWA_PORT" in run_sh
+
+
+def test_buffered_functions_use_mangum_behind_the_http_api(
+    template: dict[str, Any], modules: dict[str, ModuleType]
+) -> None:
+    from mangum import Mangum
+
+    for name in set(modules) - STREAMING:
+        logical_id, resource = require_function(template, name)
+        assert resource["Properties"]["Handler"] == f"functions.{name}.handler", logical_id
+        assert isinstance(modules[name].handler, Mangum), name
+        assert "FunctionUrlConfig" not in resource["Properties"], logical_id
+
+
+def test_the_configuration_contract_comes_from_parameters(template: dict[str, Any]) -> None:
+    variables = globals_function(template)["Environment"]["Variables"]
+    parameters = template["Parameters"]
+    contract = {
+        "GATEWAYZ_DATABASE_URL": True,
+        "GATEWAYZ_ADMIN_KEY": True,
+        "GATEWAYZ_KEY_SECRET": True,
+        "GATEWAYZ_REDIS_URL": True,
+        "UPSTASH_REDIS_REST_URL": False,
+        "UPSTASH_REDIS_REST_TOKEN": True,
+        "GATEWAYZ_ENCRYPTION_KEYS": True,
+    }
+    for name, secret in contract.items():
+        ref = variables[name]
+        assert isinstance(ref, dict) and set(ref) == {"Ref"}, name
+        parameter = parameters[ref["Ref"]]
+        if secret:
+            assert parameter.get("NoEcho") is True, f"{name} is a secret: its parameter must be NoEcho"
+    for value in variables.values():  # nothing secret-looking is written into the template
+        assert isinstance(value, dict) or not re.search(r"sk-|key_|token", str(value), re.IGNORECASE)
+    for resource in sam_functions(template).values():
+        for value in env(template, resource).values():
+            if isinstance(value, dict) and "Ref" in value and not value["Ref"].startswith("AWS::"):
+                assert value["Ref"] in parameters
+    assert parameters["GatewayzAdminKey"]["MinLength"] >= 16  # shared/config.py rejects shorter keys
+    assert parameters["GatewayzKeySecret"]["MinLength"] >= 32
+
+
+def test_the_lambda_build_matches_the_template(template: dict[str, Any]) -> None:
+    build = load_file_module(ROOT / "infra/lambda/build.py", "gatewayz_lambda_build")
+    assert globals_function(template)["Runtime"] == f"python{build.LAMBDA_PYTHON}"
+    assert globals_function(template)["Architectures"] == [build.LAMBDA_ARCH]
+    pyproject = build.project()
+    assert set(build.packages(pyproject)) >= {"shared", "functions"}
+    assert not any(
+        dep.split("=")[0] in ("pytest", "openai", "anthropic") for dep in build.dependencies(pyproject)
+    )
+    for script in build.SCRIPTS:
+        assert (ROOT / "infra/lambda" / script).is_file(), script
+    assert build.platforms("3.12", "x86_64")[0] == "manylinux2014_x86_64"
+    assert build.platforms("3.11", "arm64") == ["manylinux2014_aarch64"]
+    wrapper = globals_function(template)["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"]
+    assert wrapper == "/var/task/with-secrets.sh" and "with-secrets.sh" in build.SCRIPTS
+
+
+def test_secrets_become_shell_exports() -> None:
+    secrets_env = load_file_module(ROOT / "infra/lambda/secrets_env.py", "gatewayz_secrets_env")
+    lines, warnings = secrets_env.exports(
+        {
+            "OPENROUTER_API_KEY": "sk-or-'quoted' $x",
+            "GATEWAYZ_REDIS_URL": "rediss://secret",
+            "STRIPE_TIMEOUT": 5,
+            "AWS_REGION": "evil",
+            "PATH": "/tmp",
+            "lower_case": "x",
+            "NESTED": {"a": 1},
+        },
+        {"GATEWAYZ_REDIS_URL": "redis://configured", "UPSTASH_REDIS_REST_URL": ""},
+    )
+    assert lines == ["export OPENROUTER_API_KEY='sk-or-'\"'\"'quoted'\"'\"' $x'", "export STRIPE_TIMEOUT=5"]
+    assert len(warnings) == 4
+
+
+# --- Vercel ------------------------------------------------------------------------------------
+
+
+def test_every_function_module_has_a_vercel_entry(
+    vercel: dict[str, Any], modules: dict[str, ModuleType]
+) -> None:
+    functions_config = vercel["functions"]
+    for name, module in modules.items():
+        path = ROOT / "api" / f"{name}.py"
+        assert path.is_file(), f"functions/{name}.py has no Vercel entry api/{name}.py"
+        entry = load_file_module(path, f"gatewayz_vercel_{name}")
+        assert entry.app is module.app, f"api/{name}.py must export functions.{name}.app as `app`"
+        # Vercel's runtime takes a top-level `handler` for a BaseHTTPRequestHandler class.
+        assert not hasattr(entry, "handler"), f"api/{name}.py must not export `handler`"
+        config = functions_config.get(f"api/{name}.py")
+        assert config is not None, f"vercel.json has no functions entry for api/{name}.py"
+        assert isinstance(config["maxDuration"], int) and config["maxDuration"] > 0
+    for pattern in functions_config:
+        assert (ROOT / pattern).is_file(), f"vercel.json configures {pattern}, which does not exist"
+    assert functions_config["api/chat.py"]["maxDuration"] >= max(
+        c["maxDuration"] for c in functions_config.values()
+    )
+    assert vercel.get("framework", "missing") is None  # file-based /api functions, no framework preset
+
+
+def test_every_route_is_rewritten_to_its_vercel_function(
+    vercel: dict[str, Any], modules: dict[str, ModuleType]
+) -> None:
+    rewrites = [(vercel_source_regex(r["source"]), r["destination"]) for r in vercel["rewrites"]]
+    for name, module in modules.items():
+        for method, path in routes(module):
+            concrete = sample_path(path)
+            destinations = [dest for regex, dest in rewrites if regex.fullmatch(concrete)]
+            assert destinations, f"vercel.json has no rewrite for {method} {path} (functions/{name}.py)"
+            # Vercel applies the first matching rewrite.
+            assert destinations[0] == f"/api/{name}", f"{method} {path} is rewritten to {destinations[0]}"
+    for rewrite in vercel["rewrites"]:
+        destination = rewrite["destination"]
+        assert destination.startswith("/api/") and (ROOT / f"{destination[1:]}.py").is_file(), destination
+    for cron in vercel.get("crons", []):  # a cron calls a public path or an api/ file directly
+        path = cron["path"].split("?")[0]
+        direct = path.startswith("/api/") and (ROOT / f"{path[1:]}.py").is_file()
+        assert direct or any(regex.fullmatch(path) for regex, _ in rewrites), cron
+
+
+def test_the_vercel_source_patterns() -> None:
+    assert vercel_source_regex("/v1/models/:model_id+").fullmatch("/v1/models/openai/gpt-4o")
+    assert not vercel_source_regex("/v1/models/:model_id+").fullmatch("/v1/models")
+    assert vercel_source_regex("/v1/models/:id").fullmatch("/v1/models/x")
+    assert not vercel_source_regex("/v1/models/:id").fullmatch("/v1/models/a/b")
+    assert vercel_source_regex("/(.*)").fullmatch("/anything/at/all")
+    assert sam_path("/v1/models/{model_id:path}") == "/v1/models/{model_id+}"
+    assert sam_path("/v1/keys/{key_id:int}") == "/v1/keys/{key_id}"
+    assert sample_path("/v1/models/{model_id:path}") == "/v1/models/openai/gpt-4o"
