@@ -1,14 +1,20 @@
-"""The hot-state store: small, fast, shared state (caches' invalidation epochs, later limits and
-breakers) — in-process memory on the embedded default, Redis in production (SPEC §1).
+"""The hot-state store: small, fast, shared state — rate-limit cells, concurrency slots, cache
+invalidation epochs — in-process memory on the embedded default, Redis (redis-py) or Upstash (its
+REST protocol) in production (SPEC §1, §7).
 
-The same interface on every backend; a backend that cannot be reached raises `HotStoreDown`, and
-callers decide what that means for them (the key cache just keeps its short local TTL).
+Every backend offers the same operations with the same meaning; the limiter's decision is one
+atomic step on each (a Lua script on Redis and Upstash). A remote backend that cannot be reached
+raises `HotStoreDown`; `FallbackHot` turns that into per-instance memory limits (or a refusal,
+when configured fail-closed) and goes back to the remote store when it answers again.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
+
+from shared.limits.gcra import Decision, Rule, Slot, check
 
 
 class HotStoreDown(Exception):
@@ -25,7 +31,15 @@ class HotStore(ABC):
     async def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
 
     @abstractmethod
-    async def incr(self, key: str) -> int: ...
+    async def incr(self, key: str, ttl: float | None = None) -> int:
+        """Add one; a new key expires after `ttl` seconds."""
+
+    @abstractmethod
+    async def rate(self, rules: list[Rule], slots: list[Slot] | None = None) -> Decision:
+        """Check every rule (and take the slot) atomically: all consumed, or nothing."""
+
+    @abstractmethod
+    async def release(self, slots: list[Slot]) -> None: ...
 
     async def close(self) -> None:
         return None
@@ -38,6 +52,9 @@ class MemoryHot(HotStore):
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[str, float | None]] = {}
+        self._tats: dict[str, float] = {}
+        self._slots: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()  # Lambda and tests may share a store across threads
 
     def _live(self, key: str) -> str | None:
         item = self._data.get(key)
@@ -55,16 +72,47 @@ class MemoryHot(HotStore):
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self._data[key] = (value, time.monotonic() + ttl if ttl else None)
 
-    async def incr(self, key: str) -> int:
-        value = int(self._live(key) or 0) + 1
-        expires = self._data.get(key, ("", None))[1]
-        self._data[key] = (str(value), expires)
-        return value
+    async def incr(self, key: str, ttl: float | None = None) -> int:
+        with self._lock:
+            current = self._live(key)
+            value = int(current or 0) + 1
+            expires = self._data[key][1] if current is not None else (time.monotonic() + ttl if ttl else None)
+            self._data[key] = (str(value), expires)
+            return value
+
+    async def rate(self, rules: list[Rule], slots: list[Slot] | None = None) -> Decision:
+        with self._lock:
+            decision = check(self._tats, self._slots, rules, slots or [], time.time() * 1000)
+            if len(self._tats) > 100_000:
+                self._sweep()
+            return decision
+
+    def _sweep(self) -> None:
+        now = time.time() * 1000
+        for key in [k for k, tat in self._tats.items() if tat <= now]:
+            del self._tats[key]
+
+    async def release(self, slots: list[Slot]) -> None:
+        with self._lock:
+            for slot in slots:
+                self._slots.get(slot.key, {}).pop(slot.member, None)
 
 
-def open_hot_store(redis_url: str | None) -> HotStore:
+def open_hot_store(
+    redis_url: str | None,
+    upstash_url: str | None = None,
+    upstash_token: str | None = None,
+    *,
+    fail_closed: bool = False,
+) -> HotStore:
     if redis_url:
+        from shared.hot.fallback import FallbackHot
         from shared.hot.redis import RedisHot
 
-        return RedisHot(redis_url)
+        return FallbackHot(RedisHot(redis_url), fail_closed=fail_closed)
+    if upstash_url and upstash_token:
+        from shared.hot.fallback import FallbackHot
+        from shared.hot.upstash import UpstashHot
+
+        return FallbackHot(UpstashHot(upstash_url, upstash_token), fail_closed=fail_closed)
     return MemoryHot()
