@@ -129,7 +129,10 @@ async def json_body(request: Request) -> Any:
 
 def runtime_of(request: Request) -> Runtime:
     """The app's runtime, built on first use from the app's settings (or the environment)."""
-    app = request.app
+    return runtime_for(request.app)
+
+
+def runtime_for(app: Any) -> Runtime:
     rt: Runtime | None = getattr(app.state, "runtime", None)
     if rt is None:
         settings: Settings = getattr(app.state, "settings", None) or process_settings()
@@ -186,5 +189,8 @@ def create_app(
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_middleware(RequestIdMiddleware)
+    from shared.limits.middleware import IPLimitMiddleware
+
+    app.add_middleware(IPLimitMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every response has an id
     return app

@@ -25,7 +25,7 @@ from shared.errors import AuthenticationFailed, PermissionDenied
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: str  # "admin" (the bootstrap token) or "key"
+    kind: str  # "admin" (the bootstrap token), "key", or "anonymous" (layer 3, when enabled)
     key: KeyRecord | None = None
     ip: str | None = None
 

@@ -34,6 +34,47 @@ def _decimal(env: Mapping[str, str], name: str, default: str) -> Decimal:
     return value
 
 
+def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _limits(env: Mapping[str, str]) -> LimitSettings:
+    d = LimitSettings()
+    rate = float(_decimal(env, "GATEWAYZ_VELOCITY_ERROR_RATE", str(d.velocity_error_rate)))
+    factor = float(_decimal(env, "GATEWAYZ_VELOCITY_FACTOR", str(d.velocity_factor)))
+    if not 0 < rate <= 1 or not 0 < factor <= 1:
+        raise ConfigError("GATEWAYZ_VELOCITY_ERROR_RATE and GATEWAYZ_VELOCITY_FACTOR must be in (0, 1]")
+    return LimitSettings(
+        ip_rpm=_int(env, "GATEWAYZ_IP_RPM", d.ip_rpm),
+        ip_auth_failures=_int(env, "GATEWAYZ_IP_AUTH_FAILURES_PER_MINUTE", d.ip_auth_failures),
+        velocity_error_rate=rate,
+        velocity_min_requests=_int(env, "GATEWAYZ_VELOCITY_MIN_REQUESTS", d.velocity_min_requests),
+        velocity_seconds=_seconds(env, "GATEWAYZ_VELOCITY_SECONDS", d.velocity_seconds),
+        velocity_factor=factor,
+        anonymous=_flag(env, "GATEWAYZ_ANONYMOUS"),
+        anonymous_per_day=_int(env, "GATEWAYZ_ANONYMOUS_PER_DAY", d.anonymous_per_day),
+        fail_closed=_flag(env, "GATEWAYZ_LIMITS_FAIL_CLOSED"),
+    )
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None:
@@ -45,6 +86,22 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value <= 3600:
         raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {raw!r}")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Rate-limit layers 1 and 3 and the limiter's behaviour (layer 2 comes from plans and keys)."""
+
+    ip_rpm: int = 300
+    ip_auth_failures: int = 20  # failed authentications per IP per minute
+    velocity_error_rate: float = 0.25
+    velocity_min_requests: int = 50
+    velocity_seconds: float = 180.0
+    velocity_factor: float = 0.5  # layer-1 limits are multiplied by this in velocity mode
+    anonymous: bool = False
+    anonymous_per_day: int = 10
+    fail_closed: bool = False
+    lease_ms: int = 660_000  # a concurrency slot outlives the longest request (deadline + margin)
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -81,6 +138,9 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     key_secret: str | None = field(default=None, repr=False)  # HMAC secret of API key hashes
     redis_url: str | None = field(default=None, repr=False)
+    upstash_url: str | None = field(default=None, repr=False)
+    upstash_token: str | None = field(default=None, repr=False)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     encryption_keys: tuple[str, ...] = field(default=(), repr=False)  # Fernet, newest first
     byok_fee: Decimal = Decimal("0.05")  # share of the usual cost charged when the user's own key served
@@ -110,6 +170,9 @@ class Settings:
         return cls(
             key_secret=key_secret,
             redis_url=env.get("GATEWAYZ_REDIS_URL") or None,
+            upstash_url=env.get("UPSTASH_REDIS_REST_URL") or None,
+            upstash_token=env.get("UPSTASH_REDIS_REST_TOKEN") or None,
+            limits=_limits(env),
             trusted_proxies=_networks(env, "GATEWAYZ_TRUSTED_PROXIES"),
             encryption_keys=tuple(
                 k.strip() for k in env.get("GATEWAYZ_ENCRYPTION_KEYS", "").split(",") if k.strip()

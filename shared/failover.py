@@ -68,6 +68,9 @@ class RequestContext:
     def attempts_header(self) -> str:
         return ", ".join(a.header() for a in self.attempts)
 
+    def attempt_headers(self) -> list[str]:
+        return [a.header() for a in self.attempts]
+
 
 class Shape:
     """The caller's API: OpenAI chat completions. Subclasses reshape answers for other APIs."""

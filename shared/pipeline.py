@@ -18,11 +18,13 @@ from shared.auth import Principal
 from shared.billing.meter import Meter, worst_case
 from shared.billing.pricing import money
 from shared.chat_request import check_chat, upstream_body
-from shared.errors import GatewayError, PermissionDenied, status_of
+from shared.errors import AuthenticationFailed, GatewayError, PermissionDenied, status_of
 from shared.failover import CHAT, RequestContext, Shape, complete, gateway_headers, price, usage_with_cost
+from shared.limits.limiter import Admission
 from shared.routing import Candidate, parse_preferences
 from shared.runtime import Runtime
 from shared.streaming import stream_chat
+from shared.tokens import estimate_prompt
 
 
 def allowed(plan: list[Candidate], principal: Principal, requested: str) -> list[Candidate]:
@@ -36,6 +38,17 @@ def allowed(plan: list[Candidate], principal: Principal, requested: str) -> list
     return kept
 
 
+def free_only(plan: list[Candidate], requested: str) -> list[Candidate]:
+    """Anonymous callers (layer 3) reach free offers only."""
+    kept = [c for c in plan if c.offer.pricing.is_free]
+    if not kept:
+        raise AuthenticationFailed(
+            f"An API key is required for '{requested}': anonymous access covers free models only.",
+            code="missing_api_key",
+        )
+    return kept
+
+
 async def run_chat(
     rt: Runtime,
     body: Any,
@@ -46,27 +59,53 @@ async def run_chat(
 ) -> Response:
     params = check_chat(body)
     prefs = parse_preferences(body.get("provider"), rt.endpoints)
-    plan = allowed(rt.router.plan(body, params.needs, prefs), principal, str(body.get("model")))
+    requested = str(body.get("model"))
+    plan = rt.router.plan(body, params.needs, prefs)
+    if principal.kind == "anonymous":
+        plan = free_only(plan, requested)
+        admission = await rt.limiter.admit_anonymous(principal.ip or "unknown")
+    else:
+        plan = allowed(plan, principal, requested)
+        assert principal.key is not None  # inference routes admit user keys only
+        estimate = estimate_prompt(body) + (params.max_output or 0) * params.n
+        admission = await rt.limiter.admit(principal.key, ctx.request_id, estimate)
     clean = upstream_body(body)
-    assert principal.key is not None  # inference routes admit user keys only
-    meter = Meter(rt, principal.key, ctx.request_id, endpoint, plan[0].model_id)
-    await meter.reserve(worst_case(rt, plan, clean, params))
-    if params.stream:
-        return await stream_chat(rt, clean, params, plan, ctx, shape, meter)
+    meter = Meter(rt, principal.key, ctx.request_id, endpoint, plan[0].model_id) if principal.key else None
     try:
-        candidate, answer = await complete(rt, clean, params, plan, ctx)
-    except GatewayError as exc:
-        await meter.release(status_of(exc), [a.header() for a in ctx.attempts])
+        if meter is not None:
+            await meter.reserve(worst_case(rt, plan, clean, params))
+        if params.stream:
+            return await stream_chat(rt, clean, params, plan, ctx, shape, meter, admission)
+        return await _complete(rt, clean, params, plan, ctx, shape, meter, admission)
+    except BaseException as exc:
+        if meter is not None:
+            await meter.release(
+                status_of(exc) if isinstance(exc, GatewayError) else 500, ctx.attempt_headers()
+            )
+        await rt.limiter.finish(admission, None)
         raise
-    except BaseException:
-        await meter.release(500, [a.header() for a in ctx.attempts])
-        raise
+
+
+async def _complete(
+    rt: Runtime,
+    body: dict[str, Any],
+    params: Any,
+    plan: list[Candidate],
+    ctx: RequestContext,
+    shape: Shape,
+    meter: Meter | None,
+    admission: Admission,
+) -> Response:
+    candidate, answer = await complete(rt, body, params, plan, ctx)
     cost = price(rt, candidate, answer.usage)
-    await meter.settle(candidate, answer.usage, cost, [a.header() for a in ctx.attempts])
+    if meter is not None:
+        await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())
+    await rt.limiter.finish(admission, answer.usage.prompt_tokens + answer.usage.output_tokens)
     out = answer.body
     merged = dict(out.get("usage") or {})
     merged.update(usage_with_cost(answer.usage, cost))
     out["usage"] = merged
     headers = gateway_headers(candidate, ctx, answer.translator)
     headers["x-gatewayz-cost"] = money(cost)
+    headers.update(admission.headers())
     return Response(orjson.dumps(shape.response(out)), headers=headers, media_type="application/json")

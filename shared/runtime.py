@@ -21,6 +21,7 @@ from shared.catalog import Catalog, build_catalog
 from shared.config import ConfigError, Settings
 from shared.health import HealthBook
 from shared.hot import HotStore, open_hot_store
+from shared.limits.limiter import Limiter
 from shared.providers import ProviderEndpoint, resolve_providers
 from shared.routing import Router
 from shared.store import Database, open_database
@@ -64,6 +65,7 @@ class Runtime:
     ledger: Ledger
     keys: KeyCache
     accounts: Accounts
+    limiter: Limiter
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -73,7 +75,12 @@ class Runtime:
         endpoints = resolve_providers(settings)
         health = HealthBook()
         db = open_database(settings.database_url)
-        hot = open_hot_store(settings.redis_url)
+        hot = open_hot_store(
+            settings.redis_url,
+            settings.upstash_url,
+            settings.upstash_token,
+            fail_closed=settings.limits.fail_closed,
+        )
         ledger = Ledger(db)
         keys = KeyCache(db, hot, key_secret(settings), settings.key_cache_ttl)
         return cls(
@@ -88,6 +95,7 @@ class Runtime:
             ledger=ledger,
             keys=keys,
             accounts=Accounts(db, keys, ledger),
+            limiter=Limiter(hot, settings.limits),
         )
 
     async def close(self) -> None:

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from shared.billing.meter import Meter
 from shared.chat_request import ChatParams
 from shared.dialects.base import ChatTranslator, UpstreamError, Usage
-from shared.errors import GatewayError, status_of
 from shared.failover import (
     Candidate,
     RequestContext,
@@ -33,6 +33,7 @@ from shared.failover import (
     price,
     usage_with_cost,
 )
+from shared.limits.limiter import Admission
 from shared.runtime import Runtime
 from shared.sse import DONE, SSEParser, frame
 from shared.upstream import read_body, read_chunk
@@ -206,21 +207,22 @@ async def stream_chat(
     plan: list[Candidate],
     ctx: RequestContext,
     shape: Shape,
-    meter: Meter,
+    meter: Meter | None,
+    admission: Admission,
 ) -> StreamingResponse:
+    """Open the stream (failing over until the first chunk); the caller releases what it holds if
+    this raises. Once the response starts, its generator settles and finishes itself."""
+
     async def attempt(candidate: Candidate) -> list[UpstreamStream]:
         return await _open_all(rt, candidate, body, fan_out_count(candidate, params))
 
-    try:
-        candidate, streams = await failover(rt, plan, ctx, attempt)
-    except GatewayError as exc:
-        await meter.release(status_of(exc), [a.header() for a in ctx.attempts])
-        raise
+    candidate, streams = await failover(rt, plan, ctx, attempt)
     headers = gateway_headers(candidate, ctx, streams[0].tr)
+    headers.update(admission.headers())
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"  # proxies (nginx, Vercel) must not buffer the stream
 
-    attempts = [a.header() for a in ctx.attempts]
+    attempts = ctx.attempt_headers()
 
     async def events() -> AsyncIterator[bytes]:
         output_chars = 0
@@ -249,7 +251,10 @@ async def stream_chat(
             # Whatever ended the stream, what was generated is billed (SPEC §4), exactly once.
             usage = _stream_usage(streams, body, output_chars)
             cost = price(rt, candidate, usage)
-            await meter.settle(candidate, usage, cost, attempts, status=status)
+            if meter is not None:
+                await meter.settle(candidate, usage, cost, attempts, status=status)
+            with anyio.CancelScope(shield=True):
+                await rt.limiter.finish(admission, usage.prompt_tokens + usage.output_tokens)
         if status != "ok":
             return
         if params.include_usage:

@@ -88,6 +88,10 @@ def gateway_settings(fakes: dict[str, Any], database_url: str, **extra: str) -> 
         "GATEWAYZ_STREAM_IDLE_TIMEOUT": "2",
         "GATEWAYZ_REQUEST_DEADLINE": "15",
         "GATEWAYZ_RETRY_AFTER_MAX": "1",
+        # Every test calls from 127.0.0.1: layer 1 would throttle the suite itself. The limiter's
+        # own tests start gateways with their own limits.
+        "GATEWAYZ_IP_RPM": "1000000",
+        "GATEWAYZ_IP_AUTH_FAILURES_PER_MINUTE": "100000",
         **upstream_env(fakes),
         **extra,
     }
@@ -100,8 +104,9 @@ class Account:
     key: str
 
 
-def provision(settings: Settings, email: str, credits: Decimal, **key: Any) -> Account:
-    """Migrate the database and create a user with credits and a key, on a runtime of its own."""
+def provision(settings: Settings, email: str, credits: Decimal, plan: str = "enterprise", **key: Any) -> Account:
+    """Migrate the database and create a user with credits and a key, on a runtime of its own
+    (on the Enterprise plan unless told otherwise, so that plan limits stay out of the way)."""
     from shared.accounts.service import Actor, KeySpec
     from shared.runtime import Runtime
     from shared.store.migrate import migrate, read_migrations
@@ -111,7 +116,7 @@ def provision(settings: Settings, email: str, credits: Decimal, **key: Any) -> A
         try:
             await migrate(rt.db, read_migrations())
             user, full_key = await rt.accounts.create_user(
-                email, actor=Actor("system"), credits=credits, key=KeySpec(**key) if key else None
+                email, actor=Actor("system"), credits=credits, plan_id=plan, key=KeySpec(**key) if key else None
             )
             return Account(user["id"], full_key)
         finally:

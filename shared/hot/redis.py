@@ -19,7 +19,7 @@ def script_args(rules: list[Rule], slots: list[Slot]) -> tuple[list[str], list[s
     keys = [r.key for r in rules] + [s.key for s in slots]
     args: list[str | int] = [len(rules)]
     for r in rules:
-        args += [r.limit, r.period_ms, r.cost, int(r.peek)]
+        args += [r.limit, r.period_ms, r.cost, {"take": 0, "peek": 1, "force": 2}[r.mode]]
     args.append(len(slots))
     for s in slots:
         args += [s.member, s.limit, s.lease_ms]

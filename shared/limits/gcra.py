@@ -22,10 +22,16 @@ class Rule:
     key: str  # hot-state key holding this limit's TAT
     limit: int  # units per period
     period_ms: int
-    cost: int  # units this request takes (negative: a correction, always applied)
+    cost: int  # units this request takes
     kind: str = "requests"  # requests | tokens, for the response headers
     name: str = ""  # e.g. "key:rpm", for metrics and messages
-    peek: bool = False  # checked, never consumed (is a budget already spent?)
+    # take: checked and consumed; peek: checked, never consumed (is a budget already spent?);
+    # force: consumed without a check (a correction after the fact: may be negative, never refuses)
+    mode: str = "take"
+
+    @property
+    def peek(self) -> bool:
+        return self.mode == "peek"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +81,7 @@ def check(
         interval = rule.period_ms / rule.limit
         tat = max(tats.get(rule.key, now), now)
         new_tat = max(tat + rule.cost * interval, now)
-        if rule.cost > 0 and new_tat - rule.period_ms > now:
+        if rule.mode != "force" and rule.cost > 0 and new_tat - rule.period_ms > now:
             allowed = False
             wait = new_tat - rule.period_ms - now
             if wait > retry:
@@ -104,7 +110,8 @@ def check(
 
 
 # KEYS: the rules' keys, then the slots' keys.
-# ARGV: n_rules, per rule (limit, period_ms, cost, peek); n_slots, per slot (member, limit, lease_ms).
+# ARGV: n_rules, per rule (limit, period_ms, cost, mode: 0 take, 1 peek, 2 force); n_slots, per slot
+# (member, limit, lease_ms).
 # Returns: {allowed, retry_after_ms, refused (0 none, i for rule i, -1 a slot), per rule remaining, reset_ms}.
 LUA = """
 local t = redis.call('TIME')
@@ -116,13 +123,14 @@ for i = 1, n do
   local limit = tonumber(ARGV[2 + (i - 1) * 4])
   local period = tonumber(ARGV[3 + (i - 1) * 4])
   local cost = tonumber(ARGV[4 + (i - 1) * 4])
-  local peek = ARGV[5 + (i - 1) * 4] == '1'
+  local mode = ARGV[5 + (i - 1) * 4]
+  local peek = mode == '1'
   local interval = period / limit
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   local new_tat = tat + cost * interval
   if new_tat < now then new_tat = now end
-  if cost > 0 and new_tat - period > now then
+  if mode ~= '2' and cost > 0 and new_tat - period > now then
     allowed = 0
     if new_tat - period - now > retry then retry = new_tat - period - now; refused = i end
   end

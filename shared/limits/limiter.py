@@ -1,0 +1,267 @@
+"""Rate limits in three layers (SPEC §7) over the hot-state store.
+
+1. Per IP, before authentication: requests per minute, and a much smaller budget of failed
+   authentications (brute force). Velocity mode tightens layer 1 for a while when the error rate
+   of the last minute passes a threshold.
+2. Per key and user, after authentication: requests and tokens per minute and per day, and
+   concurrent requests — the plan's limits for the user across all their keys, and a key's own
+   (never above the plan) for the key. Tokens are taken from the request's estimate before the
+   call and corrected with the real usage after it; the concurrency slot is released on every
+   exit path and expires by itself if an instance dies.
+3. Anonymous callers (only when enabled): free models only, a few requests per IP per day.
+
+Each check is one atomic call to the store; a refusal consumes nothing and happens before any
+credit is reserved. Refusals raise `RateLimited` with `retry-after` and the `x-ratelimit-*`
+headers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.accounts.keys import KeyRecord
+from shared.config import LimitSettings
+from shared.errors import NoProviderAvailable, RateLimited
+from shared.hot import HotStore, HotStoreDown
+from shared.limits.gcra import Decision, Rule, RuleState, Slot
+
+MINUTE = 60_000
+DAY = 86_400_000
+VELOCITY_KEY = "gw:velocity"
+
+
+def duration(ms: int) -> str:
+    """OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`."""
+    if ms < 1000:
+        return f"{max(ms, 0)}ms"
+    seconds = math.ceil(ms / 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def rate_headers(states: tuple[RuleState, ...]) -> dict[str, str]:
+    """The `x-ratelimit-*` request and token headers from the tightest per-minute limits."""
+    headers: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        minute = [s for s in states if s.rule.kind == kind and s.rule.period_ms == MINUTE]
+        if not minute:
+            continue
+        tight = min(minute, key=lambda s: (s.remaining, -s.reset_ms))
+        headers[f"x-ratelimit-limit-{kind}"] = str(tight.rule.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(tight.remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = duration(tight.reset_ms)
+    return headers
+
+
+def _refusal(decision: Decision, what: str) -> RateLimited:
+    seconds = max(1, math.ceil(decision.retry_after_ms / 1000))
+    headers = {"retry-after": str(seconds), **rate_headers(decision.states)}
+    return RateLimited(f"Rate limit reached for {what}: retry in {seconds}s.", headers=headers)
+
+
+@dataclass(slots=True)
+class Admission:
+    """What a request holds between admission and its end."""
+
+    slots: list[Slot] = field(default_factory=list)
+    token_rules: list[Rule] = field(default_factory=list)
+    estimate: int = 0
+    states: tuple[RuleState, ...] = ()
+    finished: bool = False
+
+    def headers(self) -> dict[str, str]:
+        return rate_headers(self.states)
+
+
+class Velocity:
+    """This instance's error rate over the last minute; crossing the threshold sets a shared flag
+    (read at most once a second) that tightens layer 1 on every instance for a while."""
+
+    def __init__(self, settings: LimitSettings) -> None:
+        self.settings = settings
+        self._events: deque[tuple[float, bool]] = deque()
+        self._active_until = 0.0
+        self._checked = 0.0
+
+    def record(self, error: bool) -> bool:
+        """Note one response; True when this instance just crossed the threshold."""
+        now = time.monotonic()
+        self._events.append((now, error))
+        while self._events and self._events[0][0] < now - 60:
+            self._events.popleft()
+        total = len(self._events)
+        if total < self.settings.velocity_min_requests or self._active_until > time.time():
+            return False
+        errors = sum(1 for _, e in self._events if e)
+        return errors / total >= self.settings.velocity_error_rate
+
+    async def active(self, hot: HotStore) -> bool:
+        now = time.monotonic()
+        if now - self._checked >= 1.0:
+            self._checked = now
+            try:
+                until = await hot.get(VELOCITY_KEY)
+            except HotStoreDown:
+                until = None
+            self._active_until = max(self._active_until, float(until)) if until else self._active_until
+        return self._active_until > time.time()
+
+    async def trigger(self, hot: HotStore) -> None:
+        until = time.time() + self.settings.velocity_seconds
+        self._active_until = until
+        try:
+            await hot.set(VELOCITY_KEY, str(until), ttl=self.settings.velocity_seconds)
+        except HotStoreDown:
+            pass
+
+    def state(self) -> dict[str, Any]:
+        now = time.monotonic()
+        recent = [e for t, e in self._events if t >= now - 60]
+        return {
+            "active": self._active_until > time.time(),
+            "active_until": self._active_until if self._active_until > time.time() else None,
+            "requests_last_minute": len(recent),
+            "error_rate_last_minute": round(sum(recent) / len(recent), 4) if recent else 0.0,
+            "threshold": self.settings.velocity_error_rate,
+        }
+
+
+class Limiter:
+    def __init__(self, hot: HotStore, settings: LimitSettings) -> None:
+        self.hot = hot
+        self.settings = settings
+        self.velocity = Velocity(settings)
+        self.rejections: dict[str, int] = {"ip": 0, "auth_failures": 0, "key": 0, "anonymous": 0}
+
+    async def _rate(self, rules: list[Rule], slots: list[Slot] | None = None) -> Decision:
+        try:
+            return await self.hot.rate(rules, slots)
+        except HotStoreDown as exc:  # only when configured fail-closed
+            raise NoProviderAvailable(
+                f"Rate limiting is unavailable: {exc}", code="limits_unavailable"
+            ) from None
+
+    # --- layer 1 ----------------------------------------------------------------------------
+    def _ip_rules(self, ip: str, factor: float) -> list[Rule]:
+        rpm = max(1, int(self.settings.ip_rpm * factor))
+        failures = max(1, int(self.settings.ip_auth_failures * factor))
+        return [
+            Rule(f"rl:ip:{ip}:rpm", rpm, MINUTE, 1, name="ip requests per minute"),
+            # A peek: a request from an IP that spent its failed-authentication budget is refused.
+            Rule(f"rl:ip:{ip}:authfail", failures, MINUTE, 1, name="failed authentications", mode="peek"),
+        ]
+
+    async def check_ip(self, ip: str) -> None:
+        factor = self.settings.velocity_factor if await self.velocity.active(self.hot) else 1.0
+        decision = await self._rate(self._ip_rules(ip, factor))
+        if not decision.allowed:
+            kind = "auth_failures" if decision.refused_by == "failed authentications" else "ip"
+            self.rejections[kind] += 1
+            raise _refusal(
+                decision, "this IP address" if kind == "ip" else "failed authentications from this IP"
+            )
+
+    async def auth_failed(self, ip: str) -> None:
+        failures = self.settings.ip_auth_failures
+        if await self.velocity.active(self.hot):
+            failures = max(1, int(failures * self.settings.velocity_factor))
+        await self._rate([Rule(f"rl:ip:{ip}:authfail", failures, MINUTE, 1, name="failed authentications")])
+
+    async def record_response(self, status: int) -> None:
+        """Velocity: authentication failures and server errors are the signals of abuse/overload."""
+        if self.velocity.record(status == 401 or status >= 500):
+            await self.velocity.trigger(self.hot)
+
+    # --- layer 2 ----------------------------------------------------------------------------
+    def _key_limits(
+        self, key: KeyRecord
+    ) -> tuple[list[tuple[str, str, int, int, str]], list[tuple[str, int]]]:
+        plan = key.plan
+        own = key.rate_limits
+        pairs = [
+            ("rpm", "requests_per_minute", MINUTE, "requests"),
+            ("rpd", "requests_per_day", DAY, "requests"),
+            ("tpm", "tokens_per_minute", MINUTE, "tokens"),
+            ("tpd", "tokens_per_day", DAY, "tokens"),
+        ]
+        rules: list[tuple[str, str, int, int, str]] = []
+        for short, name, period, kind in pairs:
+            plan_limit = getattr(plan, name)
+            if plan_limit:
+                rules.append((f"rl:user:{key.user_id}:{short}", f"plan {name}", plan_limit, period, kind))
+            key_limit = own.get(name)
+            if key_limit:
+                bounded = min(int(key_limit), plan_limit) if plan_limit else int(key_limit)
+                rules.append((f"rl:key:{key.key_id}:{short}", f"key {name}", bounded, period, kind))
+        slots = []
+        if plan.concurrency:
+            slots.append((f"rl:user:{key.user_id}:conc", plan.concurrency))
+        if own.get("concurrency"):
+            bound = (
+                min(int(own["concurrency"]), plan.concurrency)
+                if plan.concurrency
+                else int(own["concurrency"])
+            )
+            slots.append((f"rl:key:{key.key_id}:conc", bound))
+        return rules, slots
+
+    async def admit(self, key: KeyRecord, request_id: str, estimate_tokens: int) -> Admission:
+        specs, slot_specs = self._key_limits(key)
+        rules = [
+            Rule(rkey, limit, period, 1 if kind == "requests" else estimate_tokens, kind=kind, name=name)
+            for rkey, name, limit, period, kind in specs
+        ]
+        member = f"{request_id}:{os.urandom(4).hex()}"
+        slots = [Slot(skey, member, limit, self.settings.lease_ms) for skey, limit in slot_specs]
+        decision = await self._rate(rules, slots)
+        if not decision.allowed:
+            self.rejections["key"] += 1
+            what = "concurrent requests" if decision.refused_by == "concurrency" else decision.refused_by
+            raise _refusal(decision, what)
+        return Admission(
+            slots=slots,
+            token_rules=[r for r in rules if r.kind == "tokens"],
+            estimate=estimate_tokens,
+            states=decision.states,
+        )
+
+    async def finish(self, admission: Admission, actual_tokens: int | None) -> None:
+        """Release the slots and correct the token budgets by (actual − estimate). Idempotent."""
+        if admission.finished:
+            return
+        admission.finished = True
+        try:
+            delta = (actual_tokens - admission.estimate) if actual_tokens is not None else 0
+            if delta and admission.token_rules:
+                # The tokens were spent whatever the budget says: a correction never refuses.
+                await self.hot.rate(
+                    [
+                        Rule(r.key, r.limit, r.period_ms, delta, r.kind, r.name, mode="force")
+                        for r in admission.token_rules
+                    ]
+                )
+            if admission.slots:
+                await self.hot.release(admission.slots)
+        except HotStoreDown:
+            pass  # the slots expire by themselves; the budgets heal with time
+
+    # --- layer 3 ----------------------------------------------------------------------------
+    async def admit_anonymous(self, ip: str) -> Admission:
+        rule = Rule(
+            f"rl:anon:{ip}:rpd", self.settings.anonymous_per_day, DAY, 1, name="anonymous requests per day"
+        )
+        decision = await self._rate([rule])
+        if not decision.allowed:
+            self.rejections["anonymous"] += 1
+            raise _refusal(decision, "anonymous requests from this IP today")
+        return Admission(states=decision.states)
