@@ -36,4 +36,16 @@ def provider_status(rt: Runtime) -> dict[str, Any]:
         }
         for pid, ep in rt.endpoints.items()
     ]
-    return {"providers": providers, "models": stats}
+    return {"providers": providers, "models": stats, "limits": limits_status(rt)}
+
+
+def limits_status(rt: Runtime) -> dict[str, Any]:
+    hot = rt.hot
+    degraded = bool(getattr(hot, "degraded", False))
+    return {
+        "backend": hot.name,
+        "degraded": degraded,  # True: the shared store is unreachable and limits are per instance
+        "fallback_calls": int(getattr(hot, "fallbacks", 0)),
+        "velocity": rt.limiter.velocity.state(),
+        "rejections": dict(rt.limiter.rejections),
+    }
