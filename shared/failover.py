@@ -291,8 +291,14 @@ def gateway_headers(candidate: Candidate, ctx: RequestContext, tr: ChatTranslato
     return headers
 
 
+def markup_for(rt: Runtime, candidate: Candidate) -> Decimal:
+    """The multiplier over upstream cost: the markup, or only the BYOK fee's share of it."""
+    markup = rt.settings.markup
+    return markup * rt.settings.byok_fee if candidate.byok else markup
+
+
 def price(rt: Runtime, candidate: Candidate, usage: Usage) -> Decimal:
-    return cost_of(usage, candidate.offer.pricing, rt.settings.markup)
+    return cost_of(usage, candidate.offer.pricing, markup_for(rt, candidate))
 
 
 def usage_with_cost(usage: Usage, cost: Decimal) -> dict[str, Any]:

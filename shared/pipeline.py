@@ -18,9 +18,10 @@ from shared.auth import Principal
 from shared.billing.meter import Meter, worst_case
 from shared.billing.pricing import money
 from shared.chat_request import check_chat, upstream_body
-from shared.errors import AuthenticationFailed, GatewayError, PermissionDenied, status_of
+from shared.errors import AuthenticationFailed, GatewayError, NoProviderAvailable, PermissionDenied, status_of
 from shared.failover import CHAT, RequestContext, Shape, complete, gateway_headers, price, usage_with_cost
 from shared.limits.limiter import Admission
+from shared.providers import bind
 from shared.routing import Candidate, parse_preferences
 from shared.runtime import Runtime
 from shared.streaming import stream_chat
@@ -36,6 +37,30 @@ def allowed(plan: list[Candidate], principal: Principal, requested: str) -> list
     if not kept:
         raise PermissionDenied(f"This API key may not use the model '{requested}'.", code="model_not_allowed")
     return kept
+
+
+async def with_own_keys(rt: Runtime, plan: list[Candidate], principal: Principal) -> list[Candidate]:
+    """Serve offers of providers the caller holds a key for with that key (BYOK, SPEC §4)."""
+    from shared.accounts.byok import byok_key  # loads cryptography: only for callers with own keys
+
+    assert principal.key is not None
+    out = []
+    for candidate in plan:
+        provider = candidate.endpoint.provider
+        key = (
+            await byok_key(rt, principal.key.user_id, provider.id)
+            if provider.id in principal.key.byok_providers
+            else None
+        )
+        if key is not None:
+            out.append(Candidate(candidate.offer, bind(provider, rt.settings, key=key), byok=True))
+        elif candidate.endpoint.configured:
+            out.append(candidate)
+    if not out:
+        raise NoProviderAvailable(
+            "No provider can serve this request: your provider key was removed meanwhile."
+        )
+    return out
 
 
 def free_only(plan: list[Candidate], requested: str) -> list[Candidate]:
@@ -60,7 +85,10 @@ async def run_chat(
     params = check_chat(body)
     prefs = parse_preferences(body.get("provider"), rt.endpoints)
     requested = str(body.get("model"))
-    plan = rt.router.plan(body, params.needs, prefs)
+    byok = principal.key.byok_providers if principal.key else frozenset()
+    plan = rt.router.plan(body, params.needs, prefs, byok)
+    if byok:
+        plan = await with_own_keys(rt, plan, principal)
     if principal.kind == "anonymous":
         plan = free_only(plan, requested)
         admission = await rt.limiter.admit_anonymous(principal.ip or "unknown")

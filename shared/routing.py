@@ -38,6 +38,7 @@ _PREF_KEYS = frozenset(
 class Candidate:
     offer: ResolvedOffer
     endpoint: ProviderEndpoint
+    byok: bool = False  # served with the caller's own provider key (charged only the BYOK fee)
 
     @property
     def provider_id(self) -> str:
@@ -168,7 +169,14 @@ class Router:
         )
         return model, [ResolvedOffer(model, offer)]
 
-    def plan(self, body: dict[str, Any], needs: frozenset[str], prefs: Preferences) -> list[Candidate]:
+    def plan(
+        self,
+        body: dict[str, Any],
+        needs: frozenset[str],
+        prefs: Preferences,
+        byok: frozenset[str] = frozenset(),
+    ) -> list[Candidate]:
+        """`byok`: providers the caller has their own key for — usable even where the operator has none."""
         names: list[tuple[str, str]] = []
         if isinstance(body.get("model"), str) and body["model"]:
             names.append((body["model"], "model"))
@@ -188,7 +196,7 @@ class Router:
             if key in seen:
                 continue
             seen.add(key)
-            ordered = self._order(self._eligible(offers, needs, prefs, reasons), prefs)
+            ordered = self._order(self._eligible(offers, needs, prefs, reasons, byok), prefs, byok)
             if not prefs.allow_fallbacks:
                 ordered = ordered[:1]
             plan.extend(ordered)
@@ -198,13 +206,19 @@ class Router:
         return plan
 
     def _eligible(
-        self, offers: Sequence[ResolvedOffer], needs: frozenset[str], prefs: Preferences, reasons: list[str]
+        self,
+        offers: Sequence[ResolvedOffer],
+        needs: frozenset[str],
+        prefs: Preferences,
+        reasons: list[str],
+        byok: frozenset[str],
     ) -> list[Candidate]:
         out: list[Candidate] = []
         for offer in offers:
             pid = offer.provider_id
             endpoint = self.endpoints.get(pid)
-            if endpoint is None or not endpoint.configured:
+            usable = endpoint is not None and (endpoint.configured or (endpoint.missing_key and pid in byok))
+            if endpoint is None or not usable:
                 reasons.append(f"{pid} is not configured ({endpoint.reason if endpoint else 'unknown'})")
             elif (prefs.only is not None and pid not in prefs.only) or pid in prefs.ignore:
                 reasons.append(f"{pid} excluded by the provider preferences")
@@ -216,7 +230,9 @@ class Router:
                 out.append(Candidate(offer, endpoint))
         return out
 
-    def _order(self, candidates: list[Candidate], prefs: Preferences) -> list[Candidate]:
+    def _order(
+        self, candidates: list[Candidate], prefs: Preferences, byok: frozenset[str]
+    ) -> list[Candidate]:
         rank = {pid: i for i, pid in enumerate(prefs.order)}
         health = self.health
 
@@ -228,6 +244,13 @@ class Router:
                 strategy = -health.throughput(c.provider_id, c.model_id)
             else:
                 strategy = p.prompt + p.completion
-            return (rank.get(c.provider_id, len(rank)), health.is_down(c.provider_id, c.model_id), strategy)
+            # The caller's own keys come first (unless they ordered providers themselves).
+            own = 0 if prefs.order or c.provider_id in byok else 1
+            return (
+                rank.get(c.provider_id, len(rank)),
+                own,
+                health.is_down(c.provider_id, c.model_id),
+                strategy,
+            )
 
         return sorted(candidates, key=key)

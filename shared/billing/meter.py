@@ -20,6 +20,7 @@ from shared.billing.pricing import cost_of
 from shared.chat_request import ChatParams
 from shared.dialects.base import Usage
 from shared.errors import InsufficientCredits, PermissionDenied
+from shared.failover import markup_for
 from shared.routing import Candidate
 from shared.runtime import Runtime
 
@@ -48,7 +49,7 @@ def worst_case(rt: Runtime, plan: list[Candidate], body: dict[str, object], para
     for candidate in plan:
         output = params.max_output or candidate.offer.max_output_tokens or _DEFAULT_OUTPUT
         usage = Usage(input_tokens=input_tokens, output_tokens=output)
-        worst = max(worst, cost_of(usage, candidate.offer.pricing, rt.settings.markup))
+        worst = max(worst, cost_of(usage, candidate.offer.pricing, markup_for(rt, candidate)))
     return worst * params.n
 
 
@@ -119,6 +120,7 @@ class Meter:
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             estimated=usage.estimated,
+            byok=candidate.byok,
             attempts=attempts,
         )
         # Shielded: a caller who hangs up mid-stream is still billed for what was generated.

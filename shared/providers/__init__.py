@@ -75,6 +75,7 @@ class ProviderEndpoint:
     api_key: str | None
     configured: bool
     reason: str  # why it is not configured ("" when it is)
+    missing_key: bool = False  # only the API key is missing: a user's own key (BYOK) would do
 
 
 def _parse_row(raw: Mapping[str, Any]) -> Provider:
@@ -167,8 +168,9 @@ def _auth_headers(style: str, key: str) -> dict[str, str]:
     return {}
 
 
-def bind(provider: Provider, settings: Settings) -> ProviderEndpoint:
-    key = settings.provider_value(provider.id, "API_KEY")
+def bind(provider: Provider, settings: Settings, key: str | None = None) -> ProviderEndpoint:
+    """The row with this process's URL and credentials — or with `key`, a user's own (BYOK)."""
+    key = key or settings.provider_value(provider.id, "API_KEY")
     override = settings.provider_value(provider.id, "BASE_URL")
     reason = ""
     base_url = provider.base_url
@@ -186,8 +188,10 @@ def bind(provider: Provider, settings: Settings) -> ProviderEndpoint:
         reason = "the bedrock dialect is not available yet"
     # A provider is usable with credentials, when it needs none, or when the operator pointed it at
     # a self-hosted server by base URL (vLLM, Ollama and llama.cpp usually take no key).
+    missing_key = False
     if not reason and not (key or provider.keyless or override):
         reason = f"{provider.env_key} is not set"
+        missing_key = True
     headers = dict(provider.headers)
     if key:
         headers.update(_auth_headers(provider.auth, key))
@@ -202,6 +206,7 @@ def bind(provider: Provider, settings: Settings) -> ProviderEndpoint:
         api_key=key,
         configured=not reason,
         reason=reason,
+        missing_key=missing_key,
     )
 
 
