@@ -70,6 +70,15 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
+class Conflict(GatewayError):
+    """409: a duplicate email, an idempotency key reused for another change, a key rotated twice."""
+
+    status = 409
+    type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
@@ -127,6 +136,7 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
     402: InsufficientCredits,
     403: PermissionDenied,
     404: NotFound,
+    409: Conflict,
     413: PayloadTooLarge,
     422: Unprocessable,
     429: RateLimited,

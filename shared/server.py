@@ -10,6 +10,14 @@ from shared.config import Settings
 
 def create_server_app(settings: Settings | None = None) -> FastAPI:
     # Imported here so that importing shared/ never imports the function modules.
-    from functions import catalog, chat, health
+    from functions import account, admin, auth, catalog, chat, health
 
-    return create_app([health.router, catalog.router, chat.router], settings=settings, title="Gatewayz")
+    routers = [
+        health.router,
+        catalog.router,
+        chat.router,
+        auth.router,
+        account.router,  # with the BYOK routes of functions.provider_keys
+        admin.router,
+    ]
+    return create_app(routers, settings=settings, title="Gatewayz")

@@ -104,7 +104,9 @@ class Account:
     key: str
 
 
-def provision(settings: Settings, email: str, credits: Decimal, plan: str = "enterprise", **key: Any) -> Account:
+def provision(
+    settings: Settings, email: str, credits: Decimal, plan: str = "enterprise", **key: Any
+) -> Account:
     """Migrate the database and create a user with credits and a key, on a runtime of its own
     (on the Enterprise plan unless told otherwise, so that plan limits stay out of the way)."""
     from shared.accounts.service import Actor, KeySpec
@@ -116,13 +118,26 @@ def provision(settings: Settings, email: str, credits: Decimal, plan: str = "ent
         try:
             await migrate(rt.db, read_migrations())
             user, full_key = await rt.accounts.create_user(
-                email, actor=Actor("system"), credits=credits, plan_id=plan, key=KeySpec(**key) if key else None
+                email,
+                actor=Actor("system"),
+                credits=credits,
+                plan_id=plan,
+                key=KeySpec(**key) if key else None,
             )
             return Account(user["id"], full_key)
         finally:
             await rt.close()
 
-    return asyncio.run(run())
+    return run_off_main_thread(run)
+
+
+def run_off_main_thread(factory: Any) -> Any:
+    """`asyncio.run` in a worker thread: on the main thread it would close the event loop that
+    importing Mangum installs there, and pytest would report an unclosed loop at exit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
 
 
 def start_gateway(settings: Settings) -> GatewayServer:

@@ -1,0 +1,90 @@
+"""The account function (SPEC §5): the caller's own profile, API keys, credits and usage.
+
+Every route needs a user key with the route's scope: `read` for the profile, credits and usage,
+`keys` for key management. The work is in `shared.accounts.self_service` and `.usage`. The deployed
+function also serves the BYOK routes of `functions.provider_keys` (`/v1/provider-keys`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from mangum import Mangum
+
+from functions import provider_keys
+from shared.accounts import self_service, usage
+from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, parse_body
+from shared.app import create_app, runtime_of
+from shared.auth import KeyManager, Reader
+
+# The BYOK routes (`/v1/provider-keys`) belong to this function: its router starts with them.
+router = APIRouter(routes=list(provider_keys.router.routes))
+# Annotated, not shared `Query(...)` defaults: FastAPI copies the former per parameter but writes
+# each parameter's alias into the latter, so one shared default would read the wrong name.
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
+@router.get("/v1/me")
+async def me(request: Request, principal: Reader) -> dict[str, Any]:
+    return await self_service.me(runtime_of(request), principal)
+
+
+@router.get("/v1/keys")
+async def list_keys(request: Request, principal: KeyManager) -> dict[str, Any]:
+    return await self_service.list_keys(runtime_of(request), principal)
+
+
+@router.post("/v1/keys")
+async def create_key(request: Request, principal: KeyManager) -> dict[str, Any]:
+    body = await parse_body(request, KeyCreate)
+    return await self_service.create_key(runtime_of(request), principal, body)
+
+
+@router.get("/v1/keys/{key_id}")
+async def get_key(request: Request, principal: KeyManager, key_id: str) -> dict[str, Any]:
+    return await self_service.get_key(runtime_of(request), principal, key_id)
+
+
+@router.patch("/v1/keys/{key_id}")
+async def update_key(request: Request, principal: KeyManager, key_id: str) -> dict[str, Any]:
+    body = await parse_body(request, KeyUpdate)
+    return await self_service.update_key(runtime_of(request), principal, key_id, body)
+
+
+@router.post("/v1/keys/{key_id}/rotate")
+async def rotate_key(request: Request, principal: KeyManager, key_id: str) -> dict[str, Any]:
+    body = await parse_body(request, KeyRotate)
+    return await self_service.rotate_key(runtime_of(request), principal, key_id, body)
+
+
+@router.delete("/v1/keys/{key_id}")
+async def revoke_key(request: Request, principal: KeyManager, key_id: str) -> dict[str, Any]:
+    return await self_service.revoke_key(runtime_of(request), principal, key_id)
+
+
+@router.get("/v1/credits")
+async def credits(
+    request: Request, principal: Reader, limit: Limit = 20, cursor: Cursor = None
+) -> dict[str, Any]:
+    assert principal.user_id is not None
+    return await usage.credits_page(runtime_of(request), principal.user_id, limit=limit, cursor=cursor)
+
+
+@router.get("/v1/usage")
+async def usage_report(
+    request: Request,
+    principal: Reader,
+    days: Annotated[int, Query(ge=1, le=usage.MAX_DAYS)] = 30,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    assert principal.user_id is not None
+    return await usage.usage_page(
+        runtime_of(request), principal.user_id, days=days, limit=limit, cursor=cursor
+    )
+
+
+app = create_app([router], title="Gatewayz account")
+handler = Mangum(app, lifespan="off")

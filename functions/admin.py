@@ -1,0 +1,83 @@
+"""The admin function (SPEC §5, §8): users, plans, credit grants and adjustments, the audit log.
+
+Every route needs the bootstrap `GATEWAYZ_ADMIN_KEY` or an admin user's key with the `admin`
+scope. The work is in `shared.accounts.admin`; each change is audited with its actor and IP.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from mangum import Mangum
+
+from shared.accounts import admin
+from shared.accounts.requests import CreditChange, UserCreate, UserUpdate, parse_body, time_param
+from shared.app import create_app, runtime_of
+from shared.auth import Admin
+
+router = APIRouter()
+# Annotated, not shared `Query(...)` defaults: FastAPI copies the former per parameter but writes
+# each parameter's alias into the latter, so one shared default would read the wrong name.
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=64)]
+Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+@router.post("/admin/users")
+async def create_user(request: Request, principal: Admin) -> dict[str, Any]:
+    body = await parse_body(request, UserCreate)
+    return await admin.create_user(runtime_of(request), principal, body)
+
+
+@router.get("/admin/users")
+async def list_users(
+    request: Request, principal: Admin, limit: Limit = 20, cursor: Cursor = None
+) -> dict[str, Any]:
+    return await admin.list_users(runtime_of(request), limit=limit, cursor=cursor)
+
+
+@router.get("/admin/users/{user_id}")
+async def get_user(request: Request, principal: Admin, user_id: str) -> dict[str, Any]:
+    return await admin.get_user(runtime_of(request), user_id)
+
+
+@router.patch("/admin/users/{user_id}")
+async def update_user(request: Request, principal: Admin, user_id: str) -> dict[str, Any]:
+    body = await parse_body(request, UserUpdate)
+    return await admin.update_user(runtime_of(request), principal, user_id, body)
+
+
+@router.post("/admin/users/{user_id}/credits")
+async def change_credits(request: Request, principal: Admin, user_id: str) -> dict[str, Any]:
+    body = await parse_body(request, CreditChange)
+    return await admin.change_credits(runtime_of(request), principal, user_id, body)
+
+
+@router.get("/admin/audit")
+async def audit(
+    request: Request,
+    principal: Admin,
+    actor: Filter = None,
+    actor_type: Filter = None,
+    action: Filter = None,
+    target: Filter = None,
+    target_type: Filter = None,
+    since: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    filters = {
+        "actor": actor,
+        "actor_type": actor_type,
+        "action": action,
+        "target": target,
+        "target_type": target_type,
+        "since": time_param(since, "since"),
+        "cursor": cursor,
+    }
+    return await admin.audit_page(runtime_of(request), filters, limit=limit)
+
+
+app = create_app([router], title="Gatewayz admin")
+handler = Mangum(app, lifespan="off")

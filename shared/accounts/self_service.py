@@ -1,0 +1,202 @@
+"""What a key holder may do to their own account (the `account` function): read it, manage keys.
+
+A key never hands out more than it holds: a key it creates or changes gets only scopes the caller
+has, a key with scopes beyond the caller's cannot be changed or rotated by it (rotation would give
+out that key's powers in a new secret; revoking it is allowed, it only takes power away), and rate
+limits stay within the user's plan. Keys belong to one user: another user's key id is a 404 whose
+answer does not tell whether the key exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from shared.accounts.keys import DEFAULT_SCOPES, PlanLimits
+from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, RateLimitsIn
+from shared.accounts.service import Actor, KeySpec
+from shared.auth import Principal
+from shared.billing import to_pico
+from shared.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from shared.runtime import Runtime
+
+ME_FIELDS = ("id", "email", "role", "status", "plan", "balance")
+_GLOB = frozenset("*?[")
+
+
+def _owner(principal: Principal) -> tuple[str, Actor]:
+    assert principal.key is not None  # the account routes admit user keys only
+    return principal.key.user_id, Actor("user", principal.key.user_id, principal.ip)
+
+
+async def me(rt: Runtime, principal: Principal) -> dict[str, Any]:
+    user_id, _ = _owner(principal)
+    user = await rt.accounts.get_user(user_id)
+    return {name: user[name] for name in ME_FIELDS}
+
+
+def _within_scopes(principal: Principal, scopes: Iterable[str], doing: str) -> None:
+    assert principal.key is not None
+    beyond = sorted(set(scopes) - principal.key.scopes)
+    if beyond:
+        raise PermissionDenied(
+            f"This API key cannot {doing} a key with scopes it does not hold itself: {', '.join(beyond)}.",
+            param="scopes",
+            code="scope_not_allowed",
+        )
+
+
+def _within_plan(plan: PlanLimits, limits: RateLimitsIn) -> None:
+    for name in limits.model_fields_set:
+        value, cap = getattr(limits, name), getattr(plan, name)
+        if value is not None and cap is not None and value > cap:
+            raise InvalidRequest(
+                f"rate_limits.{name}: {value} is above your plan's limit of {cap}.",
+                param=f"rate_limits.{name}",
+                code="rate_limit_above_plan",
+            )
+
+
+def _models(rt: Runtime, patterns: list[str] | None) -> list[str] | None:
+    """Exact model ids are checked against the catalog and stored canonical (an alias such as
+    `gpt-4o` would otherwise never match the `openai/gpt-4o` the pipeline checks); globs are kept."""
+    if patterns is None:
+        return None
+    out: list[str] = []
+    for pattern in patterns:
+        if not _GLOB.isdisjoint(pattern):
+            out.append(pattern)
+            continue
+        model = rt.catalog.resolve(pattern)
+        if model is None:
+            raise InvalidRequest(
+                f"allowed_models: unknown model {pattern!r}; use an id from /v1/models or a pattern "
+                "such as 'openai/*'.",
+                param="allowed_models",
+                code="model_not_found",
+            )
+        out.append(model.id)
+    return list(dict.fromkeys(out))
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+async def _own_key(rt: Runtime, user_id: str, key_id: str) -> dict[str, Any]:
+    try:
+        return await rt.accounts.get_key(user_id, key_id)
+    except LookupError:
+        raise NotFound(f"No API key {key_id!r}.", param="id", code="key_not_found") from None
+
+
+async def list_keys(rt: Runtime, principal: Principal) -> dict[str, Any]:
+    user_id, _ = _owner(principal)
+    return {"data": await rt.accounts.list_keys(user_id)}
+
+
+async def get_key(rt: Runtime, principal: Principal, key_id: str) -> dict[str, Any]:
+    user_id, _ = _owner(principal)
+    return await _own_key(rt, user_id, key_id)
+
+
+async def create_key(rt: Runtime, principal: Principal, body: KeyCreate) -> dict[str, Any]:
+    user_id, actor = _owner(principal)
+    assert principal.key is not None
+    scopes: list[str] = list(body.scopes or DEFAULT_SCOPES)
+    _within_scopes(principal, scopes, "create")
+    limits = body.spend_limits
+    rates = body.rate_limits.model_dump(exclude_none=True) if body.rate_limits else {}
+    if body.rate_limits is not None:
+        _within_plan(principal.key.plan, body.rate_limits)
+    spec = KeySpec(
+        name=body.name,
+        environment=body.environment,
+        scopes=scopes,
+        expires_at=body.expires_at,
+        ip_allowlist=body.ip_allowlist,
+        allowed_origins=body.allowed_origins,
+        allowed_models=_models(rt, body.allowed_models),
+        spend_limit_day=limits.day if limits else None,
+        spend_limit_month=limits.month if limits else None,
+        spend_limit_total=limits.total if limits else None,
+        rate_limits=rates or None,
+    )
+    return await rt.accounts.create_key(user_id, spec, actor)
+
+
+def _changes(rt: Runtime, principal: Principal, current: dict[str, Any], body: KeyUpdate) -> dict[str, Any]:
+    """The api_keys columns a PATCH sets: left out → kept, null → cleared (nested objects too)."""
+    assert principal.key is not None
+    sent = body.model_fields_set
+    changes: dict[str, Any] = {}
+    if "name" in sent:
+        changes["name"] = body.name
+    if "scopes" in sent and body.scopes is not None:
+        _within_scopes(principal, body.scopes, "grant")
+        changes["scopes"] = _json(sorted(set(body.scopes)))
+    if "expires_at" in sent:
+        changes["expires_at"] = body.expires_at
+    for field in ("ip_allowlist", "allowed_origins"):
+        if field in sent:
+            changes[field] = _json(getattr(body, field))
+    if "allowed_models" in sent:
+        changes["allowed_models"] = _json(_models(rt, body.allowed_models))
+    if "spend_limits" in sent:
+        limits = body.spend_limits
+        for period in ("day", "month", "total"):
+            if limits is None or period in limits.model_fields_set:
+                value = None if limits is None else getattr(limits, period)
+                changes[f"spend_limit_{period}_pico"] = None if value is None else to_pico(value)
+    if "rate_limits" in sent:
+        rates = body.rate_limits
+        merged: dict[str, int] = {}
+        if rates is not None:
+            _within_plan(principal.key.plan, rates)
+            merged = dict(current["rate_limits"])
+            for name in rates.model_fields_set:
+                value = getattr(rates, name)
+                if value is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = value
+        changes["rate_limits"] = _json(merged or None)
+    if "disabled" in sent:
+        changes["disabled"] = bool(body.disabled)
+    return changes
+
+
+async def update_key(rt: Runtime, principal: Principal, key_id: str, body: KeyUpdate) -> dict[str, Any]:
+    user_id, actor = _owner(principal)
+    current = await _own_key(rt, user_id, key_id)
+    _within_scopes(principal, current["scopes"], "change")
+    if current["revoked"]:
+        raise InvalidRequest("This API key is revoked and can no longer be changed.", code="key_revoked")
+    return await rt.accounts.update_key(user_id, key_id, _changes(rt, principal, current, body), actor)
+
+
+async def rotate_key(rt: Runtime, principal: Principal, key_id: str, body: KeyRotate) -> dict[str, Any]:
+    user_id, actor = _owner(principal)
+    current = await _own_key(rt, user_id, key_id)
+    _within_scopes(principal, current["scopes"], "rotate")
+    if current["revoked"]:
+        raise InvalidRequest("This API key is revoked and cannot be rotated.", code="key_revoked")
+    if current["replaced_by"]:
+        raise Conflict(
+            f"This API key was already rotated; rotate its replacement {current['replaced_by']!r} instead.",
+            code="key_already_rotated",
+        )
+    try:
+        return await rt.accounts.rotate_key(user_id, key_id, actor, body.grace_seconds)
+    except LookupError:
+        raise NotFound(f"No API key {key_id!r}.", param="id", code="key_not_found") from None
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), code="key_revoked") from None
+
+
+async def revoke_key(rt: Runtime, principal: Principal, key_id: str) -> dict[str, Any]:
+    user_id, actor = _owner(principal)
+    await _own_key(rt, user_id, key_id)
+    return await rt.accounts.revoke_key(user_id, key_id, actor)
