@@ -4,9 +4,6 @@ user and, on first sign-in (or when asked), a new API key (SPEC §5).
 The token comes as `Authorization: Bearer <access token>` or as `{"access_token": ...}` in the
 body. Optional body fields: `create_key` (mint a key on a later sign-in), `key_name`, `scopes`
 (any of inference, read, keys, billing; default inference + read).
-
-Deployment: not yet wired into template.yaml / vercel.json / api/, so this module exports no
-Lambda `handler`; `gatewayz serve` mounts its router.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.accounts.identity import MAX_TOKEN_CHARS, SessionRequest, exchange
@@ -83,3 +81,4 @@ async def session(request: Request) -> dict[str, Any]:
 
 
 app = create_app([router], title="Gatewayz auth")
+handler = Mangum(app, lifespan="off")

@@ -6,6 +6,7 @@
     gatewayz keys create --user ID [--name N] [--scopes a,b]
     gatewayz credits grant --user ID --amount USD --reason R [--idempotency-key K]
     gatewayz reap-holds
+    gatewayz byok reencrypt
 
 Every command but `serve` prints one JSON object on stdout; errors go to stderr with exit code 2.
 """
@@ -158,6 +159,13 @@ async def _reap(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     return {"expired_holds": await rt.ledger.reap()}
 
 
+async def _byok_reencrypt(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from shared.accounts.byok import reencrypt_all
+    from shared.accounts.service import Actor
+
+    return {"reencrypted": await reencrypt_all(rt, Actor("cli"))}
+
+
 def _migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     _print({"applied": asyncio.run(_migrate_only(settings))})
@@ -220,6 +228,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("reap-holds", help="expire credit holds that were never settled").set_defaults(
         run=_with_runtime(_reap)
     )
+
+    byok = sub.add_parser("byok", help="users' own provider keys").add_subparsers(
+        dest="action", required=True
+    )
+    byok.add_parser(
+        "reencrypt", help="re-encrypt every stored provider key under the newest GATEWAYZ_ENCRYPTION_KEYS key"
+    ).set_defaults(run=_with_runtime(_byok_reencrypt))
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
     create = users.add_parser("create", help="create a user and a first API key")

@@ -10,7 +10,7 @@ from shared.config import Settings
 
 def create_server_app(settings: Settings | None = None) -> FastAPI:
     # Imported here so that importing shared/ never imports the function modules.
-    from functions import account, admin, auth, catalog, chat, health
+    from functions import account, admin, auth, catalog, chat, health, jobs
 
     routers = [
         health.router,
@@ -19,5 +19,6 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         auth.router,
         account.router,  # with the BYOK routes of functions.provider_keys
         admin.router,
+        jobs.router,
     ]
     return create_app(routers, settings=settings, title="Gatewayz")

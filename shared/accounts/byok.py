@@ -228,7 +228,7 @@ async def byok_key(rt: Runtime, user_id: str, provider: str) -> str | None:
     GATEWAYZ_ENCRYPTION_KEYS (or EncryptionNotConfigured when none is set).
     """
     cache: dict[tuple[str, str], tuple[str | None, float, Any]] = rt.cache.setdefault("byok", {})
-    epoch = getattr(rt.keys, "_epoch", None)  # KeyCache's view of the shared invalidation epoch
+    epoch = rt.keys.epoch
     now = time.monotonic()
     entry = cache.get((user_id, provider))
     if entry is not None and now - entry[1] < BYOK_CACHE_TTL and entry[2] == epoch:

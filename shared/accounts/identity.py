@@ -452,7 +452,7 @@ async def _link(
     """Link an account created by an operator for this email to the Supabase user, with the
     first key of that person's own."""
     actor = Actor("user", user_id, ip)
-    full_key, key_steps = rt.accounts._key_steps(user_id, _key_spec(request), actor)
+    full_key, key_steps = rt.accounts.key_steps(user_id, _key_spec(request), actor)
     await rt.db.transaction(
         [
             (LINK, {"subject": identity.subject, "user_id": user_id}),

@@ -215,6 +215,11 @@ class KeyCache:
         self._entries[digest] = (record, now)
         return record
 
+    @property
+    def epoch(self) -> str | None:
+        """The shared invalidation epoch as this instance last saw it (caches keyed on it follow)."""
+        return self._epoch
+
     async def invalidate(self) -> None:
         """After any key, user or BYOK change: this instance at once, the others within seconds."""
         self._entries.clear()

@@ -150,7 +150,7 @@ class Accounts:
             "auth_subject": auth_subject,
             "now": now_text(),
         }
-        full_key, key_steps = self._key_steps(user_id, key or KeySpec(), actor)
+        full_key, key_steps = self.key_steps(user_id, key or KeySpec(), actor)
         steps = [
             (INSERT_USER, params),
             audit_step(
@@ -226,7 +226,7 @@ class Accounts:
         return await self.get_user(user_id)
 
     # --- keys ---------------------------------------------------------------------------------
-    def _key_steps(
+    def key_steps(
         self, user_id: str, spec: KeySpec, actor: Actor, key_id: str | None = None
     ) -> tuple[str, list[Step]]:
         full_key = generate_key(spec.environment)
@@ -254,7 +254,7 @@ class Accounts:
         return full_key, [(INSERT_KEY, params), audit_step(actor, "key.create", "api_key", key_id, details)]
 
     async def create_key(self, user_id: str, spec: KeySpec, actor: Actor) -> dict[str, Any]:
-        full_key, steps = self._key_steps(user_id, spec, actor)
+        full_key, steps = self.key_steps(user_id, spec, actor)
         await self.db.transaction(steps)
         key_id = steps[0][1]["key_id"]
         return {**await self.get_key(user_id, key_id), "key": full_key}
@@ -337,7 +337,7 @@ class Accounts:
             rate_limits=old["rate_limits"] or None,
         )
         new_id_ = new_id("key")
-        full_key, steps = self._key_steps(user_id, spec, actor, key_id=new_id_)
+        full_key, steps = self.key_steps(user_id, spec, actor, key_id=new_id_)
         until = now_text(datetime.now(UTC) + timedelta(seconds=grace_seconds))
         steps += [
             (

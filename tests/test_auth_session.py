@@ -1,0 +1,564 @@
+"""`POST /auth/session`: a Supabase Auth access token exchanged for the user and a first key (SPEC §5).
+
+Two gateways on loopback, each with its own SQLite file, against a fake Supabase Auth server:
+- `local`: SUPABASE_JWT_SECRET (HS256 verified here) + SUPABASE_URL (issuer check, JWKS for ES256);
+- `remote`: SUPABASE_URL + SUPABASE_ANON_KEY and no secret, so HS256 tokens are verified by Supabase
+  Auth itself through supabase-py (`GET /auth/v1/user`), and first sign-ins confirm the email there.
+Every token that does not verify gets a 401 in the OpenAI envelope and creates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import jwt
+import openai
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from shared.accounts import identity
+from shared.accounts.identity import (
+    AuthNotConfigured,
+    AuthUnavailable,
+    InvalidToken,
+    SessionRequest,
+    SupabaseAuthConfig,
+    TokenVerifier,
+    exchange,
+)
+from shared.accounts.service import Actor
+from shared.config import ConfigError, Settings
+from shared.runtime import Runtime
+from shared.server import create_server_app
+from shared.store.migrate import migrate, read_migrations
+from tests.conftest import Account, gateway_settings, provision, start_gateway
+from tests.fakes.openai_fake import OpenAIFake
+from tests.fakes.server import FakeServer, Reply
+from tests.fakes.supabase_fake import ANON_KEY, SupabaseFake
+from tests.harness import GatewayServer
+from tests.store.support import postgres_schema, query
+
+
+def _import_function_modules() -> None:
+    """Import every function module now, under a temporary event loop (as test_deploy_config does):
+    a module-level `Mangum(app)` otherwise makes an event loop current that later leaks."""
+    policy_local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    previous = getattr(policy_local, "_loop", None)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        create_server_app()
+    finally:
+        asyncio.set_event_loop(previous)
+        loop.close()
+
+
+_import_function_modules()
+
+SECRET = "test-supabase-jwt-secret-0123456789-abcdefghij"
+KID = "fake-signing-key-1"
+
+
+@pytest.fixture(scope="module")
+def supabase() -> Iterator[SupabaseFake]:
+    fake = SupabaseFake(SECRET).start()
+    fake.add_signing_key(KID)
+    yield fake
+    fake.stop()
+
+
+class Gw:
+    def __init__(self, server: GatewayServer, settings: Settings) -> None:
+        self.server = server
+        self.settings = settings
+        self.http = httpx.Client(base_url=server.url, timeout=20)
+
+    def session(
+        self, token: str | None = None, body: Any = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["authorization"] = f"Bearer {token}"
+        if body is None:
+            return self.http.post("/auth/session", headers=sent)
+        return self.http.post("/auth/session", json=body, headers=sent)
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return query(self.settings.database_url, sql, params)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.server.stop()
+
+
+def _start(fakes: dict[str, FakeServer], tmp: Any, **env: str) -> Gw:
+    settings = gateway_settings(fakes, f"sqlite:///{tmp / 'gatewayz.db'}", **env)
+    provision(settings, f"operator-{uuid.uuid4().hex[:8]}@example.com", Decimal(0))  # migrates
+    return Gw(start_gateway(settings), settings)
+
+
+@pytest.fixture(scope="module")
+def local(
+    fakes: dict[str, FakeServer], supabase: SupabaseFake, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gw]:
+    gw = _start(
+        fakes, tmp_path_factory.mktemp("auth-local"), SUPABASE_JWT_SECRET=SECRET, SUPABASE_URL=supabase.url
+    )
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def remote(
+    fakes: dict[str, FakeServer], supabase: SupabaseFake, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gw]:
+    gw = _start(
+        fakes, tmp_path_factory.mktemp("auth-remote"), SUPABASE_URL=supabase.url, SUPABASE_ANON_KEY=ANON_KEY
+    )
+    yield gw
+    gw.stop()
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert {"message", "type", "param", "code"} <= set(body["error"])
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
+    return dict(body["error"])
+
+
+def user_count(gw: Gw) -> int:
+    return int(gw.rows("SELECT COUNT(*) AS n FROM users")[0]["n"])
+
+
+def grant(settings: Settings, user_id: str, amount: Decimal) -> None:
+    async def run() -> None:
+        rt = Runtime.build(settings)
+        try:
+            await rt.ledger.change_balance(
+                user_id, amount, type="grant", description="test credits", actor_type="system"
+            )
+        finally:
+            await rt.close()
+
+    asyncio.run(run())
+
+
+# --- HS256 with the project's JWT secret -----------------------------------------------------------
+
+
+def test_first_sign_in_creates_the_user_and_a_key_that_works(
+    local: Gw, supabase: SupabaseFake, openai_fake: OpenAIFake
+) -> None:
+    sub = str(uuid.uuid4())
+    token = supabase.sign_hs256(supabase.claims(sub, "New.User@Example.com"))
+    response = local.session(token)
+    assert response.status_code == 200, response.text
+    session = response.json()
+    assert session["object"] == "auth.session"
+    assert session["created"] is True and session["linked"] is False
+    user = session["user"]
+    assert user["email"] == "new.user@example.com" and user["role"] == "user" and user["status"] == "active"
+    key = session["api_key"]
+    assert key["key"].startswith("gw_live_") and key["last4"] == key["key"][-4:]
+    assert sorted(key["scopes"]) == ["inference", "read"]
+    (row,) = local.rows("SELECT id, auth_subject FROM users WHERE email = :e", {"e": "new.user@example.com"})
+    assert row == {"id": user["id"], "auth_subject": sub}
+    audit = local.rows(
+        "SELECT action, actor_type, actor_id, details FROM audit_log WHERE action IN ('user.create', 'key.create') "
+        "AND (target_id = :u OR target_id = :k) ORDER BY action DESC",
+        {"u": user["id"], "k": key["id"]},
+    )
+    assert [(a["action"], a["actor_type"], a["actor_id"]) for a in audit] == [
+        ("user.create", "user", f"supabase:{sub}"),
+        ("key.create", "user", f"supabase:{sub}"),
+    ]
+    assert all(key["key"] not in a["details"] and token not in a["details"] for a in audit)
+
+    # The key passes the gateway's auth and bills the new account.
+    grant(local.settings, user["id"], Decimal(5))
+    openai_fake.script("gpt-4o", Reply(text="signed in"))
+    with openai.OpenAI(base_url=f"{local.server.url}/v1", api_key=key["key"], max_retries=0) as sdk:
+        completion = sdk.chat.completions.create(
+            model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert completion.choices[0].message.content == "signed in"
+
+
+def test_a_later_sign_in_returns_the_same_user_without_a_new_key(local: Gw, supabase: SupabaseFake) -> None:
+    sub = str(uuid.uuid4())
+    first = local.session(supabase.sign_hs256(supabase.claims(sub, "again@example.com"))).json()
+    later = local.session(supabase.sign_hs256(supabase.claims(sub, "again@example.com")))
+    assert later.status_code == 200, later.text
+    body = later.json()
+    assert body["created"] is False and body["api_key"] is None
+    assert body["user"]["id"] == first["user"]["id"]
+    keys = local.rows("SELECT id FROM api_keys WHERE user_id = :u", {"u": body["user"]["id"]})
+    assert len(keys) == 1
+
+    # A new key only when asked, with the asked name and scopes (the token may come in the body).
+    token = supabase.sign_hs256(supabase.claims(sub, "again@example.com"))
+    asked = local.session(
+        body={"access_token": token, "create_key": True, "key_name": "laptop", "scopes": ["keys", "read"]}
+    )
+    assert asked.status_code == 200, asked.text
+    new_key = asked.json()["api_key"]
+    assert new_key["name"] == "laptop" and sorted(new_key["scopes"]) == ["keys", "read"]
+    assert new_key["key"].startswith("gw_live_")
+    assert len(local.rows("SELECT id FROM api_keys WHERE user_id = :u", {"u": body["user"]["id"]})) == 2
+    (audit,) = local.rows(
+        "SELECT actor_type, actor_id FROM audit_log WHERE action = 'key.create' AND target_id = :k",
+        {"k": new_key["id"]},
+    )
+    assert audit == {"actor_type": "user", "actor_id": body["user"]["id"]}
+    # The new key manages the account's provider keys (it has the keys scope).
+    listed = local.http.get("/v1/provider-keys", headers={"authorization": f"Bearer {new_key['key']}"})
+    assert listed.status_code == 200 and listed.json()["data"] == []
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _hs256_with(key: bytes, header: dict[str, Any], claims: dict[str, Any]) -> str:
+    signing_input = f"{_b64(header)}.{_b64(claims)}"
+    digest = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def _bad_tokens(fake: SupabaseFake) -> dict[str, str]:
+    now = int(time.time())
+    good = fake.sign_hs256(fake.claims())
+    head, payload, signature = good.split(".")
+    forged_payload = _b64({**fake.claims(), "email": "attacker@example.com"})
+    other_ec = ec.generate_private_key(ec.SECP256R1())
+    public_pem = (
+        fake.signing_keys[KID]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return {
+        "tampered payload": f"{head}.{forged_payload}.{signature}",
+        "tampered signature": f"{head}.{payload}.{signature[:-4]}AAAA",
+        "wrong secret": fake.sign_hs256(fake.claims(), secret="another-projects-secret-0123456789abcdef"),
+        "expired": fake.sign_hs256(fake.claims(exp=now - 3600, iat=now - 7200)),
+        "wrong audience": fake.sign_hs256(fake.claims(aud="anon")),
+        "wrong issuer": fake.sign_hs256(fake.claims(iss="https://other-project.supabase.co/auth/v1")),
+        "no sub": fake.sign_hs256({k: v for k, v in fake.claims().items() if k != "sub"}),
+        "no exp": fake.sign_hs256({k: v for k, v in fake.claims().items() if k != "exp"}),
+        "service role key": fake.sign_hs256({**fake.claims(), "role": "service_role"}),
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(fake.claims())}.",
+        "garbage": "not-a-jwt",
+        "three dots of garbage": "a.b.c",
+        "unknown kid": jwt.encode(fake.claims(), other_ec, algorithm="ES256", headers={"kid": "no-such-key"}),
+        "known kid, other key": jwt.encode(fake.claims(), other_ec, algorithm="ES256", headers={"kid": KID}),
+        # Algorithm confusion: HMAC keyed with the project's public key.
+        "HS256 keyed with the public key": _hs256_with(
+            public_pem, {"alg": "HS256", "typ": "JWT", "kid": KID}, fake.claims()
+        ),
+        "RS256 header on an EC key": f"{_b64({'alg': 'RS256', 'kid': KID, 'typ': 'JWT'})}.{payload}.{signature}",
+        "ES512": f"{_b64({'alg': 'ES512', 'kid': KID})}.{payload}.{signature}",
+    }
+
+
+BAD_CASES = [
+    "tampered payload",
+    "tampered signature",
+    "wrong secret",
+    "expired",
+    "wrong audience",
+    "wrong issuer",
+    "no sub",
+    "no exp",
+    "service role key",
+    "alg none",
+    "garbage",
+    "three dots of garbage",
+    "unknown kid",
+    "known kid, other key",
+    "HS256 keyed with the public key",
+    "RS256 header on an EC key",
+    "ES512",
+]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_a_token_that_does_not_verify_gets_401_and_creates_nothing(
+    local: Gw, supabase: SupabaseFake, case: str
+) -> None:
+    token = _bad_tokens(supabase)[case]
+    before = user_count(local)
+    response = local.session(token)
+    assert response.status_code == 401, (case, response.text)
+    error = error_of(response)
+    assert error["type"] == "authentication_error"
+    assert token not in response.text
+    assert user_count(local) == before
+
+
+def test_missing_or_malformed_credentials(local: Gw) -> None:
+    missing = local.session()
+    assert missing.status_code == 401 and error_of(missing)["code"] == "missing_token"
+    basic = local.session(headers={"authorization": "Basic dXNlcjpwYXNz"})
+    assert basic.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"access_token": "x", "surprise": True},
+        {"scopes": ["admin"]},
+        {"scopes": []},
+        {"create_key": "yes"},
+        {"key_name": ""},
+        {"key_name": "x" * 101},
+        ["not", "an", "object"],
+    ],
+)
+def test_bad_bodies_get_400_and_create_nothing(local: Gw, supabase: SupabaseFake, body: Any) -> None:
+    token = supabase.sign_hs256(supabase.claims())
+    before = user_count(local)
+    response = local.session(token, body=body)
+    assert response.status_code == 400, response.text
+    assert error_of(response)["type"] == "invalid_request_error"
+    assert user_count(local) == before
+
+
+def test_two_different_tokens_are_refused(local: Gw, supabase: SupabaseFake) -> None:
+    one = supabase.sign_hs256(supabase.claims())
+    two = supabase.sign_hs256(supabase.claims())
+    response = local.session(one, body={"access_token": two})
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        ({"is_anonymous": True, "email": ""}, "anonymous_user"),
+        ({"email": ""}, "email_required"),
+        ({"user_metadata": {"email_verified": False}}, "email_not_verified"),
+    ],
+)
+def test_a_first_sign_in_needs_a_verified_email(
+    local: Gw, supabase: SupabaseFake, claims: dict[str, Any], code: str
+) -> None:
+    before = user_count(local)
+    response = local.session(supabase.sign_hs256(supabase.claims(**claims)))
+    assert response.status_code == 403, response.text
+    error = error_of(response)
+    assert error["code"] == code and error["type"] == "permission_error"
+    assert user_count(local) == before
+
+
+def test_an_operator_made_account_is_linked_on_first_sign_in(local: Gw, supabase: SupabaseFake) -> None:
+    made = provision(local.settings, "made-by-cli@example.com", Decimal(3))
+    sub = str(uuid.uuid4())
+    response = local.session(supabase.sign_hs256(supabase.claims(sub, "made-by-cli@example.com")))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["linked"] is True and body["created"] is False
+    assert body["user"]["id"] == made.user_id and body["user"]["balance"] == "3"
+    assert body["api_key"]["key"].startswith("gw_live_") and body["api_key"]["key"] != made.key
+    assert local.rows("SELECT auth_subject FROM users WHERE id = :u", {"u": made.user_id}) == [
+        {"auth_subject": sub}
+    ]
+    (link,) = local.rows(
+        "SELECT actor_type, actor_id, details FROM audit_log WHERE action = 'user.link' AND target_id = :u",
+        {"u": made.user_id},
+    )
+    assert link["actor_type"] == "user" and json.loads(link["details"])["auth_subject"] == sub
+    # Another Supabase user with the same email cannot take the account over.
+    other = local.session(supabase.sign_hs256(supabase.claims(str(uuid.uuid4()), "made-by-cli@example.com")))
+    assert other.status_code == 409 and error_of(other)["code"] == "account_conflict"
+
+
+def test_a_suspended_account_cannot_sign_in(local: Gw, supabase: SupabaseFake) -> None:
+    sub = str(uuid.uuid4())
+    user_id = local.session(supabase.sign_hs256(supabase.claims(sub, "suspend-me@example.com"))).json()[
+        "user"
+    ]["id"]
+
+    async def suspend() -> None:
+        rt = Runtime.build(local.settings)
+        try:
+            await rt.accounts.set_user(user_id, Actor("system"), status="suspended")
+        finally:
+            await rt.close()
+
+    asyncio.run(suspend())
+    response = local.session(supabase.sign_hs256(supabase.claims(sub, "suspend-me@example.com")))
+    assert response.status_code == 403 and error_of(response)["code"] == "account_suspended"
+
+
+# --- ES256 against the project's JWKS --------------------------------------------------------------
+
+
+def test_es256_tokens_verify_against_the_cached_jwks(
+    local: Gw, supabase: SupabaseFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetches = supabase.jwks_fetches
+    sub = str(uuid.uuid4())
+    first = local.session(supabase.sign(supabase.claims(sub, "ec@example.com")))
+    assert first.status_code == 200, first.text
+    assert first.json()["created"] is True
+    again = local.session(supabase.sign(supabase.claims(sub, "ec@example.com")))
+    assert again.status_code == 200 and again.json()["user"]["id"] == first.json()["user"]["id"]
+    assert supabase.jwks_fetches - fetches <= 1  # cached per process
+    fetched = supabase.jwks_fetches
+
+    # A key the set does not hold: 401, and no refetch storm.
+    rotated = supabase.add_signing_key("fake-signing-key-2")
+    for _ in range(3):
+        assert (
+            local.session(supabase.sign(supabase.claims(sub, "ec@example.com"), kid=rotated)).status_code
+            == 401
+        )
+    assert supabase.jwks_fetches == fetched
+    # Once the refetch interval has passed, a rotated-in key is picked up.
+    monkeypatch.setattr(identity, "JWKS_REFETCH_AFTER", 0.0)
+    rotated_in = local.session(supabase.sign(supabase.claims(sub, "ec@example.com"), kid=rotated))
+    assert rotated_in.status_code == 200, rotated_in.text
+    assert supabase.jwks_fetches == fetched + 1
+    # Tampering with an ES256 token is caught.
+    head, _, signature = supabase.sign(supabase.claims(sub, "ec@example.com")).split(".")
+    forged = _b64({**supabase.claims(sub, "ec@example.com"), "sub": str(uuid.uuid4())})
+    assert local.session(f"{head}.{forged}.{signature}").status_code == 401
+
+
+# --- supabase-py: Supabase Auth verifies the token -------------------------------------------------
+
+
+def test_supabase_auth_verifies_hs256_tokens_when_the_secret_is_not_configured(
+    remote: Gw, supabase: SupabaseFake
+) -> None:
+    calls = supabase.user_fetches
+    sub = str(uuid.uuid4())
+    response = remote.session(supabase.sign_hs256(supabase.claims(sub, "remote@example.com")))
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] is True and response.json()["api_key"]["key"].startswith("gw_live_")
+    assert supabase.user_fetches == calls + 1
+    sent = [r for r in supabase.requests if r.path == "/auth/v1/user"][-1]
+    assert sent.headers["apikey"] == ANON_KEY
+    later = remote.session(supabase.sign_hs256(supabase.claims(sub, "remote@example.com")))
+    assert later.status_code == 200 and later.json()["api_key"] is None
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "expired", "tampered payload", "alg none", "garbage"])
+def test_supabase_auth_refusals_are_401(remote: Gw, supabase: SupabaseFake, case: str) -> None:
+    before = user_count(remote)
+    response = remote.session(_bad_tokens(supabase)[case])
+    assert response.status_code == 401, response.text
+    assert user_count(remote) == before
+
+
+def test_supabase_auth_says_whether_the_email_is_confirmed(remote: Gw, supabase: SupabaseFake) -> None:
+    sub = str(uuid.uuid4())
+    supabase.user_overrides[sub] = {"email_confirmed_at": None}
+    # The token's own claims say nothing against it: the server's record decides.
+    for token in (
+        supabase.sign_hs256(supabase.claims(sub, "unconfirmed@example.com")),
+        supabase.sign(supabase.claims(sub, "unconfirmed@example.com")),
+    ):
+        response = remote.session(token)
+        assert response.status_code == 403 and error_of(response)["code"] == "email_not_verified"
+    supabase.user_overrides[sub] = {"email_confirmed_at": "2026-11-29T00:00:00Z"}
+    calls = supabase.user_fetches
+    confirmed = remote.session(supabase.sign(supabase.claims(sub, "unconfirmed@example.com")))
+    assert confirmed.status_code == 200 and confirmed.json()["created"] is True
+    assert supabase.user_fetches == calls + 1  # ES256 verified locally, the email confirmed remotely
+
+
+def test_a_gateway_without_supabase_configuration_says_so(gateway: GatewayServer, account: Account) -> None:
+    response = httpx.post(f"{gateway.url}/auth/session", headers={"authorization": "Bearer a.b.c"})
+    assert response.status_code == 503
+    error = error_of(response)
+    assert error["code"] == "auth_not_configured" and "SUPABASE_JWT_SECRET" in error["message"]
+
+
+# --- the verifier on its own -----------------------------------------------------------------------
+
+
+async def test_an_unreachable_supabase_is_503_not_401(unused_port: int, supabase: SupabaseFake) -> None:
+    config = SupabaseAuthConfig(url=f"http://127.0.0.1:{unused_port}", api_key=ANON_KEY)
+    verifier = TokenVerifier(config)
+    with pytest.raises(AuthUnavailable):
+        await verifier.verify(supabase.sign_hs256(supabase.claims()))  # supabase-py path
+    with pytest.raises(AuthUnavailable):
+        await verifier.verify(supabase.sign(supabase.claims()))  # JWKS path
+    await verifier.close()
+    with pytest.raises(AuthNotConfigured):
+        await TokenVerifier(SupabaseAuthConfig()).verify("a.b.c")
+    with pytest.raises(InvalidToken):  # HS256 with neither the secret nor an API key
+        await TokenVerifier(SupabaseAuthConfig(url=supabase.url)).verify(
+            supabase.sign_hs256(supabase.claims())
+        )
+
+
+def test_configuration_is_checked() -> None:
+    with pytest.raises(ConfigError, match="SUPABASE_URL"):
+        SupabaseAuthConfig.from_env({"SUPABASE_URL": "project.supabase.co"})
+    with pytest.raises(ConfigError, match="SUPABASE_JWT_SECRET"):
+        SupabaseAuthConfig.from_env({"SUPABASE_JWT_SECRET": "short"})
+    config = SupabaseAuthConfig.from_env(
+        {"SUPABASE_URL": "https://ref.supabase.co/", "SUPABASE_SERVICE_ROLE_KEY": "service-key"}
+    )
+    assert config.issuer == "https://ref.supabase.co/auth/v1"
+    assert config.jwks_url == "https://ref.supabase.co/auth/v1/.well-known/jwks.json"
+    assert config.api_key == "service-key"
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------------
+
+
+def test_the_exchange_on_postgres(supabase: SupabaseFake) -> None:
+    async def run(url: str) -> None:
+        settings = Settings.from_env(
+            {
+                "GATEWAYZ_DATABASE_URL": url,
+                "GATEWAYZ_KEY_SECRET": "test-key-secret-0123456789abcdef0123456789",
+                "SUPABASE_JWT_SECRET": SECRET,
+                "SUPABASE_URL": supabase.url,
+            }
+        )
+        rt = Runtime.build(settings)
+        try:
+            await migrate(rt.db, read_migrations())
+            sub = str(uuid.uuid4())
+            token = supabase.sign_hs256(supabase.claims(sub, "pg@example.com"))
+            first = await exchange(rt, token, SessionRequest())
+            assert first["created"] and first["api_key"]["key"].startswith("gw_live_")
+            later = await exchange(rt, token, SessionRequest(create_key=True, key_name="second"))
+            assert not later["created"] and later["user"]["id"] == first["user"]["id"]
+            assert later["api_key"]["name"] == "second"
+            made, _ = await rt.accounts.create_user("pg-made@example.com", actor=Actor("cli"))
+            linked = await exchange(
+                rt, supabase.sign(supabase.claims(str(uuid.uuid4()), "pg-made@example.com")), SessionRequest()
+            )
+            assert linked["linked"] and linked["user"]["id"] == made["id"]
+            record = await rt.keys.lookup(linked["api_key"]["key"])
+            assert record is not None and record.user_id == made["id"]
+        finally:
+            await rt.close()
+
+    with postgres_schema() as url:
+        asyncio.run(run(url))

@@ -1,0 +1,96 @@
+"""The scheduled hold reaper: as a Lambda schedule entry and as the Vercel cron route."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.store import now_text
+from tests.conftest import gateway_settings, provision, run_off_main_thread
+
+
+def _open_hold(db_url: str, user_id: str, request_id: str, expired: bool) -> None:
+    from shared.store import open_database
+
+    async def run() -> None:
+        db = open_database(db_url)
+        try:
+            expires = datetime.now(UTC) + (timedelta(minutes=-1) if expired else timedelta(minutes=10))
+            await db.fetch(
+                "INSERT INTO credit_holds (id, user_id, request_id, amount_pico, status, expires_at, created_at) "
+                "VALUES (:id, :user, :rid, 5, 'open', :exp, :now)",
+                {
+                    "id": f"hold_{request_id}",
+                    "user": user_id,
+                    "rid": request_id,
+                    "exp": now_text(expires),
+                    "now": now_text(),
+                },
+            )
+        finally:
+            await db.close()
+
+    run_off_main_thread(run)
+
+
+def _status(db_url: str, request_id: str) -> str:
+    from shared.store import open_database
+
+    async def run() -> str:
+        db = open_database(db_url)
+        try:
+            row = await db.fetch_one(
+                "SELECT status FROM credit_holds WHERE request_id = :r", {"r": request_id}
+            )
+            assert row is not None
+            return str(row["status"])
+        finally:
+            await db.close()
+
+    return str(run_off_main_thread(run))
+
+
+def test_lambda_schedule_entry_expires_only_stale_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions import jobs
+
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    settings = gateway_settings({"openai": _NoFake(), "anthropic": _NoFake(), "gemini": _NoFake()}, db_url)
+    account = provision(settings, "reaper@example.com", credits=Decimal(1))
+    _open_hold(db_url, account.user_id, "req_stale", expired=True)
+    _open_hold(db_url, account.user_id, "req_live", expired=False)
+    monkeypatch.setenv("GATEWAYZ_DATABASE_URL", db_url)
+    monkeypatch.setenv("GATEWAYZ_KEY_SECRET", settings.key_secret or "")
+    result = run_off_main_thread(lambda: _call(jobs.reap_holds))
+    assert result == {"expired_holds": 1}
+    assert _status(db_url, "req_stale") == "expired" and _status(db_url, "req_live") == "open"
+
+
+async def _call(fn: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(fn, {"source": "aws.events"}, None)
+
+
+class _NoFake:
+    url = "http://127.0.0.1:9"
+
+    def base_for(self, provider: str) -> str:
+        return f"{self.url}/{provider}/v1"
+
+
+def test_cron_route_needs_the_secret(gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"{gateway.url}/internal/jobs/reap-holds"
+    monkeypatch.delenv("CRON_SECRET", raising=False)
+    assert httpx.get(url, headers={"authorization": "Bearer anything"}).status_code == 401  # unset: closed
+    monkeypatch.setenv("CRON_SECRET", "cron-secret-0123456789")
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"authorization": "Bearer wrong"}).status_code == 401
+    ok = httpx.get(url, headers={"authorization": "Bearer cron-secret-0123456789"})
+    assert ok.status_code == 200 and "expired_holds" in ok.json()
