@@ -64,9 +64,13 @@ class RequestIdMiddleware:
                 if _SANE_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or new_request_id()
+        # The id billing keys on is always ours: a caller's id is echoed and recorded, never trusted
+        # to be unique (a retry, or one trace id per conversation, must not collide in the ledger).
+        billing_id = new_request_id()
+        request_id = request_id or billing_id
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        state["billing_id"] = billing_id
         state["t0"] = time.perf_counter()
         raw = request_id.encode()
         started = False
@@ -96,6 +100,11 @@ class RequestIdMiddleware:
                 }
             )
             await send_with_id({"type": "http.response.body", "body": body})
+
+
+def billing_id_of(request: Request) -> str:
+    state = request.scope.get("state") or {}
+    return str(state.get("billing_id") or new_request_id())
 
 
 def request_id_of(request: Request) -> str:

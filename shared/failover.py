@@ -57,13 +57,18 @@ class Attempt:
 
 @dataclass(slots=True)
 class RequestContext:
-    request_id: str
+    request_id: str  # echoed to the caller (theirs if they sent a sane one)
     started: float = field(default_factory=time.perf_counter)  # perf_counter at arrival
+    billing_id: str = ""  # always server-generated: the key of holds, charges and records
     attempts: list[Attempt] = field(default_factory=list)
     upstream_s: float = 0.0  # time spent waiting on upstreams, for x-gatewayz-overhead-ms
 
     def overhead_ms(self) -> str:
         return f"{max(0.0, (time.perf_counter() - self.started - self.upstream_s) * 1000):.2f}"
+
+    def __post_init__(self) -> None:
+        if not self.billing_id:
+            self.billing_id = self.request_id
 
     def attempts_header(self) -> str:
         return ", ".join(a.header() for a in self.attempts)

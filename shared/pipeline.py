@@ -96,9 +96,9 @@ async def run_chat(
         plan = allowed(plan, principal, requested)
         assert principal.key is not None  # inference routes admit user keys only
         estimate = estimate_prompt(body) + (params.max_output or 0) * params.n
-        admission = await rt.limiter.admit(principal.key, ctx.request_id, estimate)
+        admission = await rt.limiter.admit(principal.key, ctx.billing_id, estimate)
     clean = upstream_body(body)
-    meter = Meter(rt, principal.key, ctx.request_id, endpoint, plan[0].model_id) if principal.key else None
+    meter = Meter(rt, principal.key, ctx, endpoint, plan[0].model_id) if principal.key else None
     try:
         if meter is not None:
             await meter.reserve(worst_case(rt, plan, clean, params))

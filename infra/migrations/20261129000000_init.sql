@@ -123,6 +123,7 @@ CREATE TABLE IF NOT EXISTS request_records (
     byok               BOOLEAN NOT NULL DEFAULT FALSE,
     latency_ms         INTEGER NOT NULL DEFAULT 0,
     attempts           TEXT,                  -- JSON array
+    client_request_id  TEXT,                  -- the caller's x-request-id (billing keys on request_id)
     created_at         TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX IF NOT EXISTS request_records_user ON request_records (user_id, created_at);

@@ -76,6 +76,7 @@ WHERE u.id = :user_id AND u.status = 'active'
   AND (CAST(:limit_day AS BIGINT) IS NULL OR {_spend("day")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_day)
   AND (CAST(:limit_month AS BIGINT) IS NULL OR {_spend("month")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_month)
   AND (CAST(:limit_total AS BIGINT) IS NULL OR {_spend("total")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_total)
+ON CONFLICT (request_id) DO NOTHING
 RETURNING id
 """
 # Why a reserve failed (read only on that path).
@@ -97,7 +98,7 @@ ON CONFLICT (request_id) WHERE type = 'usage' DO NOTHING
 """
 CLOSE_HOLD = """
 UPDATE credit_holds SET status = :hold_status, closed_at = :now
-WHERE request_id = :request_id AND status IN ('open', 'expired')
+WHERE request_id = :request_id AND user_id = :user_id AND status IN ('open', 'expired')
 """
 ADD_SPEND = """
 INSERT INTO key_spend (key_id, period, amount_pico)
@@ -107,11 +108,11 @@ ON CONFLICT (key_id, period) DO UPDATE SET amount_pico = key_spend.amount_pico +
 INSERT_RECORD = """
 INSERT INTO request_records (request_id, user_id, key_id, model, provider, endpoint, status, http_status,
     input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, estimated,
-    cost_pico, byok, latency_ms, attempts, created_at)
+    cost_pico, byok, latency_ms, attempts, client_request_id, created_at)
 VALUES (:request_id, :user_id, :key_id, :model, :provider, :endpoint, :status, :http_status,
     :input_tokens, :cache_read_tokens, :cache_write_tokens, :output_tokens, :reasoning_tokens, :estimated,
     COALESCE((SELECT -amount_pico FROM credit_transactions WHERE request_id = :request_id AND type = 'usage'), 0),
-    :byok, :latency_ms, :attempts, :now)
+    :byok, :latency_ms, :attempts, :client_request_id, :now)
 ON CONFLICT (request_id) DO NOTHING
 """
 TOUCH_KEY = "UPDATE api_keys SET last_used_at = :now WHERE id = :key_id"
@@ -172,6 +173,7 @@ class RequestRecord:
     byok: bool = False
     latency_ms: int = 0
     attempts: list[str] = field(default_factory=list)
+    client_request_id: str | None = None  # the caller's x-request-id, when they sent one
 
     def params(self) -> dict[str, Any]:
         return {
@@ -192,6 +194,7 @@ class RequestRecord:
             "byok": self.byok,
             "latency_ms": self.latency_ms,
             "attempts": orjson.dumps(self.attempts).decode(),
+            "client_request_id": self.client_request_id,
         }
 
 

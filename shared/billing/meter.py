@@ -20,7 +20,7 @@ from shared.billing.pricing import cost_of
 from shared.chat_request import ChatParams
 from shared.dialects.base import Usage
 from shared.errors import InsufficientCredits, PermissionDenied
-from shared.failover import markup_for
+from shared.failover import RequestContext, markup_for
 from shared.routing import Candidate
 from shared.runtime import Runtime
 
@@ -54,10 +54,11 @@ def worst_case(rt: Runtime, plan: list[Candidate], body: dict[str, object], para
 
 
 class Meter:
-    def __init__(self, rt: Runtime, key: KeyRecord, request_id: str, endpoint: str, model: str) -> None:
+    def __init__(self, rt: Runtime, key: KeyRecord, ctx: RequestContext, endpoint: str, model: str) -> None:
         self.rt = rt
         self.key = key
-        self.request_id = request_id
+        self.request_id = ctx.billing_id
+        self.client_request_id = ctx.request_id if ctx.request_id != ctx.billing_id else None
         self.endpoint = endpoint
         self.model = model
         self.started = time.perf_counter()
@@ -98,6 +99,7 @@ class Meter:
             key_id=self.key.key_id,
             model=self.model,
             endpoint=self.endpoint,
+            client_request_id=self.client_request_id,
             latency_ms=int((time.perf_counter() - self.started) * 1000),
         )
         for name, value in fields.items():
