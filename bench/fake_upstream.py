@@ -1,0 +1,340 @@
+"""A fast fake OpenAI-compatible upstream for 127.0.0.1 (the benchmark's physical floor).
+
+A raw asyncio `Protocol` HTTP/1.1 server (httptools parser, uvloop when installed) with
+keep-alive. Every answer is rendered once at start-up, so a request costs one parse and one
+`transport.write`:
+
+- `POST …/chat/completions` → a fixed, realistic `chat.completion` with `usage`;
+  with `"stream": true`, SSE over chunked transfer encoding: a role chunk, 20 content chunks, a
+  finish chunk, a usage chunk (when `stream_options.include_usage` is set, as OpenAI does) and
+  `data: [DONE]`.
+- `GET /health`, `GET /v1/models` → small fixed answers.
+
+Delays: `--delay-ms` before the response (headers included) and `--chunk-delay-ms` between two
+stream events. With a zero chunk delay the whole stream goes out in one write. A request can
+override both with a `user` field containing `bench:delay=<ms>` and/or `bench:chunk=<ms>`
+(`user` is a standard OpenAI field that gateways pass through), so one fake serves every point.
+
+Run: `python -m bench.fake_upstream --port 9100 [--delay-ms 50] [--chunk-delay-ms 0]`; it prints
+`READY <port>` on stdout once it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import socket
+import sys
+from typing import Any
+
+import httptools
+import orjson
+
+MODEL = "gpt-4o-2024-08-06"
+CREATED = 1_760_000_000
+RESPONSE_ID = "chatcmpl-bench0000000000000000000000000"
+_TEXT = (
+    "Sure! Here is a short answer to your question about how a gateway forwards requests: "
+    "it authenticates the caller, picks a provider, and streams the reply back unchanged."
+)
+WORDS = _TEXT.split(" ")
+# 20 content pieces (about 20 tokens), as a real stream would send them.
+PIECES = [w + " " for w in WORDS[:19]] + [" ".join(WORDS[19:])]
+CONTENT = "".join(PIECES)
+USAGE = {
+    "prompt_tokens": 42,
+    "completion_tokens": len(PIECES),
+    "total_tokens": 42 + len(PIECES),
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+
+
+def completion_body() -> bytes:
+    return orjson.dumps(
+        {
+            "id": RESPONSE_ID,
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": CONTENT, "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": USAGE,
+            "service_tier": "default",
+            "system_fingerprint": "fp_bench",
+        }
+    )
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": RESPONSE_ID,
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": MODEL,
+        "service_tier": "default",
+        "system_fingerprint": "fp_bench",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def stream_events(include_usage: bool) -> list[bytes]:
+    """The SSE events of one stream, each `data: …\\n\\n`."""
+    objs: list[Any] = [_chunk({"role": "assistant", "content": "", "refusal": None})]
+    objs += [_chunk({"content": piece}) for piece in PIECES]
+    objs.append(_chunk({}, "stop"))
+    if include_usage:
+        objs.append(
+            {
+                "id": RESPONSE_ID,
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": MODEL,
+                "service_tier": "default",
+                "system_fingerprint": "fp_bench",
+                "choices": [],
+                "usage": USAGE,
+            }
+        )
+    events = [b"data: " + orjson.dumps(o) + b"\n\n" for o in objs]
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+SERVER = b"server: bench-fake\r\n"
+
+
+def fixed_response(status: bytes, ctype: bytes, body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\n" + SERVER + b"content-type: " + ctype + b"\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\n" + SERVER + b"content-type: text/event-stream; charset=utf-8\r\n"
+    b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+COMPLETION = fixed_response(b"200 OK", b"application/json", completion_body())
+EVENTS = {True: stream_events(True), False: stream_events(False)}
+STREAM_WHOLE = {k: STREAM_HEAD + b"".join(http_chunk(e) for e in v) + LAST_CHUNK for k, v in EVENTS.items()}
+MODELS = fixed_response(
+    b"200 OK",
+    b"application/json",
+    orjson.dumps(
+        {
+            "object": "list",
+            "data": [{"id": "gpt-4o", "object": "model", "created": CREATED, "owned_by": "bench"}],
+        }
+    ),
+)
+HEALTH = fixed_response(b"200 OK", b"text/plain", b"ok")
+NOT_FOUND = fixed_response(
+    b"404 Not Found", b"application/json", b'{"error":{"message":"not found","type":"invalid_request_error"}}'
+)
+
+_OVERRIDE = re.compile(rb"bench:(delay|chunk)=(\d+)")
+_STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
+_USAGE_TRUE = re.compile(rb'"include_usage"\s*:\s*true')
+
+
+class Settings:
+    def __init__(self, delay_ms: float, chunk_delay_ms: float) -> None:
+        self.delay = delay_ms / 1000.0
+        self.chunk_delay = chunk_delay_ms / 1000.0
+        self.requests = 0
+
+
+class FakeProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_body",
+        "_closed",
+        "_handles",
+        "_keep_alive",
+        "_method",
+        "_url",
+        "loop",
+        "parser",
+        "settings",
+        "transport",
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self._url = b""
+        self._body: list[bytes] = []
+        self._closed = False
+        self._handles: list[asyncio.TimerHandle] = []
+        self._keep_alive = True
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.write(fixed_response(b"400 Bad Request", b"text/plain", b"bad request"))
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        for h in self._handles:
+            h.cancel()
+        self._handles.clear()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._keep_alive = self.parser.should_keep_alive()
+        self.settings.requests += 1
+        method = self.parser.get_method()
+        path = self._url.split(b"?", 1)[0]
+        if method == b"POST" and path.endswith(b"/completions"):
+            self._chat(b"".join(self._body))
+        elif path.endswith(b"/models"):
+            self._send(MODELS)
+        elif path in (b"/health", b"/", b"/healthz"):
+            self._send(HEALTH)
+        else:
+            self._send(NOT_FOUND)
+
+    def _send(self, data: bytes) -> None:
+        if self._closed or self.transport is None:
+            return
+        self.transport.write(data)
+        if not self._keep_alive:
+            self.transport.close()
+
+    def _chat(self, body: bytes) -> None:
+        stream = _STREAM_TRUE.search(body) is not None
+        usage = stream and _USAGE_TRUE.search(body) is not None
+        delay, chunk_delay = self.settings.delay, self.settings.chunk_delay
+        if b"bench:" in body:
+            for key, value in _OVERRIDE.findall(body):
+                if key == b"delay":
+                    delay = int(value) / 1000.0
+                else:
+                    chunk_delay = int(value) / 1000.0
+        if not stream:
+            self._later(delay, self._send, COMPLETION)
+        elif chunk_delay <= 0:
+            self._later(delay, self._send, STREAM_WHOLE[usage])
+        else:
+            self._later(delay, self._stream_step, EVENTS[usage], 0, chunk_delay)
+
+    def _later(self, delay: float, fn: Any, *args: Any) -> None:
+        if delay <= 0:
+            fn(*args)
+            return
+        handle = self.loop.call_later(delay, self._fire, fn, args)
+        self._handles.append(handle)
+
+    def _fire(self, fn: Any, args: tuple[Any, ...]) -> None:
+        if self._handles:
+            self._handles.pop(0)
+        fn(*args)
+
+    def _stream_step(self, events: list[bytes], i: int, chunk_delay: float) -> None:
+        if self._closed or self.transport is None:
+            return
+        out = STREAM_HEAD if i == 0 else b""
+        out += http_chunk(events[i])
+        if i + 1 == len(events):
+            self.transport.write(out + LAST_CHUNK)
+            if not self._keep_alive:
+                self.transport.close()
+            return
+        self.transport.write(out)
+        handle = self.loop.call_later(
+            chunk_delay, self._fire, self._stream_step, (events, i + 1, chunk_delay)
+        )
+        self._handles.append(handle)
+
+
+async def serve(host: str, port: int, settings: Settings, ready: bool = True) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: FakeProtocol(settings), host, port, backlog=4096, reuse_address=True
+    )
+    bound = server.sockets[0].getsockname()[1]
+    if ready:
+        print(f"READY {bound}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    async with server:
+        await stop.wait()
+
+
+def install_uvloop() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fake_upstream", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--port", type=int, default=9100, help="0 picks a free port (printed as READY <port>)"
+    )
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="delay before every response")
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between two stream events")
+    args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("the fake upstream only listens on loopback")
+    install_uvloop()
+    try:
+        asyncio.run(serve(args.host, args.port, Settings(args.delay_ms, args.chunk_delay_ms)))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

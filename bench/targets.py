@@ -1,0 +1,489 @@
+"""The systems under test, as data (`TARGETS`), and how each is started.
+
+Every target runs as ONE worker process on 127.0.0.1 against the same fake upstream. Adding a
+target is adding a `TargetSpec`: `kind` picks the starter, `requires` names the gateway features
+it needs (detected from the `gatewayz` CLI, so a target switches itself on when they land), and
+`env` adds settings. The Gatewayz starter takes the real pipeline as far as it exists: with
+accounts it creates a user with credits and benchmarks with that user's API key; until then it
+uses the bootstrap admin key and says so in the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procs import LOOPBACK, Proc, base_env, free_port, spawn, wait_first_completion
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / ".work"
+VENV_BIN = Path(sys.executable).parent
+
+# LiteLLM's proxy, pinned. 1.106.12 is the newest release whose `[proxy]` extra resolves on this
+# machine's registry: 1.108.x needs litellm-proxy-extras 0.4.110.post1 and 1.110.x a separate
+# `litellm-proxy` distribution, neither of which the registry serves (1.107.x is not served at all).
+LITELLM_VERSION = "1.106.12"
+LITELLM_VENV = WORK / "litellm-venv"
+GRANIAN_VERSION = "2.8.7"
+GRANIAN_VENV = WORK / "granian-venv"
+
+ADMIN_KEY = "gw_admin_bench_0123456789abcdef"
+KEY_SECRET = "bench-key-secret-0123456789abcdef0123456789"
+LITELLM_MASTER_KEY = "sk-bench-litellm-master-0123456789"
+UPSTREAM_KEY = "sk-bench-upstream"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/gatewayz_bench"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    key: str
+    title: str
+    kind: str  # "direct" | "gatewayz" | "litellm"
+    model: str  # the model id this target's callers send
+    server: str = "gatewayz-serve"  # gatewayz only: "gatewayz-serve" (uvicorn) | "granian"
+    backend: str = "embedded"  # gatewayz only: "embedded" | "postgres-redis"
+    requires: tuple[str, ...] = ()  # gateway features, see `detect_features`
+    env: dict[str, str] = field(default_factory=dict)
+    default: bool = True  # part of a run without --targets
+    memory_test: bool = False  # also run the many-slow-streams memory test on it
+    issue_targets: bool = False  # the issue-5 targets are checked against it
+    min_x_litellm: float = 0.0  # the throughput multiple of LiteLLM it must reach
+
+
+TARGETS: dict[str, TargetSpec] = {
+    t.key: t
+    for t in (
+        TargetSpec("direct", "Upstream direct (the floor)", "direct", "gpt-4o"),
+        TargetSpec(
+            "gatewayz",
+            "Gatewayz, embedded default (SQLite + memory), `gatewayz serve`",
+            "gatewayz",
+            "openai/gpt-4o",
+            memory_test=True,
+            issue_targets=True,
+            min_x_litellm=15.0,
+        ),
+        TargetSpec(
+            "gatewayz-pg",
+            "Gatewayz on PostgreSQL + Redis, `gatewayz serve`",
+            "gatewayz",
+            "openai/gpt-4o",
+            backend="postgres-redis",
+            requires=("accounts",),
+            env={"GATEWAYZ_DATABASE_URL": PG_URL, "GATEWAYZ_REDIS_URL": REDIS_URL},
+            issue_targets=True,
+            min_x_litellm=8.0,
+        ),
+        TargetSpec("litellm", f"LiteLLM proxy {LITELLM_VERSION} (1 worker, no DB)", "litellm", "gpt-4o"),
+        # Experiment, not in the default set: the same app under granian instead of uvicorn.
+        TargetSpec(
+            "gatewayz-granian",
+            f"Gatewayz, embedded default, under granian {GRANIAN_VERSION} (experiment)",
+            "gatewayz",
+            "openai/gpt-4o",
+            server="granian",
+            default=False,
+        ),
+    )
+}
+
+
+@dataclass
+class Running:
+    spec: TargetSpec
+    port: int
+    token: str | None
+    startup_s: float | None
+    proc: Proc | None  # None for `direct` (the upstream is owned by the run)
+    pid: int
+    auth: str  # what kind of credential the load uses
+    notes: list[str] = field(default_factory=list)
+    version: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/v1/chat/completions"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+@dataclass
+class Ctx:
+    work: Path  # this run's scratch folder
+    upstream_port: int
+    upstream_pid: int
+    install: bool
+    say: Say
+    features: set[str]
+
+    @property
+    def upstream_base(self) -> str:
+        return f"http://{LOOPBACK}:{self.upstream_port}/v1"
+
+
+def chat_body(model: str, stream: bool, delay_ms: int = 0, chunk_ms: int = 0) -> bytes:
+    """A realistic small chat request; `user` carries the fake upstream's per-request delays."""
+    body: dict[str, object] = {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "You are a concise, helpful assistant."},
+            {"role": "user", "content": "In one paragraph: what does an LLM gateway do for a team?"},
+        ],
+        "max_tokens": 256,
+        "temperature": 0.7,
+    }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    tags = [f"delay={delay_ms}"] if delay_ms else []
+    tags += [f"chunk={chunk_ms}"] if chunk_ms else []
+    if tags:
+        body["user"] = "bench:" + ";bench:".join(tags)
+    return json.dumps(body).encode()
+
+
+# ---- feature detection ---------------------------------------------------------------------
+
+
+def gatewayz_bin() -> Path:
+    return VENV_BIN / "gatewayz"
+
+
+def detect_features() -> set[str]:
+    """Which parts of the full pipeline `gatewayz` has, read off its CLI (SPEC §1 contract)."""
+    exe = gatewayz_bin()
+    if not exe.exists():
+        return set()
+    # Both help texts at once: each costs an interpreter start and the CLI's imports.
+    procs = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for args in ([str(exe), "--help"], [str(exe), "users", "create", "--help"])
+    ]
+    top, create_help = (p.communicate(timeout=60)[0] for p in procs)
+    m = re.search(r"\{([a-z,\-]+)\}", top)
+    commands = set(m.group(1).split(",")) if m else set()
+    features = {"serve"} & commands
+    if {"users", "keys"} <= commands:
+        features.add("accounts")
+        if "--plan" in create_help:
+            features.add("plans")
+    if "migrate" in commands:
+        features.add("migrate")
+    return features
+
+
+def skip_reason(spec: TargetSpec, ctx: Ctx) -> str | None:
+    missing = [f for f in spec.requires if f not in ctx.features]
+    if missing:
+        return (
+            f"needs {', '.join(missing)} in Gatewayz (the `gatewayz users`/`keys` commands), which "
+            "have not landed yet; this target switches itself on when they do"
+        )
+    if spec.kind == "gatewayz" and not gatewayz_bin().exists():
+        return f"{gatewayz_bin()} is missing: run `make install`"
+    if spec.backend == "postgres-redis":
+        for tool in ("psql", "redis-cli"):
+            if not shutil.which(tool):
+                return f"{tool} is missing: PostgreSQL and Redis must run on 127.0.0.1"
+    return None
+
+
+# ---- starters --------------------------------------------------------------------------------
+
+
+def start(spec: TargetSpec, ctx: Ctx) -> Running:
+    if spec.kind == "direct":
+        return Running(
+            spec, ctx.upstream_port, None, None, None, ctx.upstream_pid, "none", version="bench fake"
+        )
+    if spec.kind == "gatewayz":
+        return _start_gatewayz(spec, ctx)
+    if spec.kind == "litellm":
+        return _start_litellm(spec, ctx)
+    raise ValueError(f"unknown target kind {spec.kind!r}")
+
+
+def _run_cli(args: list[str], env: dict[str, str], say: Say) -> str:
+    proc = subprocess.run(
+        [str(gatewayz_bin()), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"gatewayz {' '.join(args)} failed: {proc.stderr.strip()[-800:]}")
+    return proc.stdout
+
+
+def _prepare_backend(spec: TargetSpec, ctx: Ctx, say: Say) -> None:
+    if spec.backend != "postgres-redis":
+        return
+    say("  fresh database gatewayz_bench on 127.0.0.1:5432 and Redis db 15")
+    for sql in ("DROP DATABASE IF EXISTS gatewayz_bench", "CREATE DATABASE gatewayz_bench"):
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    subprocess.run(["redis-cli", "-n", "15", "flushdb"], capture_output=True, timeout=30, check=True)
+
+
+def _gatewayz_env(spec: TargetSpec, ctx: Ctx) -> dict[str, str]:
+    env = base_env(
+        {
+            "GATEWAYZ_ADMIN_KEY": ADMIN_KEY,
+            "GATEWAYZ_DATABASE_URL": f"sqlite:///{ctx.work / (spec.key + '.db')}",
+            "OPENAI_BASE_URL": ctx.upstream_base,
+            "OPENAI_API_KEY": UPSTREAM_KEY,
+            # API keys are stored as an HMAC under this secret (required with PostgreSQL).
+            "GATEWAYZ_KEY_SECRET": KEY_SECRET,
+            **LIMIT_ENV,
+        }
+    )
+    env.update(spec.env)
+    return env
+
+
+def _user_key(env: dict[str, str], ctx: Ctx) -> str:
+    """The full pipeline's credential: a user with plenty of credits and an API key."""
+    if "migrate" in ctx.features:
+        _run_cli(["migrate"], env, ctx.say)
+    args = ["users", "create", "--email", "bench@example.invalid", "--credits", "1000000"]
+    if "plans" in ctx.features:
+        args += ["--plan", "enterprise"]  # the most generous plan: the bench measures cost, not quotas
+    out = _run_cli(args, env, ctx.say)
+    data = json.loads(out[out.index("{") :])
+    lift_limits(env["GATEWAYZ_DATABASE_URL"], str(data.get("plan") or "enterprise"))
+    return str(data["api_key"])
+
+
+# Rate limits stay on (every request pays for its checks) but far above what one machine can send.
+BENCH_LIMITS = {
+    "requests_per_minute": 1_000_000_000,
+    "requests_per_day": 2_000_000_000,
+    "tokens_per_minute": 2_000_000_000,
+    "tokens_per_day": 2_000_000_000,
+    "concurrency": 100_000,
+}
+LIMIT_ENV = {"GATEWAYZ_IP_RPM": "1000000000"}  # layer 1, per client IP: every request comes from 127.0.0.1
+
+
+def lift_limits(database_url: str, plan: str) -> None:
+    """Raise the bench user's plan limits in the bench's own, fresh database."""
+    sets = ", ".join(f"{k} = {v}" for k, v in BENCH_LIMITS.items())
+    sql = f"UPDATE plans SET {sets} WHERE id = '{plan}'"
+    if database_url.startswith("sqlite:"):
+        path = database_url.split("sqlite://", 1)[1]
+        path = path[1:] if path.startswith("/") else path
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn, conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "plans" in tables:
+                conn.execute(sql)
+    else:
+        subprocess.run(
+            ["psql", database_url, "-v", "ON_ERROR_STOP=0", "-q", "-c", sql],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def _start_gatewayz(spec: TargetSpec, ctx: Ctx) -> Running:
+    env = _gatewayz_env(spec, ctx)
+    _prepare_backend(spec, ctx, ctx.say)
+    notes: list[str] = []
+    if "accounts" in ctx.features:
+        token = _user_key(env, ctx)
+        plan = "enterprise plan, " if "plans" in ctx.features else ""
+        auth = f"a user's API key ({plan}1,000,000 USD of credits): the full pipeline as landed"
+        notes.append(
+            "rate limits are on, with the bench user's plan limits and GATEWAYZ_IP_RPM raised far above the "
+            "load in the bench's own database, so every request pays for its checks and none is refused"
+        )
+    else:
+        token, auth = ADMIN_KEY, "bootstrap admin key"
+        notes.append(
+            "accounts, limits and reserve/settle have not landed: the load authenticates with the bootstrap admin key"
+        )
+    port = free_port()
+    log = ctx.work / f"{spec.key}.log"
+    if spec.server == "granian":
+        exe = _ensure_granian(ctx)
+        env["PYTHONPATH"] = str(ROOT)
+        argv = [
+            str(exe), "--interface", "asgi", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
+            "--loop", "uvloop", "--http", "1", "--no-ws", "--log-level", "warning", "--factory",
+            "shared.server:create_server_app",
+        ]  # fmt: skip
+        version = f"granian {GRANIAN_VERSION}"
+    else:
+        argv = [str(gatewayz_bin()), "serve", "--host", LOOPBACK, "--port", str(port)]
+        version = "gatewayz serve (uvicorn " + importlib.metadata.version("uvicorn") + ", uvloop, httptools)"
+    proc = spawn(spec.key, argv, env, log, cwd=ctx.work)
+    try:
+        startup = wait_first_completion(
+            proc,
+            port,
+            "/v1/chat/completions",
+            chat_body(spec.model, False),
+            {"authorization": f"Bearer {token}"},
+            60,
+        )
+    except BaseException:
+        proc.stop()
+        raise
+    return Running(spec, port, token, startup, proc, proc.pid, auth, notes, version)
+
+
+# ---- LiteLLM -----------------------------------------------------------------------------------
+
+
+def _venv_version(venv: Path, dist: str) -> str | None:
+    py = venv / "bin" / "python"
+    if not py.exists():
+        return None
+    proc = subprocess.run(
+        [str(py), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def _make_venv(venv: Path, requirements: list[str], ctx: Ctx) -> None:
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    ctx.say(
+        f"  pip install {' '.join(requirements)} into {venv.relative_to(ROOT)} (a few minutes the first time)"
+    )
+    proc = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            *requirements,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    if proc.returncode != 0:
+        errors = [ln for ln in proc.stderr.splitlines() if "WARNING: Location" not in ln]
+        raise RuntimeError("pip install failed: " + "\n".join(errors[-10:]))
+
+
+def ensure_litellm(ctx: Ctx) -> Path:
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if _venv_version(LITELLM_VENV, "litellm") != LITELLM_VERSION or not exe.exists():
+        if not ctx.install:
+            raise RuntimeError(f"LiteLLM {LITELLM_VERSION} is not installed in {LITELLM_VENV} (--no-install)")
+        _make_venv(LITELLM_VENV, [f"litellm[proxy]=={LITELLM_VERSION}"], ctx)
+    return exe
+
+
+def _ensure_granian(ctx: Ctx) -> Path:
+    exe = GRANIAN_VENV / "bin" / "granian"
+    if _venv_version(GRANIAN_VENV, "granian") != GRANIAN_VERSION or not exe.exists():
+        if not ctx.install:
+            raise RuntimeError(f"granian {GRANIAN_VERSION} is not installed in {GRANIAN_VENV} (--no-install)")
+        deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+        _make_venv(GRANIAN_VENV, [*deps, f"granian=={GRANIAN_VERSION}"], ctx)
+    return exe
+
+
+def litellm_config(upstream_base: str) -> str:
+    return f"""# Written by the Gatewayz bench: one model, pointing at the fake upstream; no database.
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: {upstream_base}
+      api_key: {UPSTREAM_KEY}
+general_settings:
+  master_key: {LITELLM_MASTER_KEY}
+litellm_settings:
+  telemetry: false
+"""
+
+
+def _start_litellm(spec: TargetSpec, ctx: Ctx) -> Running:
+    exe = ensure_litellm(ctx)
+    cfg = ctx.work / "litellm.yaml"
+    cfg.write_text(litellm_config(ctx.upstream_base))
+    env = base_env(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the price map from the network
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_TELEMETRY": "False",
+            "DISABLE_SCHEMA_UPDATE": "True",
+        }
+    )
+    port = free_port()
+    argv = [str(exe), "--config", str(cfg), "--host", LOOPBACK, "--port", str(port), "--num_workers", "1"]
+    proc = spawn(spec.key, argv, env, ctx.work / "litellm.log", cwd=ctx.work)
+    try:
+        startup = wait_first_completion(
+            proc,
+            port,
+            "/v1/chat/completions",
+            chat_body(spec.model, False),
+            {"authorization": f"Bearer {LITELLM_MASTER_KEY}"},
+            180,
+        )
+    except BaseException:
+        proc.stop()
+        raise
+    return Running(
+        spec,
+        port,
+        LITELLM_MASTER_KEY,
+        startup,
+        proc,
+        proc.pid,
+        "master key (no DB)",
+        [],
+        f"litellm {LITELLM_VERSION}",
+    )
