@@ -18,10 +18,12 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.billing.ledger import new_id
 from shared.config import Settings, process_settings
 from shared.errors import (
     GatewayError,
@@ -41,7 +43,7 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    return new_id("req")
 
 
 class RequestIdMiddleware:
@@ -190,7 +192,12 @@ def create_app(
         if rt is not None:
             await rt.close()
 
-    app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # FastAPI's native OpenTelemetry checks the environment on every request: off unless asked for.
+    otel = os.environ.get("GATEWAYZ_OTEL", "").lower() in ("1", "true", "yes")
+    telemetry = (
+        None if otel else TelemetryConfig(tracing=False, metrics=False, logs=False, operation_spans=False)
+    )
+    app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs", redoc_url=None, telemetry=telemetry)
     app.state.settings = settings
     app.state.runtime = None
     for router in routers:

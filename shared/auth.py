@@ -21,6 +21,7 @@ from shared.accounts.keys import KeyRecord
 from shared.app import runtime_of
 from shared.config import Settings
 from shared.errors import AuthenticationFailed, PermissionDenied
+from shared.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +91,26 @@ def request_origin(request: Request) -> str | None:
 
 
 async def authenticate(request: Request, scope: str) -> Principal:
+    rt = runtime_of(request)
     key = presented_key(request)
     if key is None:
+        if scope == "inference" and rt.settings.limits.anonymous:
+            return Principal(
+                kind="anonymous", ip=client_ip(request, rt.settings)
+            )  # layer 3: free models only
         raise AuthenticationFailed(
             "Missing API key: send it as 'Authorization: Bearer <key>' (or 'x-api-key').",
             code="missing_api_key",
         )
-    rt = runtime_of(request)
+    try:
+        return await _verify(request, rt, key, scope)
+    except AuthenticationFailed:
+        # Brute force: a rejected key spends the caller IP's small budget of failed authentications.
+        await rt.limiter.auth_failed(client_ip(request, rt.settings) or "unknown")
+        raise
+
+
+async def _verify(request: Request, rt: Runtime, key: str, scope: str) -> Principal:
     admin = rt.settings.admin_key
     if admin is not None and hmac.compare_digest(key.encode(), admin.encode()):
         if scope != "admin":

@@ -205,6 +205,9 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
+        # X-Forwarded-For is believed only from GATEWAYZ_TRUSTED_PROXIES (shared/auth.client_ip),
+        # never from uvicorn's default of any local peer: layer 1 must see the real client.
+        proxy_headers=False,
     )
     return 0
 

@@ -21,7 +21,13 @@ class GatewayServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            app, loop="uvloop", http="httptools", access_log=False, log_level="warning", lifespan="on"
+            app,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,  # as `gatewayz serve`: X-Forwarded-For only from trusted proxies
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)

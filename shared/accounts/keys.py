@@ -186,6 +186,16 @@ class KeyCache:
         self._entries: dict[str, tuple[KeyRecord, float]] = {}
         self._epoch: str | None = None
         self._epoch_checked = 0.0
+        self._touched: dict[str, float] = {}
+
+    def should_touch(self, key_id: str, every: float = 60.0) -> bool:
+        """Whether to write this key's last_used_at now: at most once a minute per key and
+        instance (one row write saved on almost every request)."""
+        now = time.monotonic()
+        if now - self._touched.get(key_id, -every) < every:
+            return False
+        self._touched[key_id] = now
+        return True
 
     async def _check_epoch(self, now: float) -> None:
         if now - self._epoch_checked < _EPOCH_CHECK_EVERY:

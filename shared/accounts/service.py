@@ -100,6 +100,29 @@ def audit_step(actor: Actor, action: str, target_type: str, target_id: str, deta
     )
 
 
+# Spend is counted per key only while the key has a spend limit (it saves three writes on every
+# request of every other key); setting a limit recounts the key's spend from the ledger.
+_BACKFILL = """
+INSERT INTO key_spend (key_id, period, amount_pico)
+SELECT :key_id, :period, COALESCE(-SUM(amount_pico), 0) FROM credit_transactions
+WHERE key_id = :key_id AND type = 'usage' AND created_at >= :since
+"""
+
+
+def spend_backfill_steps(key_id: str) -> list[Step]:
+    now = datetime.now(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    starts = {
+        f"d:{now:%Y-%m-%d}": now_text(day),
+        f"m:{now:%Y-%m}": now_text(month),
+        "total": "1970-01-01T00:00:00.000000Z",
+    }
+    steps: list[Step] = [("DELETE FROM key_spend WHERE key_id = :key_id", {"key_id": key_id})]
+    steps += [(_BACKFILL, {"key_id": key_id, "period": p, "since": since}) for p, since in starts.items()]
+    return steps
+
+
 def user_view(row: Row) -> dict[str, Any]:
     balance = from_pico(int(row["balance_pico"]))
     held = from_pico(int(row.get("held_pico") or 0))

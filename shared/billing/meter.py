@@ -65,9 +65,14 @@ class Meter:
         self.held = False
         self.closed = False
 
+    @property
+    def tracks_spend(self) -> bool:
+        limits = self.key.spend_limits
+        return not (limits.day is None and limits.month is None and limits.total is None)
+
     async def reserve(self, amount: Decimal) -> None:
         limits = self.key.spend_limits
-        if amount <= 0 and limits.day is None and limits.month is None and limits.total is None:
+        if amount <= 0 and not self.tracks_spend:
             return  # a free request needs no hold: one round trip saved
         refusal = await self.rt.ledger.reserve(
             user_id=self.key.user_id,
@@ -101,6 +106,8 @@ class Meter:
             endpoint=self.endpoint,
             client_request_id=self.client_request_id,
             latency_ms=int((time.perf_counter() - self.started) * 1000),
+            track_spend=self.tracks_spend,
+            touch_key=self.rt.keys.should_touch(self.key.key_id),
         )
         for name, value in fields.items():
             setattr(record, name, value)

@@ -29,9 +29,12 @@ def script_args(rules: list[Rule], slots: list[Slot]) -> tuple[list[str], list[s
 class RedisHot(HotStore):
     name = "redis"
 
-    def __init__(self, url: str, *, timeout: float = 0.25) -> None:
+    # Connecting must be quick to notice an outage; a reply may wait for a busy event loop (a burst
+    # of requests) without that being mistaken for one, which would make limits per-instance.
+    def __init__(self, url: str, *, timeout: float = 1.0, connect_timeout: float = 0.25) -> None:
         self.url = url
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
 
@@ -42,7 +45,7 @@ class RedisHot(HotStore):
             self._client = redis.Redis.from_url(
                 self.url,
                 socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
+                socket_connect_timeout=self.connect_timeout,
                 decode_responses=True,
                 retry_on_timeout=False,
             )

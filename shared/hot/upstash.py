@@ -29,12 +29,12 @@ class UpstashHot(HotStore):
         return self._client
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        import aiohttp
+        import httpx
 
         try:
             async with asyncio.timeout(self.timeout):
                 return await getattr(self.client(), method)(*args, **kwargs)
-        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+        except (TimeoutError, OSError, httpx.HTTPError, ValueError) as exc:  # ValueError: a non-JSON body
             raise HotStoreDown(f"upstash unreachable: {type(exc).__name__}") from None
 
     async def _script(self, source: str, keys: list[str], args: list[Any]) -> Any:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+CONCURRENCY_RETRY_MS = 1000  # the retry-after of a refused concurrency slot (the Lua script's too)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -94,7 +96,8 @@ def check(
                 del leases[member]
         if len(leases) >= slot.limit and slot.member not in leases:
             allowed = False
-            retry = min(leases.values()) - now if leases else 0.0
+            # A slot frees when a request ends (soon, usually), or at the latest when a lease expires.
+            retry = min(CONCURRENCY_RETRY_MS, min(leases.values()) - now) if leases else 0.0
             refused_by = "concurrency"
             break
     if not allowed:
@@ -147,8 +150,9 @@ if allowed == 1 then
     if redis.call('ZCARD', slot_key) >= slot_limit and not redis.call('ZSCORE', slot_key, member) then
       allowed = 0
       refused = -1
+      retry = 1000
       local first = redis.call('ZRANGE', slot_key, 0, 0, 'WITHSCORES')
-      if first[2] then retry = tonumber(first[2]) - now end
+      if first[2] and tonumber(first[2]) - now < retry then retry = tonumber(first[2]) - now end
       break
     end
   end

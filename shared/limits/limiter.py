@@ -18,7 +18,6 @@ headers.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -89,21 +88,35 @@ class Velocity:
 
     def __init__(self, settings: LimitSettings) -> None:
         self.settings = settings
-        self._events: deque[tuple[float, bool]] = deque()
+        # Per-second buckets [second, requests, errors] over the last minute, with running sums:
+        # recording a response is O(1) whatever the traffic.
+        self._buckets: deque[list[int]] = deque()
+        self._total = 0
+        self._errors = 0
         self._active_until = 0.0
         self._checked = 0.0
 
+    def _expire(self, second: int) -> None:
+        while self._buckets and self._buckets[0][0] <= second - 60:
+            _, total, errors = self._buckets.popleft()
+            self._total -= total
+            self._errors -= errors
+
     def record(self, error: bool) -> bool:
         """Note one response; True when this instance just crossed the threshold."""
-        now = time.monotonic()
-        self._events.append((now, error))
-        while self._events and self._events[0][0] < now - 60:
-            self._events.popleft()
-        total = len(self._events)
-        if total < self.settings.velocity_min_requests or self._active_until > time.time():
+        second = int(time.monotonic())
+        self._expire(second)
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append([second, 0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += 1
+        self._total += 1
+        if error:
+            bucket[2] += 1
+            self._errors += 1
+        if self._total < self.settings.velocity_min_requests or self._active_until > time.time():
             return False
-        errors = sum(1 for _, e in self._events if e)
-        return errors / total >= self.settings.velocity_error_rate
+        return self._errors / self._total >= self.settings.velocity_error_rate
 
     async def active(self, hot: HotStore) -> bool:
         now = time.monotonic()
@@ -125,13 +138,12 @@ class Velocity:
             pass
 
     def state(self) -> dict[str, Any]:
-        now = time.monotonic()
-        recent = [e for t, e in self._events if t >= now - 60]
+        self._expire(int(time.monotonic()))
         return {
             "active": self._active_until > time.time(),
             "active_until": self._active_until if self._active_until > time.time() else None,
-            "requests_last_minute": len(recent),
-            "error_rate_last_minute": round(sum(recent) / len(recent), 4) if recent else 0.0,
+            "requests_last_minute": self._total,
+            "error_rate_last_minute": round(self._errors / self._total, 4) if self._total else 0.0,
             "threshold": self.settings.velocity_error_rate,
         }
 
@@ -221,7 +233,7 @@ class Limiter:
             Rule(rkey, limit, period, 1 if kind == "requests" else estimate_tokens, kind=kind, name=name)
             for rkey, name, limit, period, kind in specs
         ]
-        member = f"{request_id}:{os.urandom(4).hex()}"
+        member = request_id  # unique per request (server-generated)
         slots = [Slot(skey, member, limit, self.settings.lease_ms) for skey, limit in slot_specs]
         decision = await self._rate(rules, slots)
         if not decision.allowed:

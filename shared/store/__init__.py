@@ -21,6 +21,9 @@ Step = tuple[str, Params]
 
 class Database(ABC):
     dialect: str
+    # Whether money transactions must take the user's row lock first. PostgreSQL runs concurrent
+    # transactions (READ COMMITTED); SQLite's `BEGIN IMMEDIATE` already serialises every writer.
+    row_locks: bool = True
 
     @abstractmethod
     async def transaction(self, steps: Sequence[Step]) -> list[list[Row]]:
