@@ -7,6 +7,7 @@ Anthropic one on `/v1/messages` routes (SPEC §10).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -46,10 +47,40 @@ def new_request_id() -> str:
     return new_id("req")
 
 
-class RequestIdMiddleware:
-    """Gives every request an id (the caller's `x-request-id` if sane) and echoes it back.
+def client_ip(request: Request, settings: Settings) -> str | None:
+    """The caller's address: the socket peer, or — only when that peer is a trusted proxy — the
+    right-most `X-Forwarded-For` entry that is not itself a trusted proxy."""
+    known = (request.scope.get("state") or {}).get("client_ip")
+    if known:
+        return str(known)
+    peer = request.client.host if request.client else None
+    if peer is None or not settings.trusted_proxies:
+        return peer
 
-    A plain ASGI middleware: Starlette's BaseHTTPMiddleware would cost a task per request.
+    def trusted(ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in net for net in settings.trusted_proxies)
+
+    if not trusted(peer):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not trusted(hop):
+            return hop
+    return peer
+
+
+class GatewayMiddleware:
+    """The one ASGI middleware of every app (one layer: each costs a coroutine and a `send`
+    wrapper per request):
+    - gives every request an id (the caller's `x-request-id` if sane, echoed back) and a
+      server-generated billing id;
+    - applies rate-limit layer 1 (per IP, before authentication) except on `/health…`, which a
+      load balancer must always reach, and feeds every response status to velocity mode;
+    - turns an unhandled bug into a 500 in the route's envelope — never a stack trace.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -75,33 +106,47 @@ class RequestIdMiddleware:
         state["billing_id"] = billing_id
         state["t0"] = time.perf_counter()
         raw = request_id.encode()
-        started = False
+        path = str(scope.get("path", ""))
+        anthropic = path.startswith("/v1/messages")
+        status = 0
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw)]
             await send(message)
 
+        async def send_error(err: GatewayError) -> None:
+            body = render_anthropic(err, request_id) if anthropic else render_openai(err, request_id)
+            headers = [(b"content-type", b"application/json")]
+            headers += [(k.encode(), v.encode()) for k, v in err.headers.items()]
+            await send_with_id({"type": "http.response.start", "status": status_of(err), "headers": headers})
+            await send_with_id({"type": "http.response.body", "body": body})
+
+        limited = not path.startswith("/health")
+        rt = runtime_for(scope["app"]) if limited else None
+        if rt is not None:
+            rt.inflight += 1
         try:
+            if rt is not None:
+                ip = client_ip(Request(scope), rt.settings) or "unknown"
+                state["client_ip"] = ip
+                try:
+                    await rt.limiter.check_ip(ip)
+                except GatewayError as err:
+                    await send_error(err)
+                    return
             await self.app(scope, receive, send_with_id)
         except Exception:
-            # The last line of defence: a bug becomes a 500 in the route's envelope, never a trace.
-            log.exception("unhandled error on %s %s (%s)", scope.get("method"), scope.get("path"), request_id)
-            if started:
+            log.exception("unhandled error on %s %s (%s)", scope.get("method"), path, request_id)
+            if status:
                 raise
-            err = InternalError("The gateway failed unexpectedly; the request id identifies it.")
-            anthropic = str(scope.get("path", "")).startswith("/v1/messages")
-            body = render_anthropic(err, request_id) if anthropic else render_openai(err, request_id)
-            await send_with_id(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send_with_id({"type": "http.response.body", "body": body})
+            await send_error(InternalError("The gateway failed unexpectedly; the request id identifies it."))
+        finally:
+            if rt is not None:
+                rt.inflight -= 1
+                await rt.limiter.record_response(status or 500)
 
 
 def billing_id_of(request: Request) -> str:
@@ -205,8 +250,5 @@ def create_app(
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    from shared.limits.middleware import IPLimitMiddleware
-
-    app.add_middleware(IPLimitMiddleware)
-    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every response has an id
+    app.add_middleware(GatewayMiddleware)
     return app

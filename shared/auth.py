@@ -9,7 +9,6 @@ bootstrap `GATEWAYZ_ADMIN_KEY` opens the admin routes only: it has no user to bi
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -18,8 +17,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 
 from shared.accounts.keys import KeyRecord
-from shared.app import runtime_of
-from shared.config import Settings
+from shared.app import client_ip, runtime_of
 from shared.errors import AuthenticationFailed, PermissionDenied
 from shared.runtime import Runtime
 
@@ -53,29 +51,6 @@ def presented_key(request: Request) -> str | None:
             return token.strip()
     key = request.headers.get("x-api-key")
     return key.strip() if key and key.strip() else None
-
-
-def client_ip(request: Request, settings: Settings) -> str | None:
-    """The caller's address: the socket peer, or — only when that peer is a trusted proxy — the
-    right-most `X-Forwarded-For` entry that is not itself a trusted proxy."""
-    peer = request.client.host if request.client else None
-    if peer is None or not settings.trusted_proxies:
-        return peer
-
-    def trusted(ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in net for net in settings.trusted_proxies)
-
-    if not trusted(peer):
-        return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not trusted(hop):
-            return hop
-    return peer
 
 
 def request_origin(request: Request) -> str | None:

@@ -183,10 +183,9 @@ async def failover(
                 raise exhausted(errors, plan[0].model_id, ctx)
             t0 = time.perf_counter()
             try:
-                async with asyncio.timeout(remaining):
-                    result = await attempt(candidate)
-            except TimeoutError:
-                err = UpstreamError(None, "request deadline reached", kind="timeout")
+                # Each attempt bounds itself with the upstream client's timers (what is left of the
+                # deadline for a whole call; the idle timeout for each read of a stream).
+                result = await attempt(candidate)
             except UpstreamError as exc:
                 err = exc
             else:
@@ -230,10 +229,13 @@ class Answer:
     translator: ChatTranslator
 
 
-async def _call_once(rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool) -> Answer:
+async def _call_once(
+    rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool, ctx: RequestContext
+) -> Answer:
     prep = prepare(candidate, body, stream=False, fan_out=fan_out)
     tr = prep.translator
-    resp = await rt.http.post(prep.url, prep.headers, prep.body, first_byte=rt.settings.timeouts.first_byte)
+    remaining = ctx.started + rt.settings.timeouts.deadline - time.perf_counter()
+    resp = await rt.http.post(prep.url, prep.headers, prep.body, limits=rt.http.call_timeout(remaining))
     raw = await read_body(resp)
     if resp.status >= 300:
         raise tr.error(resp.status, resp.headers, raw)
@@ -270,9 +272,9 @@ async def complete(
     async def attempt(candidate: Candidate) -> Answer:
         copies = fan_out_count(candidate, params)
         if not copies:
-            return await _call_once(rt, candidate, body, False)
+            return await _call_once(rt, candidate, body, False, ctx)
         results = await asyncio.gather(
-            *(_call_once(rt, candidate, body, True) for _ in range(copies)), return_exceptions=True
+            *(_call_once(rt, candidate, body, True, ctx) for _ in range(copies)), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):

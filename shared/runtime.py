@@ -25,7 +25,7 @@ from shared.limits.limiter import Limiter
 from shared.providers import ProviderEndpoint, resolve_providers
 from shared.routing import Router
 from shared.store import Database, open_database
-from shared.store.sqlite import sqlite_path
+from shared.store.sqlite import SQLiteDatabase, sqlite_path
 from shared.upstream import UpstreamClient
 
 
@@ -68,6 +68,7 @@ class Runtime:
     limiter: Limiter
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
+    inflight: int = 0  # requests being served by this process (kept by the app's middleware)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -83,7 +84,7 @@ class Runtime:
         )
         ledger = Ledger(db)
         keys = KeyCache(db, hot, key_secret(settings), settings.key_cache_ttl)
-        return cls(
+        runtime = cls(
             settings=settings,
             catalog=catalog,
             endpoints=endpoints,
@@ -97,6 +98,9 @@ class Runtime:
             accounts=Accounts(db, keys, ledger),
             limiter=Limiter(hot, settings.limits),
         )
+        if isinstance(db, SQLiteDatabase):
+            db.load = lambda: runtime.inflight  # group commit waits for company only when busy
+        return runtime
 
     async def close(self) -> None:
         await self.http.close()

@@ -13,9 +13,9 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
     from functions import account, admin, auth, catalog, chat, health, jobs
 
     routers = [
+        chat.router,  # first: the hot path's route is matched before any other
         health.router,
         catalog.router,
-        chat.router,
         auth.router,
         account.router,  # with the BYOK routes of functions.provider_keys
         admin.router,

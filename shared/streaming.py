@@ -10,12 +10,12 @@ stream can be billed for what was generated.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import anyio
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from shared.billing.meter import Meter
@@ -42,10 +42,9 @@ from shared.upstream import read_body, read_chunk
 class UpstreamStream:
     """One open upstream stream, read event by event through its translator."""
 
-    def __init__(self, translator: ChatTranslator, resp: aiohttp.ClientResponse, idle: float) -> None:
+    def __init__(self, translator: ChatTranslator, resp: aiohttp.ClientResponse) -> None:
         self.tr = translator
         self.resp = resp
-        self.idle = idle
         self.parser = SSEParser()
         self.ended = False
         self.saw_finish = False
@@ -56,7 +55,7 @@ class UpstreamStream:
         """The next chunks (possibly none); raises an error only after the chunks before it."""
         if self._error is not None:
             raise self._error
-        raw = await read_chunk(self.resp, self.idle)
+        raw = await read_chunk(self.resp)
         events = self.parser.feed(raw) if raw else self.parser.close()
         chunks: list[dict[str, Any]] = []
         try:
@@ -97,17 +96,12 @@ def _finishes(chunks: list[dict[str, Any]]) -> bool:
 
 async def _open(rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool) -> UpstreamStream:
     prep = prepare(candidate, body, stream=True, fan_out=fan_out)
-    timeouts = rt.settings.timeouts
-    resp = await rt.http.post(prep.url, prep.headers, prep.body, first_byte=timeouts.first_byte)
+    resp = await rt.http.post(prep.url, prep.headers, prep.body, limits=rt.http.stream_timeout)
     if resp.status >= 300:
         raise prep.translator.error(resp.status, resp.headers, await read_body(resp))
-    stream = UpstreamStream(prep.translator, resp, timeouts.stream_idle)
+    stream = UpstreamStream(prep.translator, resp)
     try:
-        async with asyncio.timeout(timeouts.first_byte):
-            await stream.first()
-    except TimeoutError:
-        stream.close()
-        raise UpstreamError(None, "no stream data before the timeout", kind="timeout") from None
+        await stream.first()
     except BaseException:
         stream.close()
         raise
@@ -187,17 +181,53 @@ def _output_chars(chunk: dict[str, Any]) -> int:
     return total
 
 
-class SSEResponse(StreamingResponse):
-    """A StreamingResponse that always closes its iterator, so the upstream is released even when
-    the caller disconnects while the body is suspended between two chunks."""
+class SSEResponse(Response):
+    """A lean streaming response for SSE.
+
+    Each item of `body` is sent as one body message: the pipeline joins the frames of one
+    upstream read, so events that arrived together leave together and nothing waits to be
+    batched. A watcher notices the caller hanging up and calls `on_disconnect` (which closes the
+    upstream, ending `body`); the body iterator is always closed, so it settles even then. One
+    plain task per stream, where Starlette's StreamingResponse runs an anyio task group.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, body: AsyncIterator[bytes], headers: dict[str, str], on_disconnect: Callable[[], None]
+    ) -> None:
+        self.body_iterator = body
+        self.on_disconnect = on_disconnect
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+        self.disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    self.disconnected = True
+                    self.on_disconnect()
+                    return
+
+        watcher = asyncio.create_task(watch())
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            async for chunk in self.body_iterator:
+                if self.disconnected:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not self.disconnected:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            self.disconnected = True  # the server reports a gone client by failing the send
         finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            watcher.cancel()
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 async def stream_chat(
@@ -209,7 +239,7 @@ async def stream_chat(
     shape: Shape,
     meter: Meter | None,
     admission: Admission,
-) -> StreamingResponse:
+) -> Response:
     """Open the stream (failing over until the first chunk); the caller releases what it holds if
     this raises. Once the response starts, its generator settles and finishes itself."""
 
@@ -224,18 +254,26 @@ async def stream_chat(
 
     attempts = ctx.attempt_headers()
 
+    def hang_up() -> None:
+        for s in streams:
+            s.close()  # a pending upstream read fails at once: the generator ends and settles
+
     async def events() -> AsyncIterator[bytes]:
         output_chars = 0
         last: dict[str, Any] | None = None
         status = "cancelled"  # until the stream ends, by itself or with an error
         try:
             async for chunks in _chunks(streams):
+                if not chunks:
+                    continue
                 for chunk in chunks:
                     output_chars += _output_chars(chunk)
-                    last = chunk
-                    yield frame(shape.chunk(chunk))
+                last = chunks[-1]
+                yield b"".join([frame(shape.chunk(chunk)) for chunk in chunks])
             status = "ok"
         except UpstreamError as exc:
+            if response.disconnected:
+                return  # the caller hung up: nothing to tell them ("cancelled" is recorded)
             status = "error"
             err = {
                 "message": f"{candidate.provider_id}: {exc.message}",
@@ -273,7 +311,8 @@ async def stream_chat(
             )
         yield DONE
 
-    return SSEResponse(events(), headers=headers, media_type="text/event-stream")
+    response = SSEResponse(events(), headers, hang_up)
+    return response
 
 
 def _stream_usage(streams: list[UpstreamStream], body: dict[str, Any], output_chars: int) -> Usage:

@@ -25,6 +25,11 @@ class UpstreamClient:
         self.timeouts = timeouts
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Streams: every socket read (the headers, each event) may wait `stream_idle`; a stream has
+        # no total bound. Built once: a timeout object per request showed in profiles.
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.stream_idle
+        )
 
     def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -36,6 +41,7 @@ class UpstreamClient:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # upstream APIs set no cookies we should keep
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
                 headers={"user-agent": "gatewayz/0.1"},
@@ -43,8 +49,17 @@ class UpstreamClient:
             self._loop = loop
         return self._session
 
+    def call_timeout(self, remaining: float) -> aiohttp.ClientTimeout:
+        """A whole (non-streamed) call: each read within `first_byte`, all of it within what is
+        left of the request's deadline — aiohttp's own timers, no extra per-request ones."""
+        return aiohttp.ClientTimeout(
+            total=max(remaining, 0.001),
+            sock_connect=self.timeouts.connect,
+            sock_read=self.timeouts.first_byte,
+        )
+
     async def post(
-        self, url: str, headers: Mapping[str, str], body: bytes, *, first_byte: float
+        self, url: str, headers: Mapping[str, str], body: bytes, *, limits: aiohttp.ClientTimeout
     ) -> aiohttp.ClientResponse:
         """Send one request; return the response once its headers arrived.
 
@@ -52,10 +67,9 @@ class UpstreamClient:
         error is retried once at once: a pooled keep-alive socket the server had closed, or a
         refused connect, costs nothing to try again.
         """
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect, sock_read=first_byte)
         for attempt in (0, 1):
             try:
-                return await self.session().post(url, data=body, headers=headers, timeout=timeout)
+                return await self.session().post(url, data=body, headers=headers, timeout=limits)
             except _CONNECT_ERRORS as exc:
                 if attempt:
                     raise UpstreamError(
@@ -87,12 +101,11 @@ async def read_body(resp: aiohttp.ClientResponse) -> bytes:
         resp.release()
 
 
-async def read_chunk(resp: aiohttp.ClientResponse, idle: float) -> bytes:
-    """The next bytes of a streamed body (b"" at its end), waiting at most `idle` seconds."""
+async def read_chunk(resp: aiohttp.ClientResponse) -> bytes:
+    """The next bytes of a streamed body (b"" at its end); the session's `sock_read` bounds the wait."""
     try:
-        async with asyncio.timeout(idle):
-            return await resp.content.readany()
-    except TimeoutError:
-        raise UpstreamError(None, f"no stream data for {idle:g}s", kind="timeout") from None
+        return await resp.content.readany()
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        raise UpstreamError(None, "no stream data before the idle timeout", kind="timeout") from None
     except aiohttp.ClientError as exc:
         raise UpstreamError(None, f"stream broken: {type(exc).__name__}", kind="stream") from None

@@ -10,7 +10,6 @@ once a second), so a revoke or disable is effective everywhere within seconds.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import hmac
 import ipaddress
 import secrets
@@ -41,7 +40,7 @@ def generate_key(environment: str = "live") -> str:
 
 
 def hash_key(secret: str, key: str) -> str:
-    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), key.encode(), "sha256").hex()  # one-shot C HMAC
 
 
 def display_prefix(key: str) -> str:
@@ -187,6 +186,7 @@ class KeyCache:
         self._epoch: str | None = None
         self._epoch_checked = 0.0
         self._touched: dict[str, float] = {}
+        self._digests: dict[str, str] = {}  # presented key → its HMAC (keys already live here)
 
     def should_touch(self, key_id: str, every: float = 60.0) -> bool:
         """Whether to write this key's last_used_at now: at most once a minute per key and
@@ -209,8 +209,16 @@ class KeyCache:
             self._entries.clear()
             self._epoch = epoch
 
+    def _digest(self, key: str) -> str:
+        digest = self._digests.get(key)
+        if digest is None:
+            if len(self._digests) > 10_000:
+                self._digests.clear()  # bounded: a flood of random keys cannot grow it
+            digest = self._digests[key] = hash_key(self.secret, key)
+        return digest
+
     async def lookup(self, key: str) -> KeyRecord | None:
-        digest = hash_key(self.secret, key)
+        digest = self._digest(key)
         now = time.monotonic()
         await self._check_epoch(now)
         entry = self._entries.get(digest)

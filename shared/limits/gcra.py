@@ -19,7 +19,9 @@ from dataclasses import dataclass
 CONCURRENCY_RETRY_MS = 1000  # the retry-after of a refused concurrency slot (the Lua script's too)
 
 
-@dataclass(frozen=True, slots=True)
+# Plain (not frozen) slotted dataclasses: built several times per request, and a frozen
+# dataclass's __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class Rule:
     key: str  # hot-state key holding this limit's TAT
     limit: int  # units per period
@@ -36,7 +38,7 @@ class Rule:
         return self.mode == "peek"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Slot:
     """A concurrency slot: at most `limit` live leases in the set at `key`."""
 
@@ -46,14 +48,14 @@ class Slot:
     lease_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RuleState:
     rule: Rule
     remaining: int  # units left now
     reset_ms: int  # until the limit is fully replenished
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     allowed: bool
     retry_after_ms: int  # when refused: until the request would be allowed

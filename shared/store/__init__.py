@@ -45,9 +45,10 @@ class Database(ABC):
 
 
 def now_text(moment: datetime | None = None) -> str:
-    """Times are stored as fixed-width ISO-8601 UTC text, so they compare correctly as text."""
-    moment = moment or datetime.now(UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Times are stored as fixed-width ISO-8601 UTC text (`2026-11-29T10:21:07.123456Z`), so they
+    compare correctly as text on SQLite; PostgreSQL parses the same text into TIMESTAMPTZ."""
+    moment = datetime.now(UTC) if moment is None else moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # isoformat: ~3x faster than strftime
 
 
 def normalise(row: Mapping[str, Any]) -> Row:
