@@ -29,7 +29,7 @@ from pathlib import Path
 from shared.store import Database, Row, Step
 
 _CHECKPOINT_EVERY = 500  # commits between two background checkpoints
-GROUP_WINDOW = 0.0003  # seconds a transaction may wait for others while the gateway is busy
+GROUP_WINDOW = 0.002  # seconds a transaction may wait for others while the gateway is busy
 
 
 class SQLiteDatabase(Database):
@@ -47,6 +47,8 @@ class SQLiteDatabase(Database):
         self._pending: list[tuple[Sequence[Step], asyncio.Future[list[list[Row]]]]] = []
         self._slow: set[asyncio.Future[None]] = set()  # batches waiting on the thread
         self.load: Callable[[], int] = lambda: 0  # requests in flight (set by the runtime)
+        self._batch_goal = 2
+        self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteDatabase:
@@ -99,15 +101,25 @@ class SQLiteDatabase(Database):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[list[Row]]] = loop.create_future()
         self._pending.append((steps, future))
-        if len(self._pending) == 1:
-            if self.load() > 1:
-                loop.call_later(GROUP_WINDOW, self._flush)  # busy: others are likely to join
+        pending = len(self._pending)
+        if pending == 1:
+            load = self.load()
+            if load > 1:
+                self._batch_goal = load  # everyone in flight has joined: no one else can come
+                self._timer = loop.call_later(GROUP_WINDOW, self._flush)  # busy: others will join
             else:
                 loop.call_soon(self._flush)
+        elif pending >= self._batch_goal and self._timer is not None:
+            self._timer.cancel()  # company enough: commit now rather than at the window's end
+            self._timer = None
+            loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
+        self._timer = None
         batch, self._pending = self._pending, []
+        if not batch:
+            return
         conn = self._loop_connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
