@@ -25,6 +25,26 @@ if TYPE_CHECKING:
     from tests.fakes.anthropic_fake import AnthropicFake
     from tests.fakes.gemini_fake import GeminiFake
 
+
+def _import_function_modules() -> None:
+    """Import every function module once, at collection, under a temporary event loop: a
+    module-level `Mangum(app)` makes an event loop current on the importing thread, and one left
+    on the main thread leaks (pytest reports it unclosed). Every test module shares this."""
+    policy_local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    previous = getattr(policy_local, "_loop", None)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        from shared.server import create_server_app
+
+        create_server_app()
+    finally:
+        asyncio.set_event_loop(previous)
+        loop.close()
+
+
+_import_function_modules()
+
 ADMIN_KEY = "gw_admin_test_key_0123456789"
 VERTEX_PREFIX = "/v1/projects/test-project/locations/us-central1/publishers/google"
 

@@ -40,7 +40,6 @@ from shared.accounts.identity import (
 from shared.accounts.service import Actor
 from shared.config import ConfigError, Settings
 from shared.runtime import Runtime
-from shared.server import create_server_app
 from shared.store.migrate import migrate, read_migrations
 from tests.conftest import Account, gateway_settings, provision, start_gateway
 from tests.fakes.openai_fake import OpenAIFake
@@ -48,23 +47,6 @@ from tests.fakes.server import FakeServer, Reply
 from tests.fakes.supabase_fake import ANON_KEY, SupabaseFake
 from tests.harness import GatewayServer
 from tests.store.support import postgres_schema, query
-
-
-def _import_function_modules() -> None:
-    """Import every function module now, under a temporary event loop (as test_deploy_config does):
-    a module-level `Mangum(app)` otherwise makes an event loop current that later leaks."""
-    policy_local = getattr(asyncio.get_event_loop_policy(), "_local", None)
-    previous = getattr(policy_local, "_loop", None)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        create_server_app()
-    finally:
-        asyncio.set_event_loop(previous)
-        loop.close()
-
-
-_import_function_modules()
 
 SECRET = "test-supabase-jwt-secret-0123456789-abcdefghij"
 KID = "fake-signing-key-1"

@@ -36,29 +36,11 @@ from shared.accounts.byok import (
 from shared.accounts.service import Actor
 from shared.config import Settings
 from shared.runtime import Runtime
-from shared.server import create_server_app
 from shared.store.migrate import migrate, read_migrations
 from tests.conftest import Account, gateway_settings, provision, start_gateway
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayServer
 from tests.store.support import BACKENDS, database_url, query
-
-
-def _import_function_modules() -> None:
-    """Import every function module now, under a temporary event loop (as test_deploy_config does):
-    a module-level `Mangum(app)` otherwise makes an event loop current that later leaks."""
-    policy_local = getattr(asyncio.get_event_loop_policy(), "_local", None)
-    previous = getattr(policy_local, "_loop", None)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        create_server_app()
-    finally:
-        asyncio.set_event_loop(previous)
-        loop.close()
-
-
-_import_function_modules()
 
 KEY_OLD = Fernet.generate_key().decode()
 KEY_NEW = Fernet.generate_key().decode()

@@ -32,28 +32,6 @@ from tests.conftest import ADMIN_KEY, gateway_settings, start_gateway, upstream_
 from tests.fakes.upstash_bridge import UpstashBridge
 from tests.harness import GatewayServer
 
-
-def _import_function_modules() -> None:
-    """Import the function modules now, under a temporary event loop (as test_deploy_config and
-    test_auth_session do): their module-level `Mangum(app)` otherwise makes an event loop current
-    that is never closed, and its ResourceWarning fails whichever test runs when it is collected."""
-    import asyncio
-
-    from shared.server import create_server_app
-
-    policy_local = getattr(asyncio.get_event_loop_policy(), "_local", None)
-    previous = getattr(policy_local, "_loop", None)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        create_server_app()
-    finally:
-        asyncio.set_event_loop(previous)
-        loop.close()
-
-
-_import_function_modules()
-
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 CONTRACT_DB = 13
 E2E_DB = 14
