@@ -41,6 +41,13 @@ class HotStore(ABC):
     @abstractmethod
     async def release(self, slots: list[Slot]) -> None: ...
 
+    async def finish(self, corrections: list[Rule], slots: list[Slot]) -> None:
+        """A request's end: forced token corrections and slot releases (remote stores: one call)."""
+        if corrections:
+            await self.rate(corrections)
+        if slots:
+            await self.release(slots)
+
     async def close(self) -> None:
         return None
 

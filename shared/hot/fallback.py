@@ -76,5 +76,9 @@ class FallbackHot(HotStore):
         await self._use(lambda s: s.release(slots))
         await self.local.release(slots)
 
+    async def finish(self, corrections: list[Rule], slots: list[Slot]) -> None:
+        await self._use(lambda s: s.finish(corrections, slots))
+        await self.local.release(slots)  # a slot may have been taken locally during an outage
+
     async def close(self) -> None:
         await self.remote.close()

@@ -6,13 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from shared.hot import HotStore, HotStoreDown
-from shared.limits.gcra import LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
+from shared.limits.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
 
 INCR_LUA = """
 local v = redis.call('INCR', KEYS[1])
 if v == 1 and tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return v
 """
+
+
+def finish_args(rules: list[Rule], slots: list[Slot]) -> tuple[list[str], list[str | int]]:
+    args: list[str | int] = [len(rules)]
+    for r in rules:
+        args += [r.limit, r.period_ms, r.cost]
+    return [r.key for r in rules] + [s.key for s in slots], args + [s.member for s in slots]
 
 
 def script_args(rules: list[Rule], slots: list[Slot]) -> tuple[list[str], list[str | int]]:
@@ -51,7 +58,12 @@ class RedisHot(HotStore):
             )
             self._scripts = {
                 name: self._client.register_script(src)
-                for name, src in (("rate", LUA), ("release", RELEASE_LUA), ("incr", INCR_LUA))
+                for name, src in (
+                    ("rate", LUA),
+                    ("release", RELEASE_LUA),
+                    ("incr", INCR_LUA),
+                    ("finish", FINISH_LUA),
+                )
             }
         return self._client
 
@@ -86,6 +98,13 @@ class RedisHot(HotStore):
         if slots:
             keys, members = [s.key for s in slots], [s.member for s in slots]
             await self._run(lambda: self._scripts["release"](keys=keys, args=members))
+
+    async def finish(self, corrections: list[Rule], slots: list[Slot]) -> None:
+        if not corrections and not slots:
+            return
+        self.client()
+        keys, args = finish_args(corrections, slots)
+        await self._run(lambda: self._scripts["finish"](keys=keys, args=args))
 
     async def close(self) -> None:
         if self._client is not None:

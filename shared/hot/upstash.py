@@ -8,8 +8,8 @@ import hashlib
 from typing import Any
 
 from shared.hot import HotStore, HotStoreDown
-from shared.hot.redis import INCR_LUA, script_args
-from shared.limits.gcra import LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
+from shared.hot.redis import INCR_LUA, finish_args, script_args
+from shared.limits.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
 
 
 class UpstashHot(HotStore):
@@ -65,6 +65,11 @@ class UpstashHot(HotStore):
     async def release(self, slots: list[Slot]) -> None:
         if slots:
             await self._script(RELEASE_LUA, [s.key for s in slots], [s.member for s in slots])
+
+    async def finish(self, corrections: list[Rule], slots: list[Slot]) -> None:
+        if corrections or slots:
+            keys, args = finish_args(corrections, slots)
+            await self._script(FINISH_LUA, keys, args)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -185,6 +185,32 @@ end
 return out
 """
 
+# The end of a request in one call: token corrections (forced, never refused) and slot releases.
+# KEYS: the rules' keys, then the slots' keys. ARGV: n_rules, per rule (limit, period_ms, cost),
+# then the slots' members.
+FINISH_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local limit = tonumber(ARGV[2 + (i - 1) * 3])
+  local period = tonumber(ARGV[3 + (i - 1) * 3])
+  local cost = tonumber(ARGV[4 + (i - 1) * 3])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + cost * (period / limit)
+  if new_tat > now then
+    redis.call('SET', KEYS[i], string.format('%.3f', new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+for j = n + 1, #KEYS do
+  redis.call('ZREM', KEYS[j], ARGV[2 + n * 3 + (j - n - 1)])
+end
+return 1
+"""
+
 RELEASE_LUA = """
 for i = 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[i]) end
 return #KEYS

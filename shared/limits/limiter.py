@@ -252,18 +252,18 @@ class Limiter:
         if admission.finished:
             return
         admission.finished = True
+        delta = (actual_tokens - admission.estimate) if actual_tokens is not None else 0
+        # The tokens were spent whatever the budget says: a correction never refuses.
+        corrections = (
+            [
+                Rule(r.key, r.limit, r.period_ms, delta, r.kind, r.name, mode="force")
+                for r in admission.token_rules
+            ]
+            if delta
+            else []
+        )
         try:
-            delta = (actual_tokens - admission.estimate) if actual_tokens is not None else 0
-            if delta and admission.token_rules:
-                # The tokens were spent whatever the budget says: a correction never refuses.
-                await self.hot.rate(
-                    [
-                        Rule(r.key, r.limit, r.period_ms, delta, r.kind, r.name, mode="force")
-                        for r in admission.token_rules
-                    ]
-                )
-            if admission.slots:
-                await self.hot.release(admission.slots)
+            await self.hot.finish(corrections, admission.slots)
         except HotStoreDown:
             pass  # the slots expire by themselves; the budgets heal with time
 
