@@ -5,10 +5,8 @@ or the Lambda Web Adapter start command naming its app), a Vercel entry `api/<na
 each route of its router, an HTTP API event (or a Function URL that takes every path) and a
 Vercel rewrite. Adding a function module without its infrastructure fails here.
 
-PyYAML is not a project dependency, so template.yaml is read by `load_yaml_subset` below: block
-mappings and sequences, plain and quoted scalars, CloudFormation short tags (`!Ref`, `!Sub`,
-`!If`, ...) on a scalar, a flow sequence or a block. Anything else is refused with its line number.
-When PyYAML is installed, a test checks that both readers agree on template.yaml.
+template.yaml is read with PyYAML (a dev dependency), CloudFormation's short tags turned into
+their long forms.
 """
 
 from __future__ import annotations
@@ -35,10 +33,6 @@ STREAMING = {"chat", "messages"}
 # --- a reader for the YAML subset template.yaml keeps to ---------------------------------------
 
 
-class YamlSubsetError(ValueError):
-    pass
-
-
 def _tagged(tag: str, value: Any) -> dict[str, Any]:
     """A CloudFormation short tag as its long form (`!Ref X` -> {"Ref": "X"})."""
     name = tag[1:]
@@ -49,230 +43,9 @@ def _tagged(tag: str, value: Any) -> dict[str, Any]:
     return {f"Fn::{name}": value}
 
 
-_BOOLS = {
-    **dict.fromkeys(("true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"), True),
-    **dict.fromkeys(("false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"), False),
-}
-
-
-def _plain(text: str) -> Any:
-    if text in ("", "~", "null", "Null", "NULL"):
-        return None
-    if text in _BOOLS:
-        return _BOOLS[text]
-    if re.fullmatch(r"[-+]?[0-9]+", text):
-        return int(text)
-    if re.fullmatch(r"[-+]?([0-9]*\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?", text):
-        return float(text)
-    if text[0] in "&*{|>%@`":
-        raise YamlSubsetError(f"unsupported YAML: {text!r}")
-    return text
-
-
-class _Flow:
-    """One inline value: a scalar, a quoted string, a tag, or a [flow, sequence]."""
-
-    def __init__(self, text: str, lineno: int) -> None:
-        self.s, self.i, self.lineno = text, 0, lineno
-
-    def fail(self, why: str) -> YamlSubsetError:
-        return YamlSubsetError(f"line {self.lineno}: {why} in {self.s!r}")
-
-    def ws(self) -> None:
-        while self.i < len(self.s) and self.s[self.i] == " ":
-            self.i += 1
-
-    def parse(self) -> Any:
-        value = self.value(in_flow=False, typed=True)
-        self.ws()
-        if self.i != len(self.s):
-            raise self.fail("trailing text")
-        return value
-
-    def value(self, *, in_flow: bool, typed: bool) -> Any:
-        self.ws()
-        if self.i >= len(self.s):
-            raise self.fail("missing value")
-        c = self.s[self.i]
-        if c == "[":
-            self.i += 1
-            items: list[Any] = []
-            while True:
-                self.ws()
-                if self.s[self.i : self.i + 1] == "]":
-                    self.i += 1
-                    return items
-                items.append(self.value(in_flow=True, typed=True))
-                self.ws()
-                sep = self.s[self.i : self.i + 1]
-                if sep == ",":
-                    self.i += 1
-                elif sep != "]":
-                    raise self.fail("expected ',' or ']'")
-        if c == "!":
-            end = self.i
-            while end < len(self.s) and self.s[end] not in " ,]":
-                end += 1
-            tag = self.s[self.i : end]
-            self.i = end
-            return _tagged(tag, self.value(in_flow=in_flow, typed=False))
-        if c in "'\"":
-            return self.quoted(c)
-        if c == "{":
-            raise self.fail("flow mappings are not supported")
-        end = self.i
-        while end < len(self.s) and not (in_flow and self.s[end] in ",]"):
-            end += 1
-        text = self.s[self.i : end].strip()
-        self.i = end
-        return _plain(text) if typed else text
-
-    def quoted(self, quote: str) -> str:
-        start = self.i
-        self.i += 1
-        while self.i < len(self.s):
-            c = self.s[self.i]
-            if quote == '"' and c == "\\":
-                self.i += 2
-                continue
-            if c == quote:
-                if quote == "'" and self.s[self.i + 1 : self.i + 2] == "'":
-                    self.i += 2
-                    continue
-                self.i += 1
-                literal = self.s[start : self.i]
-                return json.loads(literal) if quote == '"' else literal[1:-1].replace("''", "'")
-            self.i += 1
-        raise self.fail("unterminated string")
-
-
-def _strip_comment(line: str) -> str:
-    quote = None
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if quote:
-            if quote == '"' and c == "\\":
-                i += 1
-            elif c == quote:
-                quote = None
-        elif c in "'\"" and (i == 0 or line[i - 1] in " [,:-"):
-            quote = c
-        elif c == "#" and (i == 0 or line[i - 1] == " "):
-            return line[:i].rstrip()
-        i += 1
-    return line.rstrip()
-
-
-def _split_key(text: str, lineno: int) -> tuple[str, str] | None:
-    """`key: value` -> (key, value); None when the text is not a mapping entry."""
-    if text[0] in "'\"":
-        flow = _Flow(text, lineno)
-        key = flow.quoted(text[0])
-        rest = text[flow.i :]
-        if not (rest == ":" or rest.startswith(": ")):
-            return None
-        return key, rest[1:].strip()
-    match = re.match(r"([^\s'\"\[\]{},#!&*][^:#]*?)\s*:(?:\s+(.*))?$", text)
-    if match is None:
-        return None
-    return match.group(1), (match.group(2) or "").strip()
-
-
-class _Block:
-    def __init__(self, text: str) -> None:
-        self.lines: list[tuple[int, str, int]] = []
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            stripped = _strip_comment(raw)
-            if not stripped.strip() or stripped.strip() == "---":
-                continue
-            indent = len(stripped) - len(stripped.lstrip(" "))
-            if stripped[indent] == "\t":
-                raise YamlSubsetError(f"line {lineno}: tab indentation")
-            self.lines.append((indent, stripped.strip(), lineno))
-
-    def fail(self, i: int, why: str) -> YamlSubsetError:
-        _, text, lineno = self.lines[min(i, len(self.lines) - 1)]
-        return YamlSubsetError(f"line {lineno}: {why}: {text!r}")
-
-    def node(self, i: int) -> tuple[Any, int]:
-        indent, text, _ = self.lines[i]
-        if text == "-" or text.startswith("- "):
-            return self.sequence(i, indent)
-        return self.mapping(i, indent)
-
-    def child(self, i: int, indent: int, *, same_level_sequence: bool) -> tuple[Any, int]:
-        """The block under line i-1 (deeper, or a `- ` sequence at the key's own indent)."""
-        if i < len(self.lines):
-            nxt_indent, nxt_text, _ = self.lines[i]
-            is_item = nxt_text == "-" or nxt_text.startswith("- ")
-            if nxt_indent > indent or (same_level_sequence and nxt_indent == indent and is_item):
-                return self.node(i)
-        return None, i
-
-    def inline(self, text: str, i: int, indent: int) -> tuple[Any, int]:
-        lineno = self.lines[i][2]
-        if text.startswith("!") and " " not in text:  # a tag on a block below
-            value, j = self.child(i + 1, indent, same_level_sequence=False)
-            if j == i + 1:
-                raise self.fail(i, "a tag without a value")
-            return _tagged(text, value), j
-        if text[0] in "|>":
-            raise self.fail(i, "block scalars are not supported")
-        return _Flow(text, lineno).parse(), i + 1
-
-    def mapping(self, i: int, indent: int) -> tuple[dict[str, Any], int]:
-        result: dict[str, Any] = {}
-        while i < len(self.lines) and self.lines[i][0] == indent:
-            _, text, lineno = self.lines[i]
-            entry = _split_key(text, lineno)
-            if entry is None:
-                raise self.fail(i, "expected 'key: value'")
-            key, rest = entry
-            if key in result:
-                raise self.fail(i, f"duplicate key {key!r}")
-            if rest:
-                result[key], i = self.inline(rest, i, indent)
-            else:
-                result[key], i = self.child(i + 1, indent, same_level_sequence=True)
-        if i < len(self.lines) and self.lines[i][0] > indent:
-            raise self.fail(i, "unexpected indentation")
-        return result, i
-
-    def sequence(self, i: int, indent: int) -> tuple[list[Any], int]:
-        items: list[Any] = []
-        while i < len(self.lines) and self.lines[i][0] == indent:
-            _, text, lineno = self.lines[i]
-            if not (text == "-" or text.startswith("- ")):
-                break
-            rest = text[1:].lstrip()
-            if not rest:
-                item, i = self.child(i + 1, indent, same_level_sequence=False)
-            elif rest[0] not in "!'\"[" and _split_key(rest, lineno) is not None:
-                # `- key: value` opens a mapping whose keys sit at the column of `key`.
-                column = indent + len(text) - len(rest)
-                self.lines[i] = (column, rest, lineno)
-                item, i = self.mapping(i, column)
-            else:
-                item, i = self.inline(rest, i, indent)
-            items.append(item)
-        if i < len(self.lines) and self.lines[i][0] > indent:
-            raise self.fail(i, "unexpected indentation")
-        return items, i
-
-
-def load_yaml_subset(text: str) -> Any:
-    block = _Block(text)
-    if not block.lines:
-        return None
-    value, i = block.node(0)
-    if i != len(block.lines):
-        raise block.fail(i, "unexpected indentation")
-    return value
-
-
-def load_yaml_pyyaml(text: str) -> Any:
-    yaml = pytest.importorskip("yaml")
+def load_template(text: str) -> Any:
+    """YAML with CloudFormation's short tags (`!Ref X` → {"Ref": "X"}); PyYAML, a dev dependency."""
+    import yaml
 
     class Loader(yaml.SafeLoader):
         pass
@@ -295,7 +68,7 @@ def load_yaml_pyyaml(text: str) -> Any:
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return load_yaml_subset(TEMPLATE.read_text())
+    return load_template(TEMPLATE.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -431,54 +204,6 @@ def load_file_module(path: Path, name: str) -> ModuleType:
 
 
 # --- the YAML reader itself --------------------------------------------------------------------
-
-
-def test_the_yaml_subset_reader() -> None:
-    text = """\
-A: 1   # a comment
-B: "x # not a comment"
-C: 'it''s'
-D: !Ref Param
-E: !If [Cond, !Ref X, !Sub "arn:${AWS::Region}"]
-F:
-  - plain
-  - key: v
-    other: [1, two, !GetAtt Res.Attr]
-  - !If
-    - Cond
-    - nested: true
-    - !Ref AWS::NoValue
-G:
-- same-level item
-H: !Not [!Equals [!Ref P, ""]]
-I:
-"""
-    assert load_yaml_subset(text) == {
-        "A": 1,
-        "B": "x # not a comment",
-        "C": "it's",
-        "D": {"Ref": "Param"},
-        "E": {"Fn::If": ["Cond", {"Ref": "X"}, {"Fn::Sub": "arn:${AWS::Region}"}]},
-        "F": [
-            "plain",
-            {"key": "v", "other": [1, "two", {"Fn::GetAtt": ["Res", "Attr"]}]},
-            {"Fn::If": ["Cond", {"nested": True}, {"Ref": "AWS::NoValue"}]},
-        ],
-        "G": ["same-level item"],
-        "H": {"Fn::Not": [{"Fn::Equals": [{"Ref": "P"}, ""]}]},
-        "I": None,
-    }
-    for unsupported in ("A: |\n  text\n", "A: {b: 1}\n", "A: &anchor 1\n", "A: 1\n  B: 2\n", "A: 1\nA: 2\n"):
-        with pytest.raises(YamlSubsetError):
-            load_yaml_subset(unsupported)
-
-
-def test_the_template_reads_the_same_with_pyyaml() -> None:
-    text = TEMPLATE.read_text()
-    assert load_yaml_subset(text) == load_yaml_pyyaml(text)
-
-
-# --- SAM ---------------------------------------------------------------------------------------
 
 
 def test_the_template_is_a_sam_template(template: dict[str, Any]) -> None:
