@@ -1,0 +1,60 @@
+"""SQLite group commit: transactions asked for together share one COMMIT, each in its own
+savepoint — one that fails is undone alone and its caller gets the error; the others commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from shared.store.sqlite import SQLiteDatabase
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> SQLiteDatabase:
+    database = SQLiteDatabase(str(tmp_path / "g.db"))
+    await database.execute_script("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL);")
+    return database
+
+
+async def test_a_batch_commits_together_and_a_failing_unit_alone_is_undone(db: SQLiteDatabase) -> None:
+    db.load = lambda: 10  # busy: the first transaction waits for company
+    insert = "INSERT INTO t (id, n) VALUES (:id, :n)"
+    results = await asyncio.gather(
+        db.transaction([(insert, {"id": "a", "n": 1}), (insert, {"id": "b", "n": 2})]),
+        db.transaction([(insert, {"id": "c", "n": 3}), (insert, {"id": "a", "n": 9})]),  # duplicate: fails
+        db.transaction([(insert, {"id": "d", "n": 4}), ("SELECT COUNT(*) AS k FROM t", {})]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert results[2] == [[], [{"k": 3}]]  # a, b and d: c was undone with the failing unit
+    rows = await db.fetch("SELECT id FROM t ORDER BY id")
+    assert [r["id"] for r in rows] == ["a", "b", "d"]
+    await db.close()
+
+
+async def test_a_lone_failing_transaction_rolls_back(db: SQLiteDatabase) -> None:
+    insert = "INSERT INTO t (id, n) VALUES (:id, :n)"
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.transaction([(insert, {"id": "x", "n": 1}), (insert, {"id": "x", "n": 2})])
+    assert await db.fetch("SELECT id FROM t") == []
+    await db.transaction([(insert, {"id": "y", "n": 1})])  # the connection is usable again
+    assert [r["id"] for r in await db.fetch("SELECT id FROM t")] == ["y"]
+    await db.close()
+
+
+async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(
+    db: SQLiteDatabase, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(str(tmp_path / "g.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process (the CLI, say) holds the write lock
+    pending = asyncio.ensure_future(db.transaction([("INSERT INTO t (id, n) VALUES ('z', 1)", {})]))
+    await asyncio.sleep(0.2)
+    assert not pending.done()  # waiting on the thread; the loop keeps running
+    other.execute("COMMIT")
+    await asyncio.wait_for(pending, 10)
+    assert [r["id"] for r in await db.fetch("SELECT id FROM t")] == ["z"]
+    other.close()
+    await db.close()
