@@ -15,7 +15,7 @@ from mangum import Mangum
 from functions import provider_keys
 from shared.accounts import self_service, usage
 from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, parse_body
-from shared.app import create_app, runtime_of
+from shared.app import function_app, runtime_of
 from shared.auth import KeyManager, Reader
 
 # The BYOK routes (`/v1/provider-keys`) belong to this function: its router starts with them.
@@ -86,5 +86,5 @@ async def usage_report(
     )
 
 
-app = create_app([router], title="Gatewayz account")
+app = function_app([router], title="Gatewayz account")
 handler = Mangum(app, lifespan="off")

@@ -13,7 +13,7 @@ from mangum import Mangum
 
 from shared.accounts import admin
 from shared.accounts.requests import CreditChange, UserCreate, UserUpdate, parse_body, time_param
-from shared.app import create_app, runtime_of
+from shared.app import function_app, runtime_of
 from shared.auth import Admin
 
 router = APIRouter()
@@ -79,5 +79,5 @@ async def audit(
     return await admin.audit_page(runtime_of(request), filters, limit=limit)
 
 
-app = create_app([router], title="Gatewayz admin")
+app = function_app([router], title="Gatewayz admin")
 handler = Mangum(app, lifespan="off")

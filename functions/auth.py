@@ -15,7 +15,7 @@ from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.accounts.identity import MAX_TOKEN_CHARS, SessionRequest, exchange
-from shared.app import create_app, json_body, runtime_of
+from shared.app import function_app, json_body, runtime_of
 from shared.auth import client_ip
 from shared.errors import AuthenticationFailed, InvalidRequest
 
@@ -80,5 +80,5 @@ async def session(request: Request) -> dict[str, Any]:
     return await exchange(rt, token, wanted, ip=client_ip(request, rt.settings))
 
 
-app = create_app([router], title="Gatewayz auth")
+app = function_app([router], title="Gatewayz auth")
 handler = Mangum(app, lifespan="off")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from mangum import Mangum
 
-from shared.app import create_app, runtime_of
+from shared.app import function_app, runtime_of
 from shared.catalog_view import gateways, list_models, one_model, providers
 
 router = APIRouter()
@@ -40,5 +40,5 @@ async def gateway_list(request: Request) -> dict[str, object]:
     return gateways(runtime_of(request))
 
 
-app = create_app([router], title="Gatewayz catalog")
+app = function_app([router], title="Gatewayz catalog")
 handler = Mangum(app, lifespan="off")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from mangum import Mangum
 from starlette.responses import Response
 
-from shared.app import billing_id_of, create_app, json_body, request_id_of, runtime_of, started_at
+from shared.app import billing_id_of, function_app, json_body, request_id_of, runtime_of, started_at
 from shared.auth import authenticate
 from shared.completions import COMPLETION, chat_from_completion
 from shared.failover import RequestContext
@@ -41,5 +41,5 @@ router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
 router.add_route("/v1/completions", completions, methods=["POST"])
 
 
-app = create_app([router], title="Gatewayz chat")
+app = function_app([router], title="Gatewayz chat")
 handler = Mangum(app, lifespan="off")

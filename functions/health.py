@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from mangum import Mangum
 
-from shared.app import create_app, runtime_of
+from shared.app import function_app, runtime_of
 from shared.status import provider_status, readiness
 
 router = APIRouter()
@@ -26,5 +26,5 @@ async def status(request: Request) -> dict[str, object]:
     return provider_status(runtime_of(request))
 
 
-app = create_app([router], title="Gatewayz health")
+app = function_app([router], title="Gatewayz health")
 handler = Mangum(app, lifespan="off")

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from shared.app import create_app, runtime_of
+from shared.app import function_app, runtime_of
 from shared.auth import presented_key
 from shared.config import Settings
 from shared.errors import AuthenticationFailed
@@ -45,4 +45,4 @@ def reap_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"expired_holds": asyncio.run(_reap())}
 
 
-app = create_app([router], title="Gatewayz jobs")
+app = function_app([router], title="Gatewayz jobs")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.accounts.byok import delete_provider_key, list_provider_keys, put_provider_key
 from shared.accounts.service import Actor
-from shared.app import create_app, json_body, runtime_of
+from shared.app import function_app, json_body, runtime_of
 from shared.auth import KeyManager, Principal
 from shared.errors import InvalidRequest, NotFound, PermissionDenied
 
@@ -66,4 +66,4 @@ async def delete_key(provider: str, request: Request, principal: KeyManager) -> 
     return {"object": "provider_key", "provider": provider, "deleted": True}
 
 
-app = create_app([router], title="Gatewayz provider keys")
+app = function_app([router], title="Gatewayz provider keys")

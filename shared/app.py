@@ -227,6 +227,38 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(request, err)
 
 
+class LazyApp:
+    """A function module's ASGI app, built on first use.
+
+    `gatewayz serve` imports every function module for its router and builds one app of them all;
+    each module's own app (what Lambda's Mangum handler and Vercel serve) is built only when that
+    module itself serves — a FastAPI app costs tens of milliseconds to assemble, and start-up
+    time is a target. Attribute access (`app.state`, ...) builds it too.
+    """
+
+    def __init__(self, routers: Sequence[APIRouter], title: str) -> None:
+        self._routers = routers
+        self._title = title
+        self._app: FastAPI | None = None
+
+    @property
+    def built(self) -> FastAPI:
+        if self._app is None:
+            self._app = create_app(self._routers, title=self._title)
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.built(scope, receive, send)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.built, name)
+
+
+def function_app(routers: Sequence[APIRouter], *, title: str) -> Any:
+    """The app of one function module (see LazyApp)."""
+    return LazyApp(routers, title)
+
+
 def create_app(
     routers: Sequence[APIRouter], *, settings: Settings | None = None, title: str = "Gatewayz"
 ) -> FastAPI:
