@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from shared.billing.pricing import money
+from shared.billing import money
 from shared.catalog import Model, Pricing, ResolvedOffer
 from shared.errors import InvalidRequest, ModelNotFound
 from shared.runtime import Runtime

@@ -132,6 +132,8 @@ async def _keys_create(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _credits_grant(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from shared.billing import money
+
     if not args.reason.strip():
         raise CliError("--reason is required")
     try:
@@ -151,7 +153,7 @@ async def _credits_grant(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
         "user_id": args.user,
         "applied": result.applied,
         "transaction_id": result.transaction_id,
-        "balance": format(result.balance.normalize(), "f"),
+        "balance": money(result.balance),
     }
 
 

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from shared.billing.pricing import cost_of, money
+from shared.billing import money
+from shared.billing.pricing import cost_of
 from shared.catalog import ResolvedOffer
 from shared.chat_request import ChatParams
 from shared.dialects import translator_class

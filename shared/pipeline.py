@@ -15,8 +15,8 @@ import orjson
 from starlette.responses import Response
 
 from shared.auth import Principal
+from shared.billing import money
 from shared.billing.meter import Meter, worst_case
-from shared.billing.pricing import money
 from shared.chat_request import check_chat, upstream_body
 from shared.errors import AuthenticationFailed, GatewayError, NoProviderAvailable, PermissionDenied, status_of
 from shared.failover import CHAT, RequestContext, Shape, complete, gateway_headers, price, usage_with_cost

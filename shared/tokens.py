@@ -7,6 +7,7 @@ vocabularies can replace it without changing callers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -19,14 +20,18 @@ def estimate_text(text: str) -> int:
     return -(-len(text) // _CHARS_PER_TOKEN) if text else 0
 
 
-def _content_text(content: Any) -> str:
+def _texts(content: Any) -> Iterator[str]:
+    """The text of a message's content: the string, or its parts' texts."""
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                yield part["text"]
+
+
+def _content_text(content: Any) -> str:
+    return " ".join(_texts(content))
 
 
 def estimate_prompt(body: dict[str, Any]) -> int:
@@ -42,3 +47,22 @@ def estimate_prompt(body: dict[str, Any]) -> int:
     if body.get("tools"):
         total += estimate_text(orjson.dumps(body["tools"]).decode())
     return total
+
+
+# Allowances for what has no text in the prompt: an image/audio/file part, a tool definition.
+_MEDIA_PART_CHARS = 1000
+_TOOL_CHARS = 2000
+
+
+def prompt_chars(body: dict[str, Any]) -> int:
+    """Characters a prompt carries (with allowances for media parts and tools): the basis of an
+    upper bound, where `estimate_prompt` is the typical count."""
+    total = 0
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        total += sum(len(text) for text in _texts(content))
+        if isinstance(content, list):
+            total += _MEDIA_PART_CHARS * sum(
+                1 for p in content if isinstance(p, dict) and p.get("type") != "text"
+            )
+    return total + _TOOL_CHARS * len(body.get("tools") or ())

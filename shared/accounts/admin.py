@@ -17,8 +17,7 @@ from shared.accounts.requests import CreditChange, UserCreate, UserUpdate
 from shared.accounts.service import Actor, KeySpec
 from shared.accounts.usage import ledger_row_view
 from shared.auth import Principal
-from shared.billing import to_pico
-from shared.billing.pricing import money
+from shared.billing import money, to_pico
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.runtime import Runtime
 from shared.store import Row, Step

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from shared.billing import from_pico
+from shared.billing import from_pico, money_pico
 from shared.billing.ledger import SpendLimits
 from shared.hot import HotStore, HotStoreDown
 from shared.store import Database, now_text
@@ -250,9 +250,6 @@ class KeyCache:
 def key_row_view(row: dict[str, Any]) -> dict[str, Any]:
     """The public shape of a key (SPEC §5), never the secret or its hash."""
 
-    def money(value: Any) -> str | None:
-        return None if value is None else format(from_pico(int(value)).normalize(), "f")
-
     revoked_at = row.get("revoked_at")
     return {
         "id": row["id"],
@@ -267,9 +264,9 @@ def key_row_view(row: dict[str, Any]) -> dict[str, Any]:
         "allowed_origins": _json_list(row["allowed_origins"]),
         "allowed_models": _json_list(row["allowed_models"]),
         "spend_limits": {
-            "day": money(row["spend_limit_day_pico"]),
-            "month": money(row["spend_limit_month_pico"]),
-            "total": money(row["spend_limit_total_pico"]),
+            "day": money_pico(row["spend_limit_day_pico"]),
+            "month": money_pico(row["spend_limit_month_pico"]),
+            "total": money_pico(row["spend_limit_total_pico"]),
         },
         "rate_limits": orjson.loads(row["rate_limits"]) if row["rate_limits"] else {},
         "disabled": bool(row["disabled"]),

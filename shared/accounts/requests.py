@@ -31,9 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from shared.billing import to_pico
+from shared.billing import money, to_pico
 from shared.billing.pricing import QUANTUM as PICODOLLAR
-from shared.billing.pricing import money
 from shared.errors import InvalidRequest, PayloadTooLarge
 from shared.store import now_text
 

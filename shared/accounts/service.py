@@ -21,7 +21,7 @@ from shared.accounts.keys import (
     hash_key,
     key_row_view,
 )
-from shared.billing import from_pico, to_pico
+from shared.billing import from_pico, money, to_pico
 from shared.billing.ledger import Ledger, new_id
 from shared.store import Database, Row, Step, now_text
 
@@ -133,16 +133,11 @@ def user_view(row: Row) -> dict[str, Any]:
         "role": row["role"],
         "status": row["status"],
         "plan": row["plan_id"],
-        "balance": _money(balance),
-        "held": _money(held),
-        "available": _money(balance - held),
+        "balance": money(balance),
+        "held": money(held),
+        "available": money(balance - held),
         "created_at": row["created_at"],
     }
-
-
-def _money(value: Decimal) -> str:
-    text = format(value, "f")
-    return (text.rstrip("0").rstrip(".") if "." in text else text) or "0"
 
 
 class Accounts:

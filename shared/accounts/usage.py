@@ -13,8 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.billing import from_pico
-from shared.billing.pricing import money
+from shared.billing import money, money_pico
 from shared.errors import InvalidRequest
 from shared.runtime import Runtime
 from shared.store import Row, Step, now_text
@@ -49,7 +48,7 @@ _TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_to
 
 
 def _usd(pico: Any) -> str:
-    return money(from_pico(int(pico or 0)))
+    return money_pico(int(pico or 0)) or "0"
 
 
 def ledger_row_view(row: Row) -> dict[str, Any]:

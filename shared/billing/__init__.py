@@ -21,3 +21,17 @@ def to_pico(amount: Decimal) -> int:
 
 def from_pico(value: int) -> Decimal:
     return Decimal(value) / PICO
+
+
+def money(value: Decimal) -> str:
+    """A decimal string without exponent or trailing zeros: `0.0000315`, `0`, `12.5` — the one
+    shape money takes in JSON, headers and messages."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def money_pico(value: int | None) -> str | None:
+    """A picodollar column as a money string (None stays None)."""
+    return None if value is None else money(from_pico(int(value)))

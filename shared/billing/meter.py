@@ -15,6 +15,7 @@ from decimal import Decimal
 import anyio
 
 from shared.accounts.keys import KeyRecord
+from shared.billing import money
 from shared.billing.ledger import RequestRecord
 from shared.billing.pricing import cost_of
 from shared.chat_request import ChatParams
@@ -23,24 +24,9 @@ from shared.errors import InsufficientCredits, PermissionDenied
 from shared.failover import RequestContext, markup_for
 from shared.routing import Candidate
 from shared.runtime import Runtime
+from shared.tokens import prompt_chars
 
 _DEFAULT_OUTPUT = 4096  # when neither the request nor the catalog bounds the output
-
-
-def prompt_chars(body: dict[str, object]) -> int:
-    total = 0
-    for message in body.get("messages") or ():  # type: ignore[attr-defined]
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            total += len(content)
-        elif isinstance(content, list):
-            total += sum(
-                len(p.get("text", ""))
-                for p in content
-                if isinstance(p, dict) and isinstance(p.get("text"), str)
-            )
-            total += 1000 * sum(1 for p in content if isinstance(p, dict) and p.get("type") != "text")
-    return total + 2000 * len(body.get("tools") or ())  # type: ignore[arg-type]
 
 
 def worst_case(rt: Runtime, plan: list[Candidate], body: dict[str, object], params: ChatParams) -> Decimal:
@@ -93,8 +79,8 @@ class Meter:
         if refusal.reason == "inactive":
             raise PermissionDenied("This account is suspended.", code="account_suspended")
         raise InsufficientCredits(
-            f"Insufficient credits: this request may cost up to ${amount.normalize():f} and "
-            f"${refusal.available.normalize():f} is available. Add credits or lower max_tokens."
+            f"Insufficient credits: this request may cost up to ${money(amount)} and "
+            f"${money(refusal.available)} is available. Add credits or lower max_tokens."
         )
 
     def record(self, **fields: object) -> RequestRecord:

@@ -31,11 +31,3 @@ def cost_of(
     )
     upstream = per_million / MILLION + pricing.request * requests + pricing.image * images
     return (upstream * markup).quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
-
-
-def money(value: Decimal) -> str:
-    """A decimal string without exponent or trailing zeros: `0.0000315`, `0`, `12.5`."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shared.billing.pricing import cost_of, money
+from shared.billing import money
+from shared.billing.pricing import cost_of
 from shared.catalog import Pricing
 from shared.dialects.base import Usage
 from shared.dialects.openai import openai_usage
