@@ -127,4 +127,3 @@ Reader = Annotated[Principal, require("read")]
 KeyManager = Annotated[Principal, require("keys")]
 Billing = Annotated[Principal, require("billing")]
 Admin = Annotated[Principal, require("admin")]
-Authenticated = Inference

@@ -115,6 +115,15 @@ class NoProviderAvailable(GatewayError):
     default_code = "no_provider_available"
 
 
+class DependencyUnavailable(GatewayError):
+    """A store this instance needs (the database) does not answer: not ready for traffic."""
+
+    status = 503
+    type = "service_unavailable"
+    anthropic_type = "overloaded_error"
+    default_code = "dependency_unavailable"
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     type = "timeout_error"

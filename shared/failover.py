@@ -72,7 +72,7 @@ class RequestContext:
             self.billing_id = self.request_id
 
     def attempts_header(self) -> str:
-        return ", ".join(a.header() for a in self.attempts)
+        return ", ".join(self.attempt_headers())
 
     def attempt_headers(self) -> list[str]:
         return [a.header() for a in self.attempts]

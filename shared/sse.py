@@ -17,10 +17,6 @@ def frame(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-def named_frame(event: str, obj: Any) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
-
-
 class SSEParser:
     __slots__ = ("_buf",)
 

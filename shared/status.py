@@ -4,19 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import NoProviderAvailable
+import anyio
+
+from shared.errors import DependencyUnavailable, NoProviderAvailable
 from shared.runtime import Runtime
+
+_DB_CHECK_S = 2.0  # a database slower than this to answer `SELECT 1` cannot serve paid requests
 
 
 async def readiness(rt: Runtime) -> dict[str, Any]:
-    """Ready when the catalog and provider table loaded and at least one provider is usable.
+    """Ready when at least one provider is usable and the database answers.
 
-    (Database and cache checks join here when those stores land.)
+    The hot-state store is reported, not required: without it limits fall back to per instance
+    (or refuse, when configured fail-closed), which `/v1/status` shows as degraded.
     """
     configured = [pid for pid, ep in rt.endpoints.items() if ep.configured]
     if not configured:
         raise NoProviderAvailable("No provider is configured: set <ID>_API_KEY or <ID>_BASE_URL for one.")
-    return {"status": "ready", "models": len(rt.catalog.models), "providers_configured": len(configured)}
+    try:
+        with anyio.fail_after(_DB_CHECK_S):
+            await rt.db.fetch_one("SELECT 1")
+    except Exception as exc:  # any failure to answer means: do not route traffic here
+        raise DependencyUnavailable(f"The database does not answer ({type(exc).__name__}).") from exc
+    return {
+        "status": "ready",
+        "models": len(rt.catalog.models),
+        "providers_configured": len(configured),
+        "database": rt.db.dialect,
+        "limits": "degraded" if getattr(rt.hot, "degraded", False) else rt.hot.name,
+    }
 
 
 def provider_status(rt: Runtime) -> dict[str, Any]:

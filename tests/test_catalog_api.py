@@ -14,7 +14,7 @@ from shared.catalog import build_catalog
 from shared.config import Settings
 from shared.runtime import Runtime
 from shared.server import create_server_app
-from tests.conftest import Account
+from tests.conftest import Account, gateway_settings
 from tests.harness import GatewayServer
 
 
@@ -77,8 +77,25 @@ def test_health_routes(gateway: Any) -> None:
     assert get(gateway, "/health").json() == {"status": "ok"}
     ready = get(gateway, "/health/ready").json()
     assert ready["status"] == "ready" and ready["providers_configured"] >= 30
+    assert ready["database"] == "sqlite" and ready["limits"] == "memory"
     status = get(gateway, "/v1/status").json()
     assert {p["id"] for p in status["providers"]} >= {"openai", "anthropic"}
+
+
+def test_readiness_fails_while_the_database_does_not_answer(fakes: dict[str, Any]) -> None:
+    # Nothing listens on port 1: a load balancer must take this instance out of rotation.
+    settings = gateway_settings(fakes, "postgresql://gatewayz@127.0.0.1:1/test?connect_timeout=1")
+    app = create_server_app(settings)
+    app.state.runtime = Runtime.build(settings)
+    server = GatewayServer(app).start()
+    try:
+        ready = httpx.get(f"{server.url}/health/ready", timeout=10)
+        assert ready.status_code == 503
+        error = ready.json()["error"]
+        assert error["code"] == "dependency_unavailable" and "database" in error["message"]
+        assert httpx.get(f"{server.url}/health").status_code == 200  # liveness does no I/O
+    finally:
+        server.stop()
 
 
 def test_unknown_route_and_method_use_the_envelope(gateway: Any) -> None:

@@ -17,10 +17,6 @@ _TRANSLATORS = {
 }
 
 
-def has_translator(dialect: str) -> bool:
-    return dialect in _TRANSLATORS
-
-
 @cache
 def translator_class(dialect: str) -> type[ChatTranslator]:
     module, name = _TRANSLATORS[dialect]
