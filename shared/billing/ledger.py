@@ -28,10 +28,14 @@ import orjson
 
 from shared.billing import from_pico, to_pico
 from shared.store import Database, Row, Step, now_text
+from shared.store.routines import Routine, Statement
 
 HOLD_TTL = timedelta(minutes=15)  # longer than any request may run (GATEWAYZ_REQUEST_DEADLINE)
 
-LOCK_USER = "UPDATE users SET lock_seq = lock_seq + 1 WHERE id = :user_id"
+# PostgreSQL only (`row_locks`): a row lock that, unlike an UPDATE, writes no new row version (the
+# user's row is the hottest in the database: under load its version chain cost CPU on every touch).
+LOCK_USER = "SELECT 1 FROM users WHERE id = :user_id FOR UPDATE"
+ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"  # this transaction only
 
 # The credit row of a balance change: written only if the change keeps the balance >= 0 and (with
 # an idempotency key) only once. The balance update below applies only if this row was written.
@@ -104,7 +108,9 @@ WHERE request_id = :request_id AND user_id = :user_id AND status IN ('open', 'ex
 """
 ADD_SPEND = """
 INSERT INTO key_spend (key_id, period, amount_pico)
-SELECT :key_id, :period, -t.amount_pico FROM credit_transactions t WHERE t.id = :tx_id
+SELECT :key_id, p.period, -t.amount_pico
+FROM credit_transactions t, (SELECT :day AS period UNION ALL SELECT :month UNION ALL SELECT :total) p
+WHERE t.id = :tx_id
 ON CONFLICT (key_id, period) DO UPDATE SET amount_pico = key_spend.amount_pico + excluded.amount_pico
 """
 INSERT_RECORD = """
@@ -116,6 +122,7 @@ VALUES (:request_id, :user_id, :key_id, :model, :provider, :endpoint, :status, :
     COALESCE((SELECT -amount_pico FROM credit_transactions WHERE id = :tx_id), 0),
     :byok, :latency_ms, :attempts, :client_request_id, :now)
 ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id
 """
 TOUCH_KEY = "UPDATE api_keys SET last_used_at = :now WHERE id = :key_id"
 REAP = """
@@ -123,6 +130,73 @@ UPDATE credit_holds SET status = 'expired', closed_at = :now
 WHERE status = 'open' AND expires_at <= :now
 RETURNING id
 """
+
+# The two transactions of every paid request (see shared.store.routines).
+_PERIODS = (("day", "text"), ("month", "text"), ("total", "text"))
+RESERVE = Routine(
+    "reserve",
+    (
+        ("hold_id", "text"),
+        ("user_id", "text"),
+        ("key_id", "text"),
+        ("request_id", "text"),
+        ("amount", "bigint"),
+        ("expires_at", "timestamptz"),
+        ("now", "timestamptz"),
+        ("limit_day", "bigint"),
+        ("limit_month", "bigint"),
+        ("limit_total", "bigint"),
+        *_PERIODS,
+    ),
+    (
+        # A hold is a guard, not money: its commit need not wait for the disk. A crash may forget
+        # the last moment's holds (their requests then settle without one); every charge is durable.
+        Statement(ASYNC_COMMIT, dialect="postgres"),
+        Statement(LOCK_USER, dialect="postgres"),
+        Statement(INSERT_HOLD),
+    ),
+)
+SETTLE = Routine(
+    "settle",
+    (
+        ("tx_id", "text"),
+        ("cost", "bigint"),
+        ("hold_status", "text"),
+        ("description", "text"),
+        ("metadata", "text"),
+        ("now", "timestamptz"),
+        ("request_id", "text"),
+        ("user_id", "text"),
+        ("key_id", "text"),
+        ("model", "text"),
+        ("provider", "text"),
+        ("endpoint", "text"),
+        ("status", "text"),
+        ("http_status", "integer"),
+        ("input_tokens", "integer"),
+        ("cache_read_tokens", "integer"),
+        ("cache_write_tokens", "integer"),
+        ("output_tokens", "integer"),
+        ("reasoning_tokens", "integer"),
+        ("estimated", "boolean"),
+        ("byok", "boolean"),
+        ("latency_ms", "integer"),
+        ("attempts", "text"),
+        ("client_request_id", "text"),
+        *_PERIODS,
+        ("track_spend", "boolean"),
+        ("touch_key", "boolean"),
+    ),
+    (
+        Statement(LOCK_USER, dialect="postgres"),
+        Statement(INSERT_USAGE),
+        Statement(APPLY_TX),
+        Statement(CLOSE_HOLD),
+        Statement(ADD_SPEND, when="track_spend"),
+        Statement(TOUCH_KEY, when="touch_key"),
+        Statement(INSERT_RECORD),
+    ),
+)
 
 
 # Row and request ids need uniqueness, not secrecy: 64 bits from a PRNG seeded once per process
@@ -292,8 +366,7 @@ class Ledger:
             "limit_total": _opt_pico(limits.total),
             **periods(moment),
         }
-        rows = (await self.db.transaction([*self._lock(params), (INSERT_HOLD, params)]))[-1]
-        if rows:
+        if await self.db.run(RESERVE, params):
             return None
         return await self._diagnose(params)
 
@@ -313,9 +386,7 @@ class Ledger:
                 return ReserveRefusal(f"spend_limit_{period}", available)
         return ReserveRefusal("insufficient_credits", available)  # a concurrent change; refuse safely
 
-    def settle_steps(
-        self, record: RequestRecord, cost: Decimal, *, hold_status: str = "settled"
-    ) -> list[Step]:
+    async def _settle(self, record: RequestRecord, cost: Decimal, hold_status: str) -> None:
         """Charge `cost` once for the request, close its hold, count key spend, write its record."""
         moment = datetime.now(UTC)
         params = {
@@ -328,30 +399,22 @@ class Ledger:
             ).decode(),
             "now": now_text(moment),
             **record.params(),
+            **periods(moment),
+            "track_spend": record.key_id is not None and record.track_spend,
+            "touch_key": record.key_id is not None and record.touch_key,
         }
-        steps: list[Step] = [
-            *self._lock(params),
-            (INSERT_USAGE, params),
-            (APPLY_TX, params),
-            (CLOSE_HOLD, params),
-        ]
-        if record.key_id is not None and record.track_spend:
-            steps.extend((ADD_SPEND, {**params, "period": p}) for p in periods(moment).values())
-        steps.append((INSERT_RECORD, params))
-        if record.key_id is not None and record.touch_key:
-            steps.append((TOUCH_KEY, params))
-        return steps
+        await self.db.run(SETTLE, params)
 
     def _lock(self, params: dict[str, Any]) -> list[Step]:
         return [(LOCK_USER, params)] if self.db.row_locks else []
 
     async def settle(self, record: RequestRecord, cost: Decimal) -> None:
         """Exactly once per request id: a replay changes nothing (one round trip)."""
-        await self.db.transaction(self.settle_steps(record, cost))
+        await self._settle(record, cost, "settled")
 
     async def release(self, record: RequestRecord) -> None:
         """A request that produced nothing billable: close its hold, record it, charge nothing."""
-        await self.db.transaction(self.settle_steps(record, Decimal(0), hold_status="released"))
+        await self._settle(record, Decimal(0), "released")
 
     async def reap(self) -> int:
         """Expire holds whose request never settled (a crashed instance). Balances are untouched."""

@@ -3,20 +3,26 @@
 Queries are written once, with `:name` parameters, and run on either backend (the PostgreSQL
 backend rewrites the placeholders for psycopg). A money operation is a list of statements run in
 one transaction without looking at intermediate results (`Database.transaction`): on PostgreSQL
-the statements are pipelined, so the whole transaction costs one network round trip; on SQLite it
-is one hop to the database thread.
+the whole transaction is one message and one network round trip; on SQLite it runs inline on the
+loop with group commit. The two transactions of every paid request are routines
+(`shared.store.routines`): on PostgreSQL, one server-side function call each.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.store.routines import Routine
 
 Row = dict[str, Any]
 Params = Mapping[str, Any]
 Step = tuple[str, Params]
+PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")  # a `:name` placeholder (not a `::` cast)
 
 
 class Database(ABC):
@@ -28,6 +34,10 @@ class Database(ABC):
     @abstractmethod
     async def transaction(self, steps: Sequence[Step]) -> list[list[Row]]:
         """Run the statements in one transaction; the rows each returned (empty for none)."""
+
+    async def run(self, routine: Routine, values: Params) -> bool:
+        """Run a routine (`shared.store.routines`); whether its last statement touched a row."""
+        return bool((await self.transaction(routine.steps(values, self.dialect)))[-1])
 
     async def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
         return (await self.transaction([(sql, params or {})]))[0]

@@ -5,21 +5,25 @@ keep server-side prepared statements, so none are used. A transaction's statemen
 the client (psycopg's own quoting, `mogrify`) and sent as one simple-query message —
 `BEGIN; …; COMMIT` — one network round trip, and far less client work per statement than the
 extended protocol's pipeline mode (measured: that machinery was a third of the gateway's CPU).
+Statements sent as text are planned on every run, so the hot path's transactions are routines:
+functions created on first use (`run`), whose plans the server caches per connection.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+import logging
 from collections.abc import Sequence
 
-from shared.store import Database, Row, Step, normalise
+from shared.store import PARAM, Database, Params, Row, Step, normalise
+from shared.store.routines import Routine
 
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+log = logging.getLogger("gatewayz.store")
 
 
 def to_psycopg(sql: str) -> str:
     """`:name` → `%(name)s`, and a literal `%` doubled."""
-    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+    return PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
 class PostgresDatabase(Database):
@@ -31,6 +35,7 @@ class PostgresDatabase(Database):
         self.max_size = max_size
         self._pool = None
         self._sql_cache: dict[str, str] = {}
+        self._routines: dict[str, asyncio.Future[bool]] = {}  # function name → installed?
 
     def _sql(self, sql: str) -> str:
         converted = self._sql_cache.get(sql)
@@ -62,14 +67,15 @@ class PostgresDatabase(Database):
         pool = await self._get_pool()
         async with pool.connection() as conn:
             cur = AsyncClientCursor(conn, row_factory=dict_row)
-            script = ";\n".join(
-                ["BEGIN", *(cur.mogrify(self._sql(sql), dict(params)) for sql, params in steps), "COMMIT"]
-            )
+            statements = [cur.mogrify(self._sql(sql), dict(params)) for sql, params in steps]
+            alone = len(statements) == 1  # one statement is a transaction of its own
+            script = statements[0] if alone else ";\n".join(["BEGIN", *statements, "COMMIT"])
             try:
                 await cur.execute(script)
                 results = []
                 for _ in steps:  # the result sets: BEGIN's, then one per statement, then COMMIT's
-                    cur.nextset()
+                    if not alone:
+                        cur.nextset()
                     rows = await cur.fetchall() if cur.description else []
                     results.append([normalise(r) for r in rows])
                 return results
@@ -77,6 +83,37 @@ class PostgresDatabase(Database):
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     await conn.execute("ROLLBACK")  # a failed statement left the block aborted
                 raise
+
+    async def run(self, routine: Routine, values: Params) -> bool:
+        installing = self._routines.get(routine.function)
+        if installing is None:
+            installing = self._routines[routine.function] = asyncio.ensure_future(self._install(routine))
+        if await asyncio.shield(installing):
+            rows = (await self.transaction([(routine.call_sql, values)]))[0]
+            return bool(rows[0]["touched"])
+        return await super().run(routine, values)
+
+    async def _install(self, routine: Routine) -> bool:
+        """Create the routine's function unless it exists; False (plain transactions) if we may not."""
+
+        async def exists() -> bool:  # visible on this connection's search_path
+            row = await self.fetch_one(
+                "SELECT to_regproc(:name) IS NOT NULL AS found", {"name": routine.function}
+            )
+            return bool(row and row["found"])
+
+        try:
+            if not await exists():
+                await self.execute_script(routine.create_sql)
+            return True
+        except Exception as exc:  # a concurrent creation by another instance, or no CREATE privilege
+            try:
+                if await exists():
+                    return True
+            except Exception:
+                pass
+            log.warning("routine %s runs as plain statements: %s", routine.function, exc)
+            return False
 
     async def execute_script(self, script: str) -> None:
         pool = await self._get_pool()

@@ -1,0 +1,101 @@
+"""Routines: the transactions the hot path runs on every request, declared once.
+
+A routine is a fixed list of statements (the same `:name` SQL as everywhere else), some gated by
+a boolean parameter. Every backend can run it as an ordinary transaction (`Routine.steps`). On
+PostgreSQL it also becomes one server-side PL/pgSQL function, generated from those statements:
+a call is one short statement whose inner plans the server caches per connection, where the same
+statements sent as text are parsed and planned on every request (measured: planning was most of
+PostgreSQL's ~1 ms of CPU per request). Plan caching inside a function needs no client state, so
+it works through transaction poolers (Supavisor, PgBouncer) that cannot keep prepared statements.
+
+The function's name carries a hash of its text: a changed routine is a new function, never a
+redefinition under the feet of instances still running the old code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from shared.store import PARAM as _PARAM
+from shared.store import Step
+
+_RETURNING = re.compile(r"\s+RETURNING\s+[\w\s,.*]+$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sql: str
+    when: str | None = None  # a boolean parameter: the statement runs only when it is true
+    dialect: str | None = None  # only on this backend (e.g. PostgreSQL's row locks)
+
+
+@dataclass(frozen=True)
+class Routine:
+    """Statements run in one transaction; the result is whether the last one touched a row.
+
+    The last statement ends with `RETURNING …` (so that a plain transaction can tell) and is not
+    gated. `params` lists every parameter with its PostgreSQL type, in the function's order.
+    """
+
+    name: str
+    params: tuple[tuple[str, str], ...]
+    statements: tuple[Statement, ...]
+
+    def __post_init__(self) -> None:
+        names = {n for n, _ in self.params}
+        used = {m for s in self.statements for m in _PARAM.findall(s.sql)}
+        used |= {s.when for s in self.statements if s.when}
+        if used - names:
+            raise ValueError(f"routine {self.name}: untyped parameters {sorted(used - names)}")
+        last = self.statements[-1]
+        if last.when or not _RETURNING.search(last.sql):
+            raise ValueError(f"routine {self.name}: the last statement must be ungated and RETURNING")
+
+    def steps(self, values: Mapping[str, Any], dialect: str) -> list[Step]:
+        return [
+            (s.sql, values)
+            for s in self.statements
+            if s.dialect in (None, dialect) and (s.when is None or values[s.when])
+        ]
+
+    @cached_property
+    def _body(self) -> str:
+        position = {name: i + 1 for i, (name, _) in enumerate(self.params)}
+
+        def positional(sql: str) -> str:
+            return _PARAM.sub(lambda m: f"${position[m.group(1)]}", sql.strip())
+
+        lines = []
+        statements = [s for s in self.statements if s.dialect in (None, "postgres")]
+        for i, s in enumerate(statements):
+            sql = positional(_RETURNING.sub("", s.sql) if i == len(statements) - 1 else s.sql)
+            if sql[:6].upper() == "SELECT":  # PL/pgSQL runs a query whose rows it drops as PERFORM
+                sql = "PERFORM" + sql[6:]
+            if s.when:
+                lines.append(f"  IF ${position[s.when]} THEN\n    {sql};\n  END IF;")
+            else:
+                lines.append(f"  {sql};")
+        args = ", ".join(t for _, t in self.params)
+        return (
+            f"({args}) RETURNS boolean LANGUAGE plpgsql AS $routine$\n"
+            "DECLARE touched bigint;\nBEGIN\n" + "\n".join(lines) + "\n"
+            "  GET DIAGNOSTICS touched = ROW_COUNT;\n  RETURN touched > 0;\nEND\n$routine$"
+        )
+
+    @cached_property
+    def function(self) -> str:
+        return f"gz_{self.name}_{hashlib.sha256(self._body.encode()).hexdigest()[:10]}"
+
+    @cached_property
+    def create_sql(self) -> str:
+        return f"CREATE OR REPLACE FUNCTION {self.function}{self._body}"
+
+    @cached_property
+    def call_sql(self) -> str:
+        args = ", ".join(f":{name}" for name, _ in self.params)
+        return f"SELECT {self.function}({args}) AS touched"
