@@ -37,7 +37,7 @@ from shared.errors import (
     render_openai,
     status_of,
 )
-from shared.runtime import Runtime
+from shared.runtime import Runtime, freeze_heap
 
 log = logging.getLogger("gatewayz")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -193,6 +193,7 @@ def runtime_for(app: Any) -> Runtime:
     if rt is None:
         settings: Settings = getattr(app.state, "settings", None) or process_settings()
         rt = app.state.runtime = Runtime.build(settings)
+        freeze_heap()  # a function's first request: what it built stays for the instance's life
     return rt
 
 

@@ -177,7 +177,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from shared.runtime import Runtime
+    from shared.runtime import Runtime, freeze_heap
     from shared.server import create_server_app
 
     env = dict(os.environ)
@@ -192,6 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
     runtime = Runtime.build(settings)  # validate catalog and providers before listening
     app = create_server_app(settings)
     app.state.runtime = runtime
+    freeze_heap()
     configured = sorted(pid for pid, ep in runtime.endpoints.items() if ep.configured)
     print(
         f"Gatewayz on http://{args.host}:{args.port} — {len(runtime.catalog.models)} models, "

@@ -7,6 +7,7 @@ invocation. Database and hot-state connections themselves open on first use.
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 from collections.abc import Mapping
@@ -106,3 +107,13 @@ class Runtime:
         await self.http.close()
         await self.hot.close()
         await self.db.close()
+
+
+def freeze_heap() -> None:
+    """Exempt what start-up built (catalog, provider table, apps: long-lived by design) from the
+    garbage collector's full collections. Each of them walked that whole heap and found nothing:
+    measured ~50 ms with the event loop stopped, every few seconds under load — the gateway's
+    p99 latency. Call once, when the process is ready to serve."""
+    gc.collect()
+    gc.freeze()
+
