@@ -116,4 +116,3 @@ def freeze_heap() -> None:
     p99 latency. Call once, when the process is ready to serve."""
     gc.collect()
     gc.freeze()
-
