@@ -23,18 +23,24 @@ router = APIRouter()
 # read the raw body themselves anyway. Authentication is the same function the dependency calls.
 
 
+def context(request: Request) -> RequestContext:
+    return RequestContext(
+        request_id_of(request), started_at(request), billing_id_of(request), state=request.scope.get("state")
+    )
+
+
 async def chat_completions(request: Request) -> Response:
     principal = await authenticate(request, "inference")
     body = await json_body(request)
-    ctx = RequestContext(request_id_of(request), started_at(request), billing_id_of(request))
-    return await run_chat(runtime_of(request), body, ctx, principal)
+    return await run_chat(runtime_of(request), body, context(request), principal)
 
 
 async def completions(request: Request) -> Response:
     principal = await authenticate(request, "inference")
     body = chat_from_completion(await json_body(request))
-    ctx = RequestContext(request_id_of(request), started_at(request), billing_id_of(request))
-    return await run_chat(runtime_of(request), body, ctx, principal, COMPLETION, endpoint="completions")
+    return await run_chat(
+        runtime_of(request), body, context(request), principal, COMPLETION, endpoint="completions"
+    )
 
 
 router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])

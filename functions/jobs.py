@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from shared.app import function_app, runtime_of
-from shared.auth import presented_key
+from shared.auth import request_key
 from shared.config import Settings
 from shared.errors import AuthenticationFailed
 from shared.runtime import Runtime
@@ -26,7 +26,7 @@ router = APIRouter()
 @router.get("/internal/jobs/reap-holds")
 async def reap_route(request: Request) -> dict[str, Any]:
     secret = os.environ.get("CRON_SECRET", "")
-    given = presented_key(request) or ""
+    given = request_key(request) or ""
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
         raise AuthenticationFailed("This job runs on the operator's schedule only.")
     return {"expired_holds": await runtime_of(request).ledger.reap()}

@@ -37,6 +37,7 @@ from shared.errors import (
     render_openai,
     status_of,
 )
+from shared.limits.limiter import ADMITTING_PATHS
 from shared.runtime import Runtime, freeze_heap
 
 log = logging.getLogger("gatewayz")
@@ -90,13 +91,16 @@ class GatewayMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
+        request_id = authorization = api_key = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
                 if _SANE_ID.match(candidate):
                     request_id = candidate
-                break
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"x-api-key":
+                api_key = value.decode("latin-1")
         # The id billing keys on is always ours: a caller's id is echoed and recorded, never trusted
         # to be unique (a retry, or one trace id per conversation, must not collide in the ledger).
         billing_id = new_request_id()
@@ -132,11 +136,17 @@ class GatewayMiddleware:
             if rt is not None:
                 ip = client_ip(Request(scope), rt.settings) or "unknown"
                 state["client_ip"] = ip
-                try:
-                    await rt.limiter.check_ip(ip)
-                except GatewayError as err:
-                    await send_error(err)
-                    return
+                key = presented_key(authorization, api_key) if path in ADMITTING_PATHS else None
+                if key is not None and rt.keys.knows(key):
+                    # A key this instance already verified: no brute force to stop before
+                    # authentication, and the admission checks layer 1 in its own call.
+                    state["deferred_ip"] = ip
+                else:
+                    try:
+                        await rt.limiter.check_ip(ip)
+                    except GatewayError as err:
+                        await send_error(err)
+                        return
             await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error on %s %s (%s)", scope.get("method"), path, request_id)
@@ -146,7 +156,19 @@ class GatewayMiddleware:
         finally:
             if rt is not None:
                 rt.inflight -= 1
+                if "deferred_ip" in state:  # failed before its admission: layer 1 still counts it
+                    await rt.limiter.count_ip(state.pop("deferred_ip"))
                 await rt.limiter.record_response(status or 500)
+
+
+def presented_key(authorization: str | None, api_key: str | None) -> str | None:
+    """The API key a request presents: `Authorization: Bearer <key>` (OpenAI SDKs), else
+    `x-api-key` (Anthropic SDKs)."""
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return api_key.strip() if api_key and api_key.strip() else None
 
 
 def billing_id_of(request: Request) -> str:

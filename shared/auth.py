@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 
 from shared.accounts.keys import KeyRecord
-from shared.app import client_ip, runtime_of
+from shared.app import client_ip, presented_key, runtime_of
 from shared.errors import AuthenticationFailed, PermissionDenied
 from shared.runtime import Runtime
 
@@ -43,14 +43,8 @@ class Principal:
         )
 
 
-def presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    key = request.headers.get("x-api-key")
-    return key.strip() if key and key.strip() else None
+def request_key(request: Request) -> str | None:
+    return presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 def request_origin(request: Request) -> str | None:
@@ -67,7 +61,7 @@ def request_origin(request: Request) -> str | None:
 
 async def authenticate(request: Request, scope: str) -> Principal:
     rt = runtime_of(request)
-    key = presented_key(request)
+    key = request_key(request)
     if key is None:
         if scope == "inference" and rt.settings.limits.anonymous:
             return Principal(

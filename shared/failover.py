@@ -63,6 +63,12 @@ class RequestContext:
     billing_id: str = ""  # always server-generated: the key of holds, charges and records
     attempts: list[Attempt] = field(default_factory=list)
     upstream_s: float = 0.0  # time spent waiting on upstreams, for x-gatewayz-overhead-ms
+    # The request's ASGI state: the gateway middleware leaves `deferred_ip` there when layer 1
+    # is to be checked with the admission (`Limiter.admit`).
+    state: dict[str, Any] | None = None
+
+    def take_deferred_ip(self) -> str | None:
+        return self.state.pop("deferred_ip", None) if self.state is not None else None
 
     def overhead_ms(self) -> str:
         return f"{max(0.0, (time.perf_counter() - self.started - self.upstream_s) * 1000):.2f}"

@@ -96,7 +96,7 @@ async def run_chat(
         plan = allowed(plan, principal, requested)
         assert principal.key is not None  # inference routes admit user keys only
         estimate = estimate_prompt(body) + (params.max_output or 0) * params.n
-        admission = await rt.limiter.admit(principal.key, ctx.billing_id, estimate)
+        admission = await rt.limiter.admit(principal.key, ctx.billing_id, estimate, ctx.take_deferred_ip())
     clean = upstream_body(body)
     meter = Meter(rt, principal.key, ctx, endpoint, plan[0].model_id) if principal.key else None
     try:

@@ -217,6 +217,13 @@ class KeyCache:
             digest = self._digests[key] = hash_key(self.secret, key)
         return digest
 
+    def knows(self, key: str) -> bool:
+        """Whether `key` is a live entry of this cache: no I/O, no hashing (a key never seen
+        before, say a brute-force guess, is not known)."""
+        digest = self._digests.get(key)
+        entry = self._entries.get(digest) if digest is not None else None
+        return entry is not None and time.monotonic() - entry[1] < self.ttl
+
     async def lookup(self, key: str) -> KeyRecord | None:
         digest = self._digest(key)
         now = time.monotonic()

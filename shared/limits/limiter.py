@@ -62,6 +62,11 @@ def rate_headers(states: tuple[RuleState, ...]) -> dict[str, str]:
     return headers
 
 
+# The routes whose handler admits the request through `Limiter.admit` (the chat pipeline): for
+# them, with a key this instance already knows, layer 1 joins that call instead of its own.
+ADMITTING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+
+
 def _refusal(decision: Decision, what: str) -> RateLimited:
     seconds = max(1, math.ceil(decision.retry_after_ms / 1000))
     headers = {"retry-after": str(seconds), **rate_headers(decision.states)}
@@ -173,15 +178,30 @@ class Limiter:
             Rule(f"rl:ip:{ip}:authfail", failures, MINUTE, 1, name="failed authentications", mode="peek"),
         ]
 
-    async def check_ip(self, ip: str) -> None:
+    async def ip_rules(self, ip: str) -> list[Rule]:
         factor = self.settings.velocity_factor if await self.velocity.active(self.hot) else 1.0
-        decision = await self._rate(self._ip_rules(ip, factor))
+        return self._ip_rules(ip, factor)
+
+    def _refuse_ip(self, decision: Decision) -> RateLimited:
+        kind = "auth_failures" if decision.refused_by == "failed authentications" else "ip"
+        self.rejections[kind] += 1
+        return _refusal(
+            decision, "this IP address" if kind == "ip" else "failed authentications from this IP"
+        )
+
+    async def check_ip(self, ip: str) -> None:
+        decision = await self._rate(await self.ip_rules(ip))
         if not decision.allowed:
-            kind = "auth_failures" if decision.refused_by == "failed authentications" else "ip"
-            self.rejections[kind] += 1
-            raise _refusal(
-                decision, "this IP address" if kind == "ip" else "failed authentications from this IP"
-            )
+            raise self._refuse_ip(decision)
+
+    async def count_ip(self, ip: str) -> None:
+        """Count a request whose layer-1 check was deferred to its admission, which it never
+        reached (it failed before): consumed, never refused (the answer is already an error)."""
+        rule = (await self.ip_rules(ip))[0]
+        try:
+            await self.hot.rate([Rule(rule.key, rule.limit, rule.period_ms, 1, name=rule.name, mode="force")])
+        except HotStoreDown:
+            pass
 
     async def auth_failed(self, ip: str) -> None:
         failures = self.settings.ip_auth_failures
@@ -227,7 +247,11 @@ class Limiter:
             slots.append((f"rl:key:{key.key_id}:conc", bound))
         return rules, slots
 
-    async def admit(self, key: KeyRecord, request_id: str, estimate_tokens: int) -> Admission:
+    async def admit(
+        self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None
+    ) -> Admission:
+        """Layer 2 for a request; with `ip`, layer 1 for it too, in the same atomic call (the
+        gateway defers layer 1 here when the key was already known: one round trip less)."""
         specs, slot_specs = self._key_limits(key)
         rules = [
             Rule(rkey, limit, period, 1 if kind == "requests" else estimate_tokens, kind=kind, name=name)
@@ -235,8 +259,11 @@ class Limiter:
         ]
         member = request_id  # unique per request (server-generated)
         slots = [Slot(skey, member, limit, self.settings.lease_ms) for skey, limit in slot_specs]
-        decision = await self._rate(rules, slots)
+        ip_rules = await self.ip_rules(ip) if ip is not None else []
+        decision = await self._rate(ip_rules + rules, slots)
         if not decision.allowed:
+            if decision.refused_by in {r.name for r in ip_rules}:
+                raise self._refuse_ip(decision)
             self.rejections["key"] += 1
             what = "concurrent requests" if decision.refused_by == "concurrency" else decision.refused_by
             raise _refusal(decision, what)
@@ -244,7 +271,7 @@ class Limiter:
             slots=slots,
             token_rules=[r for r in rules if r.kind == "tokens"],
             estimate=estimate_tokens,
-            states=decision.states,
+            states=decision.states[len(ip_rules) :],  # the headers speak of the key's limits
         )
 
     async def finish(self, admission: Admission, actual_tokens: int | None) -> None:

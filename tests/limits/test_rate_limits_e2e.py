@@ -336,6 +336,50 @@ def test_an_untrusted_forwarded_for_is_ignored(gateways: Gateways, openai_fake: 
     assert 17 <= assert_rate_limited(refused.value) <= 20
 
 
+def test_a_known_key_is_checked_per_ip_within_its_admission(
+    gateways: Gateways, openai_fake: OpenAIFake
+) -> None:
+    """Once a key is known to the instance, layer 1 rides on the admission's call (one store
+    round trip less); the IP budget holds all the same, failed requests included."""
+    settings = gateways.settings(GATEWAYZ_IP_RPM="4")
+    account = provision(settings, "known@example.com", Decimal(100))
+    gw = gateways.start(settings)
+    with sdk(gw, account.key) as client:
+        client.chat.completions.create(model=MODEL, messages=HELLO)  # 1: the key becomes known
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model=MODEL, messages=[])  # 2: refused before admission
+        hot = gw.runtime.hot
+        calls: list[str] = []
+        inside: list[str] = []  # the memory store's finish is built on its own rate
+        rate, finish = hot.rate, hot.finish
+
+        async def counted_rate(*args: Any, **kwargs: Any) -> Any:
+            calls.extend([] if inside else ["rate"])
+            return await rate(*args, **kwargs)
+
+        async def counted_finish(*args: Any, **kwargs: Any) -> Any:
+            calls.append("finish")
+            inside.append("finish")
+            try:
+                return await finish(*args, **kwargs)
+            finally:
+                inside.pop()
+
+        hot.rate, hot.finish = counted_rate, counted_finish  # type: ignore[method-assign]
+        try:
+            ok = client.chat.completions.with_raw_response.create(model=MODEL, messages=HELLO)  # 3
+        finally:
+            hot.rate, hot.finish = rate, finish  # type: ignore[method-assign]
+        assert calls == ["rate", "finish"]  # layer 1 + layer 2 in one call, then the request's end
+        assert ok.headers["x-ratelimit-limit-requests"] != "4"  # the headers speak of the key's limits
+        client.chat.completions.create(model=MODEL, messages=HELLO)  # 4: the IP's last one
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model=MODEL, messages=HELLO)  # 5
+    assert "this IP address" in refused.value.response.json()["error"]["message"]
+    assert 14 <= assert_rate_limited(refused.value) <= 15  # 4 per minute: one back in 15 s
+    assert gw.runtime.limiter.rejections["ip"] >= 1
+
+
 def test_velocity_mode_tightens_layer_one(gateways: Gateways) -> None:
     settings = gateways.settings(
         **PROXY,
