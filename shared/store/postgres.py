@@ -89,9 +89,24 @@ class PostgresDatabase(Database):
         if installing is None:
             installing = self._routines[routine.function] = asyncio.ensure_future(self._install(routine))
         if await asyncio.shield(installing):
-            rows = (await self.transaction([(routine.call_sql, values)]))[0]
-            return bool(rows[0]["touched"])
+            return await self._call(routine, values)
         return await super().run(routine, values)
+
+    async def _call(self, routine: Routine, values: Params) -> bool:
+        """`SELECT fn(…)` straight on the connection: literals escaped by libpq, the one-cell
+        answer read off the result (the cursor machinery measured at a fifth of the gateway's CPU
+        on this path)."""
+        from psycopg import errors, generators
+        from psycopg.pq import Escaping, ExecStatus
+
+        pool = await self._get_pool()
+        async with pool.connection() as conn, conn.lock:
+            pgconn = conn.pgconn
+            pgconn.send_query(routine.call(values, Escaping(pgconn).escape_literal))  # PQescapeLiteral
+            result = (await conn.wait(generators.execute(pgconn)))[-1]
+            if result.status != ExecStatus.TUPLES_OK:
+                raise errors.error_from_result(result, encoding="utf-8")
+            return result.get_value(0, 0) == b"t"
 
     async def _install(self, routine: Routine) -> bool:
         """Create the routine's function unless it exists; False (plain transactions) if we may not."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -95,7 +95,13 @@ class Routine:
     def create_sql(self) -> str:
         return f"CREATE OR REPLACE FUNCTION {self.function}{self._body}"
 
-    @cached_property
-    def call_sql(self) -> str:
-        args = ", ".join(f":{name}" for name, _ in self.params)
-        return f"SELECT {self.function}({args}) AS touched"
+    def call(self, values: Mapping[str, Any], quote: Callable[[bytes], bytes]) -> bytes:
+        """`SELECT fn('…', …)`: every value a quoted literal (`quote`: the driver's escaping)
+        that the server reads as the parameter's declared type; None is NULL."""
+        args = b", ".join(
+            b"NULL"
+            if (value := values[name]) is None
+            else quote((("true" if value else "false") if isinstance(value, bool) else str(value)).encode())
+            for name, _ in self.params
+        )
+        return b"SELECT " + self.function.encode() + b"(" + args + b")"
