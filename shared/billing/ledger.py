@@ -36,6 +36,11 @@ HOLD_TTL = timedelta(minutes=15)  # longer than any request may run (GATEWAYZ_RE
 # user's row is the hottest in the database: under load its version chain cost CPU on every touch).
 LOCK_USER = "SELECT 1 FROM users WHERE id = :user_id FOR UPDATE"
 ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"  # this transaction only
+# Reserves of one user take turns on a transaction-scoped advisory lock (namespace 7301), not on the
+# user's row: a reserve then never waits for a settlement's commit, which holds the row until its
+# WAL is flushed. What a settlement in flight has not committed can only make a reserve see less
+# credit than there is: its hold, the worst case, still counts until the same commit.
+RESERVE_LOCK = "SELECT pg_advisory_xact_lock(7301, hashtext(:user_id))"
 
 # The credit row of a balance change: written only if the change keeps the balance >= 0 and (with
 # an idempotency key) only once. The balance update below applies only if this row was written.
@@ -152,7 +157,7 @@ RESERVE = Routine(
         # A hold is a guard, not money: its commit need not wait for the disk. A crash may forget
         # the last moment's holds (their requests then settle without one); every charge is durable.
         Statement(ASYNC_COMMIT, dialect="postgres"),
-        Statement(LOCK_USER, dialect="postgres"),
+        Statement(RESERVE_LOCK, dialect="postgres"),
         Statement(INSERT_HOLD),
     ),
 )
