@@ -34,7 +34,9 @@ HOLD_TTL = timedelta(minutes=15)  # longer than any request may run (GATEWAYZ_RE
 
 # PostgreSQL only (`row_locks`): a row lock that, unlike an UPDATE, writes no new row version (the
 # user's row is the hottest in the database: under load its version chain cost CPU on every touch).
-LOCK_USER = "SELECT 1 FROM users WHERE id = :user_id FOR UPDATE"
+# NO KEY UPDATE, the lock an UPDATE of the balance takes anyway: it lets the foreign-key checks of
+# rows that point at the user (a reserve's hold) pass; FOR UPDATE would make them wait.
+LOCK_USER = "SELECT 1 FROM users WHERE id = :user_id FOR NO KEY UPDATE"
 ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"  # this transaction only
 # Reserves of one user take turns on a transaction-scoped advisory lock (namespace 7301), not on the
 # user's row: a reserve then never waits for a settlement's commit, which holds the row until its

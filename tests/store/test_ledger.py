@@ -13,6 +13,7 @@ import pytest
 from shared.billing import to_pico
 from shared.billing.ledger import (
     HOLD_TTL,
+    LOCK_USER,
     Ledger,
     RequestRecord,
     ReserveRefusal,
@@ -20,9 +21,9 @@ from shared.billing.ledger import (
     new_id,
     periods,
 )
-from shared.store import Database, now_text
+from shared.store import Database, now_text, open_database
 from shared.store.migrate import migrate, read_migrations
-from tests.store.support import assert_ledger_consistent, new_key, new_user
+from tests.store.support import assert_ledger_consistent, new_key, new_user, postgres_schema
 
 D = Decimal
 
@@ -545,3 +546,31 @@ async def test_ledger_page_is_newest_first_with_a_working_cursor(db: Database) -
     assert [r["balance_after_pico"] for r in everything] == [to_pico(D(n)) for n in (15, 10, 6, 3, 1)]
     assert all(r["user_id"] == user_id for r in everything)  # never the other user's rows
     assert (await ledger.transactions(other, limit=10, cursor=None))[0][0]["amount_pico"] == to_pico(D(99))
+
+
+async def test_a_reserve_does_not_wait_for_a_settlement_holding_the_users_row() -> None:
+    """PostgreSQL (SQLite serialises every writer): a settlement holds the user's row until its
+    commit is on disk; a reserve of the same user must not queue behind it — it sees the
+    settlement's hold, the worst case, meanwhile."""
+    import psycopg
+
+    with postgres_schema() as url:
+        db = open_database(url)
+        try:
+            await migrate(db, read_migrations())
+            user_id = await new_user(db, D(10))
+            ledger = Ledger(db)
+            assert (
+                await ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(4))
+                is None
+            )
+            with psycopg.connect(url, autocommit=False) as settling:
+                settling.execute(LOCK_USER.replace(":user_id", "%s"), (user_id,))  # a settlement in flight
+                second = ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(5))
+                assert await asyncio.wait_for(second, 5) is None
+                third = ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(2))
+                refusal = await asyncio.wait_for(third, 5)  # 10 - 4 - 5 = 1 left: refused, not queued
+                assert refusal is not None and refusal.reason == "insufficient_credits"
+                settling.rollback()
+        finally:
+            await db.close()
