@@ -97,18 +97,7 @@ def stream_events(include_usage: bool) -> list[bytes]:
     objs += [_chunk({"content": piece}) for piece in PIECES]
     objs.append(_chunk({}, "stop"))
     if include_usage:
-        objs.append(
-            {
-                "id": RESPONSE_ID,
-                "object": "chat.completion.chunk",
-                "created": CREATED,
-                "model": MODEL,
-                "service_tier": "default",
-                "system_fingerprint": "fp_bench",
-                "choices": [],
-                "usage": USAGE,
-            }
-        )
+        objs.append({**_chunk({}), "choices": [], "usage": USAGE})
     events = [b"data: " + orjson.dumps(o) + b"\n\n" for o in objs]
     events.append(b"data: [DONE]\n\n")
     return events

@@ -50,7 +50,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from shared.accounts.keys import KeyRecord, PlanLimits  # noqa: E402
-from shared.billing.ledger import SpendLimits  # noqa: E402
 from shared.config import LimitSettings  # noqa: E402
 from shared.hot import HotStore, MemoryHot, open_hot_store  # noqa: E402
 from shared.limits.limiter import Limiter  # noqa: E402
@@ -65,19 +64,7 @@ def key_record(prefix: str) -> KeyRecord:
     return KeyRecord(
         key_id=f"{prefix}key",
         user_id=f"{prefix}user",
-        email="bench@example.com",
-        role="user",
-        user_status="active",
-        plan_id="bench",
-        environment="live",
         scopes=frozenset({"inference"}),
-        expires_at=None,
-        revoked_at=None,
-        disabled=False,
-        ip_allowlist=None,
-        allowed_origins=None,
-        allowed_models=None,
-        spend_limits=SpendLimits(),
         rate_limits={"requests_per_minute": BIG, "tokens_per_minute": BIG, "concurrency": 10**6},
         plan=PlanLimits(
             requests_per_minute=BIG,

@@ -222,6 +222,23 @@ def start(spec: TargetSpec, ctx: Ctx) -> Running:
     raise ValueError(f"unknown target kind {spec.kind!r}")
 
 
+def _first_completion(proc: Proc, port: int, model: str, token: str, timeout: float) -> float:
+    """Seconds from spawning to the first successful chat completion; the process is stopped if
+    it never answers."""
+    try:
+        return wait_first_completion(
+            proc,
+            port,
+            "/v1/chat/completions",
+            chat_body(model, False),
+            {"authorization": f"Bearer {token}"},
+            timeout,
+        )
+    except BaseException:
+        proc.stop()
+        raise
+
+
 def _run_cli(args: list[str], env: dict[str, str], say: Say) -> str:
     proc = subprocess.run(
         [str(gatewayz_bin()), *args],
@@ -357,18 +374,7 @@ def _start_gatewayz(spec: TargetSpec, ctx: Ctx) -> Running:
         argv = [str(gatewayz_bin()), "serve", "--host", LOOPBACK, "--port", str(port)]
         version = "gatewayz serve (uvicorn " + importlib.metadata.version("uvicorn") + ", uvloop, httptools)"
     proc = spawn(spec.key, argv, env, log, cwd=ctx.work)
-    try:
-        startup = wait_first_completion(
-            proc,
-            port,
-            "/v1/chat/completions",
-            chat_body(spec.model, False),
-            {"authorization": f"Bearer {token}"},
-            60,
-        )
-    except BaseException:
-        proc.stop()
-        raise
+    startup = _first_completion(proc, port, spec.model, token, 60)
     return Running(spec, port, token, startup, proc, proc.pid, auth, notes, version)
 
 
@@ -464,18 +470,7 @@ def _start_litellm(spec: TargetSpec, ctx: Ctx) -> Running:
     port = free_port()
     argv = [str(exe), "--config", str(cfg), "--host", LOOPBACK, "--port", str(port), "--num_workers", "1"]
     proc = spawn(spec.key, argv, env, ctx.work / "litellm.log", cwd=ctx.work)
-    try:
-        startup = wait_first_completion(
-            proc,
-            port,
-            "/v1/chat/completions",
-            chat_body(spec.model, False),
-            {"authorization": f"Bearer {LITELLM_MASTER_KEY}"},
-            180,
-        )
-    except BaseException:
-        proc.stop()
-        raise
+    startup = _first_completion(proc, port, spec.model, LITELLM_MASTER_KEY, 180)
     return Running(
         spec,
         port,

@@ -127,6 +127,11 @@ def body_of(raw: Any) -> dict[str, Any]:
     return json.loads(raw.http_response.content)
 
 
+def token_counts(rec: dict[str, Any]) -> tuple[int, int, int, int]:
+    """A request record's (input, cache read, cache write, output) tokens."""
+    return (rec["input_tokens"], rec["cache_read_tokens"], rec["cache_write_tokens"], rec["output_tokens"])
+
+
 # --- cached tokens -------------------------------------------------------------------------------
 
 
@@ -152,17 +157,7 @@ def test_openai_cache_reads_are_billed_once_at_their_rate(
     assert charged[0]["key_id"] is not None
     rec = gw.record(request_id)
     assert rec is not None
-    assert (
-        rec["input_tokens"],
-        rec["cache_read_tokens"],
-        rec["cache_write_tokens"],
-        rec["output_tokens"],
-    ) == (
-        1234,
-        5678,
-        0,
-        321,
-    )
+    assert token_counts(rec) == (1234, 5678, 0, 321)
     assert (rec["cost_pico"], rec["status"], rec["provider"], bool(rec["estimated"])) == (
         to_pico(expected),
         "ok",
@@ -211,17 +206,7 @@ def test_anthropic_cache_reads_and_writes_are_billed_once_at_their_rates(
     assert [r["amount_pico"] for r in gw.usage_rows(request_id)] == [-to_pico(expected)]
     rec = gw.record(request_id)
     assert rec is not None
-    assert (
-        rec["input_tokens"],
-        rec["cache_read_tokens"],
-        rec["cache_write_tokens"],
-        rec["output_tokens"],
-    ) == (
-        1111,
-        2222,
-        333,
-        444,
-    )
+    assert token_counts(rec) == (1111, 2222, 333, 444)
     assert (rec["cost_pico"], rec["provider"], bool(rec["estimated"])) == (
         to_pico(expected),
         "anthropic",

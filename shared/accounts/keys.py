@@ -76,23 +76,25 @@ class PlanLimits:
 class KeyRecord:
     """Everything authentication and authorisation need about a key and its user, cached."""
 
+    # The defaults describe a live, unrestricted key of an active user with no scopes and no
+    # limits; `record_from_row` sets every field from the database.
     key_id: str
     user_id: str
-    email: str
-    role: str
-    user_status: str
-    plan_id: str
-    environment: str
-    scopes: frozenset[str]
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    disabled: bool
-    ip_allowlist: tuple[Network, ...] | None
-    allowed_origins: tuple[str, ...] | None
-    allowed_models: tuple[str, ...] | None
-    spend_limits: SpendLimits
-    rate_limits: dict[str, int]
-    plan: PlanLimits
+    email: str = ""
+    role: str = "user"
+    user_status: str = "active"
+    plan_id: str = ""
+    environment: str = "live"
+    scopes: frozenset[str] = frozenset()
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    disabled: bool = False
+    ip_allowlist: tuple[Network, ...] | None = None
+    allowed_origins: tuple[str, ...] | None = None
+    allowed_models: tuple[str, ...] | None = None
+    spend_limits: SpendLimits = field(default_factory=SpendLimits)
+    rate_limits: dict[str, int] = field(default_factory=dict)
+    plan: PlanLimits = PlanLimits()
     byok_providers: frozenset[str] = field(default_factory=frozenset)
 
     def model_allowed(self, model_id: str) -> bool:

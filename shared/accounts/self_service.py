@@ -168,21 +168,25 @@ def _changes(rt: Runtime, principal: Principal, current: dict[str, Any], body: K
     return changes
 
 
+async def _live_own_key(rt: Runtime, principal: Principal, key_id: str, doing: str) -> dict[str, Any]:
+    """The caller's own, unrevoked key, whose scopes the caller holds (to change or rotate it)."""
+    user_id, _ = _owner(principal)
+    current = await _own_key(rt, user_id, key_id)
+    _within_scopes(principal, current["scopes"], doing)
+    if current["revoked"]:
+        raise InvalidRequest(f"This API key is revoked and cannot be {doing}d.", code="key_revoked")
+    return current
+
+
 async def update_key(rt: Runtime, principal: Principal, key_id: str, body: KeyUpdate) -> dict[str, Any]:
     user_id, actor = _owner(principal)
-    current = await _own_key(rt, user_id, key_id)
-    _within_scopes(principal, current["scopes"], "change")
-    if current["revoked"]:
-        raise InvalidRequest("This API key is revoked and can no longer be changed.", code="key_revoked")
+    current = await _live_own_key(rt, principal, key_id, "change")
     return await rt.accounts.update_key(user_id, key_id, _changes(rt, principal, current, body), actor)
 
 
 async def rotate_key(rt: Runtime, principal: Principal, key_id: str, body: KeyRotate) -> dict[str, Any]:
     user_id, actor = _owner(principal)
-    current = await _own_key(rt, user_id, key_id)
-    _within_scopes(principal, current["scopes"], "rotate")
-    if current["revoked"]:
-        raise InvalidRequest("This API key is revoked and cannot be rotated.", code="key_revoked")
+    current = await _live_own_key(rt, principal, key_id, "rotate")
     if current["replaced_by"]:
         raise Conflict(
             f"This API key was already rotated; rotate its replacement {current['replaced_by']!r} instead.",

@@ -3,6 +3,7 @@ as one Lua script (EVALSHA, loaded on first use)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from shared.hot import HotStore, HotStoreDown
@@ -52,17 +53,18 @@ class RedisHot(HotStore):
             )
         }
 
-    async def _call(self, *args: str | int) -> Any:
+    @staticmethod
+    async def _reach(reply: Awaitable[Any]) -> Any:
         try:
-            return await self.client.call(*args)
+            return await reply
         except (ConnectionError, OSError, TimeoutError) as exc:
             raise HotStoreDown(f"redis unreachable: {type(exc).__name__}") from None
 
+    async def _call(self, *args: str | int) -> Any:
+        return await self._reach(self.client.call(*args))
+
     async def _script(self, name: str, keys: list[str], args: list[str | int]) -> Any:
-        try:
-            return await self.client.run_script(self._scripts[name], keys, args)
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            raise HotStoreDown(f"redis unreachable: {type(exc).__name__}") from None
+        return await self._reach(self.client.run_script(self._scripts[name], keys, args))
 
     async def get(self, key: str) -> str | None:
         value = await self._call("GET", key)

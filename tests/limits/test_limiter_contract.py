@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from shared.accounts.keys import KeyRecord, PlanLimits
-from shared.billing.ledger import SpendLimits
 from shared.config import LimitSettings
 from shared.errors import RateLimited
 from shared.hot import HotStore, HotStoreDown, MemoryHot
@@ -247,19 +246,7 @@ def key_record(prefix: str, name: str = "k1", *, own: dict[str, int] | None = No
     return KeyRecord(
         key_id=f"{prefix}{name}",
         user_id=f"{prefix}user",
-        email="limits@example.com",
-        role="user",
-        user_status="active",
-        plan_id="test",
-        environment="live",
         scopes=frozenset({"inference"}),
-        expires_at=None,
-        revoked_at=None,
-        disabled=False,
-        ip_allowlist=None,
-        allowed_origins=None,
-        allowed_models=None,
-        spend_limits=SpendLimits(),
         rate_limits=own or {},
         plan=PlanLimits(**plan),
     )

@@ -88,6 +88,17 @@ def assert_rate_limited(err: openai.APIStatusError) -> int:
     return int(retry_after)
 
 
+def once_admitted(client: openai.OpenAI, deadline: float, why: str) -> Any:
+    """A completion as soon as the limits admit one (retried every 50 ms); fails past `deadline`
+    (a `time.monotonic()` value) with `why`."""
+    while True:
+        try:
+            return client.chat.completions.create(model=MODEL, messages=HELLO)
+        except openai.RateLimitError:
+            assert time.monotonic() < deadline, why
+            time.sleep(0.05)
+
+
 # --- layer 2 -------------------------------------------------------------------------------------
 async def test_rpm_is_exact_across_two_gateways_sharing_redis(
     e2e_redis: str, gateways: Gateways, openai_fake: OpenAIFake, tmp_path: Path
@@ -169,13 +180,7 @@ def test_concurrency_limit_and_a_disconnect_frees_the_slot(
             assert len(openai_fake.requests) == 2
             # The caller of the first stream goes away mid-stream: its slot comes back at once.
             one.close()
-            while True:
-                try:
-                    fresh = client.chat.completions.create(model=MODEL, messages=HELLO)
-                    break
-                except openai.RateLimitError:
-                    assert time.monotonic() - started < 4, "the disconnected stream kept its slot"
-                    time.sleep(0.05)
+            fresh = once_admitted(client, started + 4, "the disconnected stream kept its slot")
             assert fresh.choices[0].message.content
             # Both streams would have run for six seconds: the slot came from the disconnect.
             assert time.monotonic() - started < 5
@@ -241,13 +246,8 @@ def test_a_disconnect_before_the_first_byte_frees_the_slot(
         r.read()
     gave_up = time.monotonic()
     with sdk(gw, account.key) as client:
-        while True:  # the slot is held until the upstream answers (0.5 s from now), then freed
-            try:
-                completion = client.chat.completions.create(model=MODEL, messages=HELLO)
-                break
-            except openai.RateLimitError:
-                assert time.monotonic() - gave_up < 3, "the slot of the caller that left was not freed"
-                time.sleep(0.05)
+        # The slot is held until the upstream answers (0.5 s from now), then freed.
+        completion = once_admitted(client, gave_up + 3, "the slot of the caller that left was not freed")
     assert completion.choices[0].message.content
 
 
