@@ -35,6 +35,7 @@ from bench.targets import (
     Ctx,
     Running,
     TargetSpec,
+    between_runs,
     chat_body,
     detect_features,
     skip_reason,
@@ -264,6 +265,7 @@ def bench_target(
         for point in points:
             runs = []
             for i in range(args.runs):
+                between_runs(run)
                 wait_for_quiet(args.quiet_below, args.quiet_wait, say)
                 r = measure_point(run, ctx, point, args.duration, wrk, body_file)
                 runs.append(r.to_json())

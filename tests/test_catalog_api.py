@@ -106,6 +106,9 @@ def test_unknown_route_and_method_use_the_envelope(gateway: Any) -> None:
     )
     wrong = httpx.delete(f"{gateway.url}/v1/models")
     assert wrong.status_code == 405 and "error" in wrong.json()
+    # The inference routes are dispatched straight from the middleware for their own method only.
+    read = httpx.get(f"{gateway.url}/v1/chat/completions")
+    assert read.status_code == 405 and read.json()["error"]["request_id"] == read.headers["x-request-id"]
 
 
 def test_oversized_body_is_413(gateway: Any, account: Account) -> None:

@@ -126,6 +126,11 @@ class SQLiteDatabase(Database):
 
     def _flush(self) -> None:
         self._timer = None
+        if self._paused:
+            # The closing checkpoint holds the write lock: a flush scheduled before it began waits
+            # for its end (which flushes the queue) rather than finding the file busy and sending
+            # its batch to the thread one transaction at a time.
+            return
         batch, self._pending = self._pending, []
         if not batch:
             return
