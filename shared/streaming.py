@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from shared import http1
 from shared.billing.meter import Meter
 from shared.chat_request import ChatParams
 from shared.dialects.base import ChatTranslator, UpstreamError, Usage
@@ -42,7 +42,7 @@ from shared.upstream import read_body, read_chunk
 class UpstreamStream:
     """One open upstream stream, read event by event through its translator."""
 
-    def __init__(self, translator: ChatTranslator, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, translator: ChatTranslator, resp: http1.Response) -> None:
         self.tr = translator
         self.resp = resp
         self.parser = SSEParser()

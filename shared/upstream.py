@@ -1,9 +1,11 @@
-"""The upstream HTTP client: one pooled aiohttp session per process (per event loop).
+"""The upstream client as the pipeline uses it: one pooled HTTP/1.1 client per process (per event
+loop), its timeouts, and its failures classified as `UpstreamError`s.
 
-aiohttp was chosen by measurement (FACTS.md, SPEC §1): in a bare pass-through on this machine it
-served 3-5x the requests/s of an httpx.AsyncClient under concurrency. The session is created
-lazily inside the running loop (never at import) and reused across requests and, on Lambda,
-across warm invocations.
+The HTTP client is chosen by measurement (SPEC §1): httpx served 3-5x fewer requests/s than
+aiohttp in a bare pass-through; in the full pipeline aiohttp itself was then ~18 % of the
+gateway's CPU, and `shared.http1` does the same work for about a third of that. The client is
+created lazily inside the running loop (never at import) and reused across requests and, on
+Lambda, across warm invocations.
 """
 
 from __future__ import annotations
@@ -11,101 +13,80 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-import aiohttp
-
 from shared.config import Timeouts
 from shared.dialects.base import UpstreamError
+from shared.http1 import Disconnected, HttpClient, Limits, ReadTimeout, Refused, Response
 
-# Connection-level failures worth one quick retry on the same offer: nothing reached the upstream.
-_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
+USER_AGENT = "gatewayz/0.1"
 
 
 class UpstreamClient:
     def __init__(self, timeouts: Timeouts) -> None:
         self.timeouts = timeouts
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Streams: every socket read (the headers, each event) may wait `stream_idle`; a stream has
-        # no total bound. Built once: a timeout object per request showed in profiles.
-        self.stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect, sock_read=timeouts.stream_idle
-        )
+        # Streams: every wait for bytes (the headers, each event) may last `stream_idle`; a stream
+        # has no total bound.
+        self.stream_timeout = Limits(connect=timeouts.connect, read=timeouts.stream_idle)
 
-    def session(self) -> aiohttp.ClientSession:
+    def client(self) -> HttpClient:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(
-                limit=0,  # bounded by the callers' concurrency, not by an arbitrary pool size
-                ttl_dns_cache=300,
-                enable_cleanup_closed=True,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),  # upstream APIs set no cookies we should keep
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-                headers={"user-agent": "gatewayz/0.1"},
-            )
+        if self._client is None or self._loop is not loop:
+            # Connections belong to the loop that opened them (a new loop per test, or per
+            # Mangum invocation when no loop survives): start over with a new pool.
+            self._client = HttpClient(user_agent=USER_AGENT)
             self._loop = loop
-        return self._session
+        return self._client
 
-    def call_timeout(self, remaining: float) -> aiohttp.ClientTimeout:
-        """A whole (non-streamed) call: each read within `first_byte`, all of it within what is
-        left of the request's deadline — aiohttp's own timers, no extra per-request ones."""
-        return aiohttp.ClientTimeout(
-            total=max(remaining, 0.001),
-            sock_connect=self.timeouts.connect,
-            sock_read=self.timeouts.first_byte,
+    def call_timeout(self, remaining: float) -> Limits:
+        """A whole (non-streamed) call: each wait for bytes within `first_byte`, all of it within
+        what is left of the request's deadline."""
+        return Limits(
+            connect=self.timeouts.connect, read=self.timeouts.first_byte, total=max(remaining, 0.001)
         )
 
-    async def post(
-        self, url: str, headers: Mapping[str, str], body: bytes, *, limits: aiohttp.ClientTimeout
-    ) -> aiohttp.ClientResponse:
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes, *, limits: Limits) -> Response:
         """Send one request; return the response once its headers arrived.
 
-        Transport failures become `UpstreamError(None, kind=connect|timeout)`. A connection
-        error is retried once at once: a pooled keep-alive socket the server had closed, or a
-        refused connect, costs nothing to try again.
+        Transport failures become `UpstreamError(None, kind=connect|timeout)`. A failed connect,
+        or a connection dropped before any answer, is retried once at once: nothing reached the
+        upstream's model, and trying again costs nothing.
         """
         for attempt in (0, 1):
             try:
-                return await self.session().post(url, data=body, headers=headers, timeout=limits)
-            except _CONNECT_ERRORS as exc:
+                return await self.client().post(url, headers, body, limits)
+            except (Refused, Disconnected) as exc:
                 if attempt:
-                    raise UpstreamError(
-                        None, f"could not connect: {type(exc).__name__}", kind="connect"
-                    ) from None
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+                    raise UpstreamError(None, f"could not connect: {exc}", kind="connect") from None
+            except ReadTimeout:
                 raise UpstreamError(None, "no response before the timeout", kind="timeout") from None
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(None, f"transport error: {type(exc).__name__}", kind="connect") from None
+            except ValueError as exc:  # a URL or header the client refuses to send
+                raise UpstreamError(None, f"bad upstream request: {exc}", kind="connect") from None
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        if self._client is not None:
+            self._client.close()
+        self._client = None
 
 
-async def read_body(resp: aiohttp.ClientResponse) -> bytes:
+async def read_body(resp: Response) -> bytes:
     """The whole body of a response, with read failures classified as transport errors."""
     try:
         return await resp.read()
-    except (TimeoutError, aiohttp.ServerTimeoutError):
+    except ReadTimeout:
         raise UpstreamError(None, "the upstream stopped answering mid-response", kind="timeout") from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(
-            None, f"transport error while reading: {type(exc).__name__}", kind="connect"
-        ) from None
+    except Disconnected as exc:
+        raise UpstreamError(None, f"transport error while reading: {exc}", kind="connect") from None
     finally:
         resp.release()
 
 
-async def read_chunk(resp: aiohttp.ClientResponse) -> bytes:
-    """The next bytes of a streamed body (b"" at its end); the session's `sock_read` bounds the wait."""
+async def read_chunk(resp: Response) -> bytes:
+    """The next bytes of a streamed body (b"" at its end); the read limit bounds the wait."""
     try:
-        return await resp.content.readany()
-    except (TimeoutError, aiohttp.ServerTimeoutError):
+        return await resp.readany()
+    except ReadTimeout:
         raise UpstreamError(None, "no stream data before the idle timeout", kind="timeout") from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(None, f"stream broken: {type(exc).__name__}", kind="stream") from None
+    except Disconnected as exc:
+        raise UpstreamError(None, f"stream broken: {exc}", kind="stream") from None
