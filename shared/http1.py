@@ -401,6 +401,8 @@ class HttpClient:
         if ":" in parts.hostname and not parts.hostname.startswith("["):  # an IPv6 literal
             host = f"[{parts.hostname}]" if default_port else f"[{parts.hostname}]:{port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if any(c <= " " or c == "\x7f" for c in path + host):  # would break the request line
+            raise ValueError(f"unencoded space or control character in {url!r}")
         line = f"POST {path} HTTP/1.1\r\nhost: {host}\r\n".encode()
         if len(self._targets) < 4096:  # URLs come from the provider table: a handful
             self._targets[url] = (pool, line)

@@ -75,6 +75,17 @@ def answer(body: bytes, *, extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
 
 
+async def chunked(w: asyncio.StreamWriter, pieces: int, piece: bytes, pause: float) -> None:
+    """A whole chunked answer, one piece every `pause` seconds."""
+    w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    for _ in range(pieces):
+        w.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        await w.drain()
+        await asyncio.sleep(pause)
+    w.write(b"0\r\n\r\n")
+    await w.drain()
+
+
 RUNNING: list[Server] = []
 
 
@@ -196,12 +207,7 @@ async def test_timeouts_first_byte_between_reads_and_total(client: HttpClient) -
         return False
 
     async def trickle(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
-        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for _ in range(20):
-            w.write(b"1\r\nx\r\n")
-            await w.drain()
-            await asyncio.sleep(0.05)
-        w.write(b"0\r\n\r\n")
+        await chunked(w, 20, b"x", 0.05)
         return False
 
     url = await Server(silent).start()
@@ -227,8 +233,9 @@ async def test_a_refused_connection_and_a_bad_url() -> None:
     await probe.wait_closed()
     with pytest.raises(Refused):
         await client.post(f"http://127.0.0.1:{port}/v1", {}, b"{}", LIMITS)
-    with pytest.raises(ValueError):
-        await client.post("ftp://example.invalid/", {}, b"{}", LIMITS)
+    for bad in ("ftp://example.invalid/", "http://127.0.0.1/v1/chat completions"):
+        with pytest.raises(ValueError):
+            await client.post(bad, {}, b"{}", LIMITS)
 
 
 async def test_a_header_value_with_a_newline_is_refused_before_sending(client: HttpClient) -> None:
@@ -245,12 +252,7 @@ async def test_a_header_value_with_a_newline_is_refused_before_sending(client: H
 
 async def test_closing_a_half_read_stream_drops_its_connection(client: HttpClient) -> None:
     async def endless(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
-        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for _ in range(200):
-            w.write(b"1\r\nx\r\n")
-            await w.drain()
-            await asyncio.sleep(0.01)
-        w.write(b"0\r\n\r\n")
+        await chunked(w, 200, b"x", 0.01)
         return True
 
     server = Server(endless)
@@ -350,12 +352,7 @@ async def test_a_slow_reader_slows_the_upstream_down_instead_of_buffering_everyt
     wrote_all = asyncio.Event()
 
     async def flood(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
-        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for _ in range(64):  # 32 MiB, far more than the sockets' buffers hold
-            w.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            await w.drain()
-        w.write(b"0\r\n\r\n")
-        await w.drain()
+        await chunked(w, 64, piece, 0)  # 32 MiB, far more than the sockets' buffers hold
         wrote_all.set()
         return True
 
