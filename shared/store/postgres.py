@@ -1,6 +1,6 @@
 """PostgreSQL backend (any Postgres, Supabase through its transaction pooler included).
 
-psycopg 3 with a small async pool created once per process. Supavisor in transaction mode cannot
+psycopg 3 with a small async pool (`pgpool`) created once per process. Supavisor in transaction mode cannot
 keep server-side prepared statements, so none are used. A transaction's statements are bound on
 the client (psycopg's own quoting, `mogrify`) and sent as one simple-query message —
 `BEGIN; …; COMMIT` — one network round trip, and far less client work per statement than the
@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from shared.store import PARAM, Database, Params, Row, Step, normalise
+from shared.store.pgpool import ConnectionPool
 from shared.store.routines import Routine
 
 log = logging.getLogger("gatewayz.store")
@@ -29,11 +31,10 @@ def to_psycopg(sql: str) -> str:
 class PostgresDatabase(Database):
     dialect = "postgres"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
         self.url = url
-        self.min_size = min_size
         self.max_size = max_size
-        self._pool = None
+        self._pool: ConnectionPool | None = None
         self._sql_cache: dict[str, str] = {}
         self._routines: dict[str, asyncio.Future[bool]] = {}  # function name → installed?
 
@@ -43,20 +44,21 @@ class PostgresDatabase(Database):
             converted = self._sql_cache[sql] = to_psycopg(sql)
         return converted
 
-    async def _get_pool(self):  # type: ignore[no-untyped-def]
+    async def _get_pool(self) -> ConnectionPool:
         if self._pool is None:
+            from psycopg import AsyncConnection
             from psycopg.rows import dict_row
-            from psycopg_pool import AsyncConnectionPool
 
-            pool = AsyncConnectionPool(
-                self.url,
-                min_size=self.min_size,
-                max_size=self.max_size,
-                kwargs={"prepare_threshold": None, "row_factory": dict_row, "autocommit": True},
-                open=False,
-            )
-            await pool.open(wait=True, timeout=30)
-            self._pool = pool
+            async def connect() -> AsyncConnection[Any]:
+                return await AsyncConnection.connect(
+                    self.url,
+                    prepare_threshold=None,
+                    row_factory=dict_row,
+                    autocommit=True,
+                    connect_timeout=10,
+                )
+
+            self._pool = ConnectionPool(connect, max_size=self.max_size)
         return self._pool
 
     async def transaction(self, steps: Sequence[Step]) -> list[list[Row]]:

@@ -1,0 +1,97 @@
+"""The PostgreSQL connection pool (`shared.store.pgpool`) against the real server: bounded size,
+waiting callers served in turn, broken and mid-transaction connections never handed out again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import AsyncConnection
+
+from shared.store.pgpool import ConnectionPool, PoolTimeout
+from tests.store.support import PG_BASE
+
+
+def pool(max_size: int, **kw: Any) -> tuple[ConnectionPool, list[AsyncConnection[Any]]]:
+    opened: list[AsyncConnection[Any]] = []
+
+    async def connect() -> AsyncConnection[Any]:
+        conn = await AsyncConnection.connect(PG_BASE, autocommit=True)
+        opened.append(conn)
+        return conn
+
+    return ConnectionPool(connect, max_size=max_size, **kw), opened
+
+
+async def test_many_callers_share_at_most_max_size_connections() -> None:
+    p, opened = pool(3)
+    busy = peak = 0
+
+    async def work(i: int) -> int:
+        nonlocal busy, peak
+        async with p.connection() as conn:
+            busy += 1
+            peak = max(peak, busy)
+            row = await (await conn.execute("SELECT %s::int, pg_sleep(0.01)", (i,))).fetchone()
+            busy -= 1
+            assert row is not None
+            return int(row[0])
+
+    assert await asyncio.gather(*(work(i) for i in range(40))) == list(range(40))
+    assert len(opened) == 3 and peak == 3 and p.size == 3
+    await p.close()
+
+
+async def test_a_broken_connection_is_replaced_not_reused() -> None:
+    p, opened = pool(1)
+    async with p.connection() as conn:
+        pid = conn.info.backend_pid
+    with psycopg.connect(PG_BASE, autocommit=True) as admin:  # the server drops it (a restart, a pooler)
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        async with p.connection() as conn:
+            await conn.execute("SELECT 1")
+    async with p.connection() as conn:  # a new connection, not the dead one
+        assert conn.info.backend_pid != pid
+        await conn.execute("SELECT 1")
+    assert len(opened) == 2 and p.size == 1
+    await p.close()
+
+
+async def test_a_connection_left_in_a_transaction_is_not_handed_out() -> None:
+    p, opened = pool(1)
+    async with p.connection() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TEMP TABLE leftover (x int)")
+    async with p.connection() as conn:
+        assert conn is not opened[0]  # the open transaction went with its connection
+        assert (await (await conn.execute("SELECT to_regclass('pg_temp.leftover')")).fetchone()) == (None,)
+    await p.close()
+
+
+async def test_a_waiter_that_gives_up_does_not_take_a_connection_with_it() -> None:
+    p, opened = pool(1, wait_s=0.2)
+    async with p.connection():
+        waiting = asyncio.ensure_future(p.acquire())
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        with pytest.raises(PoolTimeout):
+            await p.acquire()  # nothing came free within the wait limit
+    async with p.connection() as conn:  # the one connection is back, and it is the same one
+        assert conn is opened[0]
+    await p.close()
+
+
+async def test_a_database_that_refuses_connections_fails_the_caller_at_once() -> None:
+    async def refused() -> AsyncConnection[Any]:
+        return await AsyncConnection.connect("postgresql://postgres@127.0.0.1:1/none", connect_timeout=2)
+
+    p = ConnectionPool(refused, max_size=2)
+    with pytest.raises(psycopg.OperationalError):
+        await p.acquire()
+    assert p.size == 0
+    await p.close()
