@@ -87,6 +87,8 @@ class Response:
     def _finish(self, error: BaseException | None = None) -> None:
         if self._done:
             return
+        if self._conn is not None:
+            self._conn.pool.client.waiting -= 1
         if error is None and self._decoder is not None:
             tail = self._decoder.flush()
             if tail:
@@ -231,6 +233,7 @@ class _Connection(asyncio.Protocol):
     async def send(self, head: bytes, body: bytes, limits: Limits) -> Response:
         assert self.transport is not None
         self.response = Response(self)
+        self.pool.client.waiting += 1  # until the response's _finish
         self.got_bytes = False
         self.headers_waiter = waiter = self.loop.create_future()
         now = self.loop.time()
@@ -316,8 +319,9 @@ class _Connection(asyncio.Protocol):
 class _Pool:
     """The idle keep-alive connections to one origin, most recently used first."""
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, keepalive: float) -> None:
-        self.host, self.port, self.tls, self.keepalive = host, port, tls, keepalive
+    def __init__(self, client: HttpClient, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+        self.client = client
+        self.host, self.port, self.tls, self.keepalive = host, port, tls, client.keepalive
         self.idle: list[_Connection] = []
 
     def put(self, conn: _Connection) -> None:
@@ -371,6 +375,7 @@ class HttpClient:
         self, *, user_agent: str, tls: ssl.SSLContext | None = None, keepalive: float = KEEPALIVE_S
     ) -> None:
         self.keepalive = keepalive
+        self.waiting = 0  # responses asked for and not yet complete (streams included)
         self._agent = f"user-agent: {user_agent}\r\n".encode()
         self._tls = tls
         self._pools: dict[tuple[str, str, int], _Pool] = {}
@@ -393,9 +398,7 @@ class HttpClient:
         key = (parts.scheme, parts.hostname, port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _Pool(
-                parts.hostname, port, self._tls_context() if tls else None, self.keepalive
-            )
+            pool = self._pools[key] = _Pool(self, parts.hostname, port, self._tls_context() if tls else None)
         default_port = port == (443 if tls else 80)
         host = parts.hostname if default_port else f"{parts.hostname}:{port}"
         if ":" in parts.hostname and not parts.hostname.startswith("["):  # an IPv6 literal

@@ -38,6 +38,10 @@ class UpstreamClient:
             self._loop = loop
         return self._client
 
+    def waiting(self) -> int:
+        """Upstream responses in progress (streams included): requests with nothing to do here."""
+        return self._client.waiting if self._client is not None else 0
+
     def call_timeout(self, remaining: float) -> Limits:
         """A whole (non-streamed) call: each wait for bytes within `first_byte`, all of it within
         what is left of the request's deadline."""

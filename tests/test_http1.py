@@ -138,9 +138,11 @@ async def test_a_chunked_stream_is_read_as_it_arrives(client: HttpClient) -> Non
     url = await Server(stream).start()
     resp = await client.post(url, {}, b"{}", Limits(connect=2, read=2))
     assert await resp.readany() == b"data:1"  # before the rest is even sent
+    assert client.waiting == 1  # an open stream counts as waiting on the upstream (group commit)
     release.set()
     assert await resp.readany() == b"data:2"
     assert await resp.readany() == b""
+    assert client.waiting == 0
     assert await (await client.post(url, {}, b"{}", LIMITS)).read() == b"data:1data:2"
 
 
@@ -199,6 +201,7 @@ async def test_a_connection_dropped_mid_body_is_an_error_not_a_short_answer(clie
     resp = await client.post(await server.start(), {}, b"{}", LIMITS)
     with pytest.raises(Disconnected):
         await resp.read()
+    assert client.waiting == 0  # a failed response is no longer waited on
 
 
 async def test_timeouts_first_byte_between_reads_and_total(client: HttpClient) -> None:
@@ -260,6 +263,7 @@ async def test_closing_a_half_read_stream_drops_its_connection(client: HttpClien
     resp = await client.post(url, {}, b"{}", Limits(connect=1, read=1))
     assert await resp.readany()
     resp.close()  # the caller hung up
+    assert client.waiting == 0
     resp = await client.post(url, {}, b"{}", Limits(connect=1, read=1))
     assert server.connections == 2  # the half-read one was not handed out again
     resp.close()
