@@ -20,8 +20,9 @@ and halved the gateway's throughput). What can block stays off the loop:
 
 Transactions asked for close together are committed together (group commit): each runs inside
 its own savepoint — one failing rolls back alone — and one COMMIT writes them all, dividing the
-cost of the commit (the larger part) between requests. When other requests are in flight
-(`load()`), a transaction waits up to `GROUP_WINDOW` for company; alone, it commits at once.
+cost of the commit (the larger part) between requests. When other requests may soon commit
+(`load()`: the runtime counts those in flight and not waiting on their upstream), a transaction
+waits up to `GROUP_WINDOW` for company; alone, it commits at once.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class SQLiteDatabase(Database):
         self._paused = False  # True while the closing checkpoint runs: transactions queue up
         self._pending: list[tuple[Sequence[Step], asyncio.Future[list[list[Row]]]]] = []
         self._slow: set[asyncio.Future[None]] = set()  # batches waiting on the thread
-        self.load: Callable[[], int] = lambda: 0  # requests in flight (set by the runtime)
+        self.load: Callable[[], int] = lambda: 0  # requests that may soon commit (set by the runtime)
         self._batch_goal = 2
         self._timer: asyncio.TimerHandle | None = None
 
