@@ -9,9 +9,9 @@ import pytest
 
 from shared.billing import to_pico
 from shared.billing.ledger import new_id
-from shared.store import Database, now_text
+from shared.store import Database, now_text, open_database
 from shared.store.migrate import migrate, read_migrations
-from tests.store.support import new_user
+from tests.store.support import migrate_url, new_user, postgres_schema
 
 TABLES = (
     "plans",
@@ -140,3 +140,21 @@ async def test_a_failing_statement_rolls_the_whole_transaction_back(db: Database
     assert (await db.fetch_one("SELECT balance_pico FROM users WHERE id = :id", params)) == {
         "balance_pico": 0
     }
+
+
+async def test_postgres_vacuums_holds_by_dead_rows_not_table_size() -> None:
+    """Closed holds leave dead entries in the open-holds index that every reserve reads until a
+    vacuum: the table's autovacuum trigger is a fixed count of dead rows (migration 20261129150000)."""
+    with postgres_schema() as url:
+        migrate_url(url)
+        db = open_database(url)
+        try:
+            row = await db.fetch_one(
+                "SELECT array_to_string(reloptions, ',') AS options FROM pg_class "
+                "WHERE oid = to_regclass('credit_holds')"
+            )
+        finally:
+            await db.close()
+    assert row is not None
+    options = set(str(row["options"]).split(","))
+    assert {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=5000"} <= options
