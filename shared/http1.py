@@ -19,6 +19,7 @@ import asyncio
 import ssl
 import zlib
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,7 +105,7 @@ class Response:
             waiter.set_result(None)
 
     async def _wait(self) -> None:
-        if self._conn is not None and self._conn.paused:
+        if self._conn is not None:
             self._conn.resume()  # the caller wants more than is buffered
         self._waiter = asyncio.get_running_loop().create_future()
         try:
@@ -131,8 +132,8 @@ class Response:
             data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
             self._chunks.clear()
             self._size = 0
-            if self._conn is not None and self._conn.paused:
-                self._conn.resume()
+            if self._conn is not None:
+                self._conn.resume()  # drained: read again if reading was paused
             return data
         if self._error is not None:
             raise self._error
@@ -357,7 +358,7 @@ class _Pool:
                 )
         except TimeoutError:
             raise Refused("connect timeout") from None
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError (a failed handshake, an unknown CA) included
             raise Refused(f"{type(exc).__name__}: {exc}") from None
         return protocol, False
 
@@ -411,7 +412,7 @@ class HttpClient:
             self._targets[url] = (pool, line)
         return pool, line
 
-    async def post(self, url: str, headers: dict[str, str] | Any, body: bytes, limits: Limits) -> Response:
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes, limits: Limits) -> Response:
         pool, line = self._target(url)
         head = [line]
         agent = True

@@ -269,23 +269,25 @@ async def test_closing_a_half_read_stream_drops_its_connection(client: HttpClien
     resp.close()
 
 
-async def test_a_caller_cancelled_while_waiting_does_not_leave_its_answer_in_the_pool(
-    client: HttpClient,
-) -> None:
+async def test_a_caller_cancelled_while_waiting_drops_its_connection_at_once(client: HttpClient) -> None:
     async def slow_then_fast(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
         if b"slow" in head:
             await asyncio.sleep(0.2)
         w.write(answer(b"slow" if b"slow" in head else b"fast"))
         return True
 
-    url = await Server(slow_then_fast).start()
+    server = Server(slow_then_fast)
+    url = await server.start()
     task = asyncio.ensure_future(client.post(url, {"x-kind": "slow"}, b"{}", LIMITS))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert client.waiting == 0  # nobody waits on that answer any more (group commit's count)
+    await asyncio.sleep(0.3)  # the abandoned answer has been sent by now
     resp = await client.post(url, {"x-kind": "fast"}, b"{}", LIMITS)
     assert await resp.read() == b"fast"
+    assert server.connections == 2  # the abandoned exchange's connection was closed, not pooled
 
 
 async def test_a_compressed_answer_is_decompressed(client: HttpClient) -> None:

@@ -1,10 +1,11 @@
 """PostgreSQL backend (any Postgres, Supabase through its transaction pooler included).
 
-psycopg 3 with a small async pool (`pgpool`) created once per process. Supavisor in transaction mode cannot
-keep server-side prepared statements, so none are used. A transaction's statements are bound on
-the client (psycopg's own quoting, `mogrify`) and sent as one simple-query message —
-`BEGIN; …; COMMIT` — one network round trip, and far less client work per statement than the
-extended protocol's pipeline mode (measured: that machinery was a third of the gateway's CPU).
+psycopg 3 with a small async pool (`shared.store.pgpool`) created once per process. Supavisor in
+transaction mode cannot keep server-side prepared statements, so none are used. A transaction's
+statements are bound on the client (psycopg's own quoting, `mogrify`) and sent as one simple-query
+message — `BEGIN; …; COMMIT` — one network round trip, and far less client work per statement
+than the extended protocol's pipeline mode (measured: that machinery was a third of the gateway's
+CPU).
 Statements sent as text are planned on every run, so the hot path's transactions are routines:
 functions created on first use (`run`), whose plans the server caches per connection.
 """
