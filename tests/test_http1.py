@@ -1,4 +1,4 @@
-"""The upstream HTTP/1.1 client (`shared.http1`) against real sockets on 127.0.0.1: what the
+"""The upstream HTTP/1.1 client (`shared.transport.http1`) against real sockets on 127.0.0.1: what the
 pipeline relies on — keep-alive reuse, every way a body can be framed, stale pooled
 connections, timeouts, caller hang-ups, compression, TLS — and what it must refuse to send."""
 
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.http1 import Disconnected, HttpClient, Limits, ReadTimeout, Refused
+from shared.transport.http1 import Disconnected, HttpClient, Limits, ReadTimeout, Refused
 
 LIMITS = Limits(connect=2, read=2, total=5)
 Handler = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]

@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.providers import load_providers
-from shared.quirks import EMPTY_QUIRKS, Quirks
+from shared.providers.quirks import EMPTY_QUIRKS, Quirks
 
 CAPABILITIES = frozenset(
     {"tools", "json_mode", "json_schema", "vision", "reasoning", "audio_input", "file_input", "logprobs"}

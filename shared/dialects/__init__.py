@@ -11,9 +11,9 @@ from importlib import import_module
 from shared.dialects.base import ChatTranslator
 
 _TRANSLATORS = {
-    "openai": ("shared.dialects.openai", "OpenAIToOpenAI"),
-    "anthropic": ("shared.dialects.anthropic", "OpenAIToAnthropic"),
-    "gemini": ("shared.dialects.gemini", "OpenAIToGemini"),
+    "openai": ("shared.dialects.openai_to_openai", "OpenAIToOpenAI"),
+    "anthropic": ("shared.dialects.openai_to_anthropic", "OpenAIToAnthropic"),
+    "gemini": ("shared.dialects.openai_to_gemini", "OpenAIToGemini"),
 }
 
 

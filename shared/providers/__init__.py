@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from shared.config import Settings, env_name
-from shared.quirks import Quirks
+from shared.providers.quirks import Quirks
 
 DIALECTS = frozenset({"openai", "anthropic", "gemini", "bedrock"})
 AUTH_STYLES = frozenset({"bearer", "x-api-key", "x-goog-api-key", "none", "aws-sigv4", "google-oauth"})

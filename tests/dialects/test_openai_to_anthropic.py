@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.dialects.anthropic import JSON_TOOL, OpenAIToAnthropic
+from shared.dialects.openai_to_anthropic import JSON_TOOL, OpenAIToAnthropic
 from shared.errors import InvalidRequest
 
 SONNET_4 = "claude-sonnet-4-20250514"  # manual thinking, sampling, forced-tool JSON

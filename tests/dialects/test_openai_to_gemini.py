@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.dialects.base import Usage
-from shared.dialects.gemini import OpenAIToGemini, gemini_usage
+from shared.dialects.openai_to_gemini import OpenAIToGemini, gemini_usage
 from shared.errors import InvalidRequest
 
 CALL_ID = re.compile(r"^call_[0-9a-f]{24}$")

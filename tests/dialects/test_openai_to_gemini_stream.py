@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from shared.dialects.base import UpstreamError, Usage
-from shared.dialects.gemini import OpenAIToGemini
-from shared.sse import SSEParser
+from shared.dialects.openai_to_gemini import OpenAIToGemini
+from shared.transport.sse import SSEParser
 from tests.dialects.test_openai_to_gemini import (
     WEATHER_TOOL,
     scrub,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.chat_request import check_chat, upstream_body
+from shared.pipeline.request import check_chat, upstream_body
 from shared.errors import InvalidRequest
 
 OK = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

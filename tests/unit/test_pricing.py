@@ -8,7 +8,7 @@ from shared.billing import money
 from shared.billing.pricing import cost_of
 from shared.catalog import Pricing
 from shared.dialects.base import Usage
-from shared.dialects.openai import openai_usage
+from shared.dialects.openai_to_openai import openai_usage
 
 D = Decimal
 

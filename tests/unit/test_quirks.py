@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.quirks import Quirks
+from shared.providers.quirks import Quirks
 
 
 def test_drop_rename_defaults_clamp_roles() -> None:

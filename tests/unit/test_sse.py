@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.sse import SSEParser, frame
+from shared.transport.sse import SSEParser, frame
 
 
 def test_events_split_across_chunks() -> None:

@@ -16,15 +16,15 @@ from starlette.responses import Response
 
 from shared.auth import Principal
 from shared.billing import money
-from shared.billing.meter import Meter, worst_case
-from shared.chat_request import check_chat, upstream_body
+from shared.pipeline.meter import Meter, worst_case
+from shared.pipeline.request import check_chat, upstream_body
 from shared.errors import AuthenticationFailed, GatewayError, NoProviderAvailable, PermissionDenied, status_of
-from shared.failover import CHAT, RequestContext, Shape, complete, gateway_headers, price, usage_with_cost
+from shared.routing.failover import CHAT, RequestContext, Shape, complete, gateway_headers, price, usage_with_cost
 from shared.limits.limiter import Admission
 from shared.providers import bind
-from shared.routing import Candidate, parse_preferences
+from shared.routing.plan import Candidate, parse_preferences
 from shared.runtime import Runtime
-from shared.streaming import stream_chat
+from shared.pipeline.streaming import stream_chat
 from shared.tokens import estimate_prompt
 
 

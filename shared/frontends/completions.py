@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.errors import InvalidRequest
-from shared.failover import Shape
+from shared.routing.failover import Shape
 
 _UNSUPPORTED = ("echo", "suffix", "best_of")
 

@@ -17,11 +17,11 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from shared import http1
-from shared.billing.meter import Meter
-from shared.chat_request import ChatParams
+from shared.transport import http1
+from shared.pipeline.meter import Meter
+from shared.pipeline.request import ChatParams
 from shared.dialects.base import ChatTranslator, UpstreamError, Usage
-from shared.failover import (
+from shared.routing.failover import (
     Candidate,
     RequestContext,
     Shape,
@@ -35,8 +35,8 @@ from shared.failover import (
 )
 from shared.limits.limiter import Admission
 from shared.runtime import Runtime
-from shared.sse import DONE, SSEParser, frame
-from shared.upstream import read_body, read_chunk
+from shared.transport.sse import DONE, SSEParser, frame
+from shared.transport.upstream import read_body, read_chunk
 
 
 class UpstreamStream:

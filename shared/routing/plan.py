@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.catalog import Catalog, Model, Offer, Pricing, ResolvedOffer
 from shared.errors import InvalidRequest, ModelNotFound, NoProviderAvailable
-from shared.health import HealthBook
+from shared.routing.health import HealthBook
 from shared.providers import ProviderEndpoint
 
 SORTS = frozenset({"price", "latency", "throughput"})

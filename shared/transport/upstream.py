@@ -3,7 +3,7 @@ loop), its timeouts, and its failures classified as `UpstreamError`s.
 
 The HTTP client is chosen by measurement (SPEC §1): httpx served 3-5x fewer requests/s than
 aiohttp in a bare pass-through; in the full pipeline aiohttp itself was then ~18 % of the
-gateway's CPU, and `shared.http1` does the same work for about a third of that. The client is
+gateway's CPU, and `shared.transport.http1` does the same work for about a third of that. The client is
 created lazily inside the running loop (never at import) and reused across requests and, on
 Lambda, across warm invocations.
 """
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from shared.config import Timeouts
 from shared.dialects.base import UpstreamError
-from shared.http1 import Disconnected, HttpClient, Limits, ReadTimeout, Refused, Response
+from shared.transport.http1 import Disconnected, HttpClient, Limits, ReadTimeout, Refused, Response
 
 USER_AGENT = "gatewayz/0.1"
 
