@@ -101,9 +101,11 @@ class Meter:
 
     async def settle(
         self, candidate: Candidate, usage: Usage, cost: Decimal, attempts: list[str], status: str = "ok"
-    ) -> None:
+    ) -> Decimal:
+        """Charge the request's cost; returns what was charged — less than `cost` when it overran
+        the hold and the balance could not cover it — which is what the caller must be told."""
         if self.closed:
-            return
+            return cost
         self.closed = True
         record = self.record(
             model=candidate.model_id,
@@ -120,7 +122,8 @@ class Meter:
         )
         # Shielded: a caller who hangs up mid-stream is still billed for what was generated.
         with anyio.CancelScope(shield=True):
-            await self.rt.ledger.settle(record, cost)
+            charged = await self.rt.ledger.settle(record, cost)
+        return cost if charged is None else charged  # None: settled before (not through this meter)
 
     async def release(self, http_status: int, attempts: list[str]) -> None:
         """Nothing billable happened (every provider failed, or the caller erred): charge nothing."""

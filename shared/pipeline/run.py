@@ -127,7 +127,7 @@ async def _complete(
     candidate, answer = await complete(rt, body, params, plan, ctx)
     cost = price(rt, candidate, answer.usage)
     if meter is not None:
-        await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())
+        cost = await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())  # as charged
     await rt.limiter.finish(admission, answer.usage.prompt_tokens + answer.usage.output_tokens)
     out = answer.body
     merged = dict(out.get("usage") or {})

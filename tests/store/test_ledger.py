@@ -14,6 +14,7 @@ from shared.billing import to_pico
 from shared.billing.ledger import (
     HOLD_TTL,
     LOCK_USER,
+    RESERVE_LOCK,
     Ledger,
     RequestRecord,
     ReserveRefusal,
@@ -572,5 +573,99 @@ async def test_a_reserve_does_not_wait_for_a_settlement_holding_the_users_row() 
                 refusal = await asyncio.wait_for(third, 5)  # 10 - 4 - 5 = 1 left: refused, not queued
                 assert refusal is not None and refusal.reason == "insufficient_credits"
                 settling.rollback()
+        finally:
+            await db.close()
+
+
+# --- reserved money stays reserved (issue 10, defect 14) -----------------------------------------
+
+
+async def test_a_claw_back_takes_at_most_the_available_credit(db: Database) -> None:
+    ledger = Ledger(db)
+    user_id = await new_user(db, D(10))
+    key_id = await new_key(db, user_id)
+    in_flight = new_id("req")
+    assert await ledger.reserve(user_id=user_id, key_id=key_id, request_id=in_flight, amount=D(4)) is None
+    before = await credit_rows(db, user_id)
+    refused = await ledger.change_balance(
+        user_id, D("-6.000000000001"), type="adjustment", description="claw back", actor_type="cli"
+    )
+    assert not refused.applied and refused.transaction_id is None
+    assert await credit_rows(db, user_id) == before  # nothing written, not even an audit entry
+    taken = await ledger.change_balance(
+        user_id, D(-6), type="adjustment", description="claw back", actor_type="cli"
+    )
+    assert taken.applied and taken.balance == D(4)
+    # The request in flight is charged in full, and the ledger says so.
+    assert await ledger.settle(record(user_id, key_id, in_flight), D("3.5")) == D("3.5")
+    assert await balance(db, user_id) == (D("0.5"), D(0))
+    # A grant is never held back by holds.
+    other = new_id("req")
+    assert await ledger.reserve(user_id=user_id, key_id=key_id, request_id=other, amount=D("0.5")) is None
+    assert (
+        await ledger.change_balance(user_id, D(1), type="grant", description="g", actor_type="cli")
+    ).applied
+    assert await assert_ledger_consistent(db, user_id) == to_pico(D("1.5"))
+
+
+async def test_settle_reports_what_it_charged(db: Database) -> None:
+    ledger = Ledger(db)
+    user_id = await new_user(db, D("1.5"))
+    key_id = await new_key(db, user_id)
+    request_id = new_id("req")
+    assert await ledger.reserve(user_id=user_id, key_id=key_id, request_id=request_id, amount=D(1)) is None
+    # The cost overran the hold and the balance: capped, and the cap is what settle reports.
+    assert await ledger.settle(record(user_id, key_id, request_id), D("4.75")) == D("1.5")
+    assert await ledger.settle(record(user_id, key_id, request_id), D("4.75")) is None  # a replay
+    free = new_id("req")
+    assert await ledger.settle(record(user_id, None, free, model="openai/gpt-oss-20b:free"), D(0)) == D(0)
+    assert await rows(db, "SELECT cost_pico FROM request_records WHERE request_id = :r", r=request_id) == [
+        {"cost_pico": to_pico(D("1.5"))}
+    ]
+
+
+async def test_a_claw_back_waits_for_a_reserve_in_progress_and_sees_its_hold() -> None:
+    """PostgreSQL (SQLite serialises every writer): reserves of a user take turns on a lock; a
+    claw-back takes it too, so that a hold a reserve is committing counts against it. Here a
+    transaction plays the reserve: it holds that lock, and commits its hold while the claw-back
+    waits; the claw-back must then refuse what the hold now reserves."""
+    import psycopg
+
+    with postgres_schema() as url:
+        db = open_database(url)
+        try:
+            await migrate(db, read_migrations())
+            user_id = await new_user(db, D(10))
+            ledger = Ledger(db)
+            with psycopg.connect(url, autocommit=False) as reserving:
+                reserving.execute(RESERVE_LOCK.replace(":user_id", "%s"), (user_id,))
+                claw = asyncio.ensure_future(
+                    ledger.change_balance(
+                        user_id, D(-10), type="adjustment", description="x", actor_type="cli"
+                    )
+                )
+                await asyncio.sleep(0.3)
+                assert not claw.done()  # waiting for the reserve in progress
+                reserving.execute(
+                    "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, "
+                    "created_at) VALUES (%s, %s, NULL, %s, %s, 'open', %s, %s)",
+                    (
+                        new_id("hold"),
+                        user_id,
+                        new_id("req"),
+                        to_pico(D(4)),
+                        now_text(datetime.now(UTC) + HOLD_TTL),
+                        now_text(),
+                    ),
+                )
+                reserving.commit()
+                result = await asyncio.wait_for(claw, 5)
+            assert not result.applied and result.balance == D(10)
+            assert (
+                await ledger.change_balance(
+                    user_id, D(-6), type="adjustment", description="x", actor_type="cli"
+                )
+            ).applied
+            assert await balance(db, user_id) == (D(4), D(4))
         finally:
             await db.close()
