@@ -18,6 +18,7 @@ later statements are made conditional on earlier ones in SQL, so nothing waits o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -305,6 +306,7 @@ def _opt_pico(amount: Decimal | None) -> int | None:
 class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._landing: set[asyncio.Task[Any]] = set()  # settlements under way (see `_settle`)
 
     async def change_balance(
         self,
@@ -418,8 +420,21 @@ class Ledger:
             "track_spend": record.key_id is not None and record.track_spend,
             "touch_key": record.key_id is not None and record.touch_key,
         }
-        charged = await self.db.run(SETTLE, params)
+        # A settlement, once asked for, lands even if its caller is cancelled meanwhile (a server
+        # cancels the requests still running when its shutdown grace runs out): it runs in a task
+        # of its own that the caller awaits through a shield, and `drain` waits for it before the
+        # database closes. (A cancel scope's shield does not stop a task's `cancel()`.)
+        task = asyncio.ensure_future(self.db.run(SETTLE, params))
+        self._landing.add(task)
+        task.add_done_callback(self._landing.discard)
+        charged = await asyncio.shield(task)
         return None if charged is None else from_pico(int(charged))
+
+    async def drain(self, timeout: float = 15.0) -> None:
+        """Wait (at most `timeout` seconds) for the settlements under way, before the database
+        closes: those whose callers were cancelled are still to be charged."""
+        if self._landing:
+            await asyncio.wait(set(self._landing), timeout=timeout)
 
     def _lock(self, params: dict[str, Any]) -> list[Step]:
         """A balance change waits for the user's row and, on PostgreSQL, for the user's reserves in

@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-import anyio
-
 from shared.accounts.keys import KeyRecord
 from shared.billing import money
 from shared.billing.ledger import RequestRecord
@@ -120,9 +118,9 @@ class Meter:
             byok=candidate.byok,
             attempts=attempts,
         )
-        # Shielded: a caller who hangs up mid-stream is still billed for what was generated.
-        with anyio.CancelScope(shield=True):
-            charged = await self.rt.ledger.settle(record, cost)
+        # A caller who hangs up mid-stream is still billed for what was generated: the ledger
+        # finishes a settlement even if this task is cancelled.
+        charged = await self.rt.ledger.settle(record, cost)
         return cost if charged is None else charged  # None: settled before (not through this meter)
 
     async def release(self, http_status: int, attempts: list[str]) -> None:
@@ -131,5 +129,4 @@ class Meter:
             return
         self.closed = True
         record = self.record(status="error", http_status=http_status, attempts=attempts)
-        with anyio.CancelScope(shield=True):
-            await self.rt.ledger.release(record)
+        await self.rt.ledger.release(record)
