@@ -19,6 +19,7 @@ from shared.store import now_text
 from tests import test_account_routes as accounts
 from tests.conftest import Account
 from tests.fakes.openai_fake import OpenAIFake
+from tests.fakes.server import Reply
 from tests.test_account_routes import ALL_BUT_ADMIN, Deployment
 
 deployment = accounts.deployment  # the same fixture: a gateway per backend for this module
@@ -152,6 +153,23 @@ def test_spend_limit(
     assert openai_fake.requests == []  # refused at the reservation, before any upstream call
     roomy = make_key(spend_limits={period: "5"})["key"]
     assert chat(deployment, roomy).choices
+
+
+@pytest.mark.parametrize("period", ["day", "month", "total"])
+def test_spend_adds_up_over_requests_until_the_limit_refuses(
+    deployment: Deployment, make_key: Callable[..., dict[str, Any]], openai_fake: OpenAIFake, period: str
+) -> None:
+    """Every settlement adds to the key's spend (a key with only this one limit): two requests of
+    $0.015625 fit a $0.025 limit one at a time, the third does not."""
+    key = make_key(spend_limits={period: "0.025"})["key"]
+    openai_fake.script("gpt-4o", *(Reply(input=1000, output=1000) for _ in range(3)))
+    sdk = deployment.sdk(key)
+    for _ in range(2):  # max_tokens 1: each reserves little, the upstream then reports its usage
+        sdk.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        sdk.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+    assert caught.value.code == "key_spend_limit_exceeded"
+    assert len(openai_fake.requests) == 2
 
 
 def test_disabled_then_enabled(
