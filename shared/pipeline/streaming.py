@@ -226,7 +226,7 @@ async def stream_chat(
     headers.update(admission.headers())
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"  # proxies (nginx, Vercel) must not buffer the stream
-    writer = front.writer(call.params, tr, candidate.model_id)
+    writer = front.writer(call, tr, candidate.model_id)
 
     attempts = ctx.attempt_headers()
 
