@@ -34,6 +34,7 @@ from shared.store import Database, Row, Step, now_text
 from shared.store.routines import Routine, Statement
 
 HOLD_TTL = timedelta(minutes=15)  # longer than any request may run (GATEWAYZ_REQUEST_DEADLINE)
+DRAIN_S = 15.0  # seconds a closing runtime waits for settlements still under way
 
 # PostgreSQL only (`row_locks`): a row lock that, unlike an UPDATE, writes no new row version (the
 # user's row is the hottest in the database: under load its version chain cost CPU on every touch).
@@ -430,11 +431,11 @@ class Ledger:
         charged = await asyncio.shield(task)
         return None if charged is None else from_pico(int(charged))
 
-    async def drain(self, timeout: float = 15.0) -> None:
-        """Wait (at most `timeout` seconds) for the settlements under way, before the database
+    async def drain(self) -> None:
+        """Wait (at most DRAIN_S seconds) for the settlements under way, before the database
         closes: those whose callers were cancelled are still to be charged."""
         if self._landing:
-            await asyncio.wait(set(self._landing), timeout=timeout)
+            await asyncio.wait(set(self._landing), timeout=DRAIN_S)
 
     def _lock(self, params: dict[str, Any]) -> list[Step]:
         """A balance change waits for the user's row and, on PostgreSQL, for the user's reserves in
