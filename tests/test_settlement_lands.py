@@ -33,6 +33,7 @@ from shared.billing.ledger import LOCK_USER
 from shared.config import Settings
 from shared.runtime import Runtime
 from shared.server import create_server_app
+from shared.store.postgres import PostgresDatabase
 from tests.conftest import Account, gateway_settings, provision
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import FakeServer, Reply
@@ -143,8 +144,9 @@ def test_a_server_cancelling_requests_during_settlement_still_bills_them(
     """Two requests finish upstream while the gateway shuts down: the first one's settlement waits
     in the database for the user's row (the test holds it), the second one's waits for a database
     connection (the pool has one). uvicorn then cancels both tasks; both must be charged."""
-    runtime = deployment.server.runtime
-    runtime.db.max_size = 1  # type: ignore[attr-defined]  # PostgresDatabase's pool size, before first use
+    db = deployment.server.runtime.db
+    assert isinstance(db, PostgresDatabase)
+    db.max_size = 1  # its pool, opened by the first request below, lends one connection
     other = provision(deployment.settings, "settles-too@example.com", Decimal(5))
     openai_fake.script(
         "gpt-4o", Reply(delay=0.3, input=100, output=50), Reply(delay=0.8, input=100, output=50)

@@ -81,6 +81,7 @@ class Restrictions:
 
 
 def _inside(network: Network, networks: Iterable[Network]) -> bool:
+    # subnet_of wants both of one IP version, which the first test ensures (mypy cannot see it).
     return any(
         network.version == outer.version and network.subnet_of(outer)  # type: ignore[arg-type]
         for outer in networks
