@@ -34,6 +34,7 @@ FEATURE_PARAMS: dict[str, tuple[str, ...]] = {
     "logprobs": ("logprobs", "top_logprobs"),
     "service_tier": ("service_tier",),
     "reasoning_effort": ("reasoning_effort",),
+    "top_k": ("top_k",),
 }
 
 

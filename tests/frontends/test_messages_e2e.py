@@ -304,3 +304,68 @@ def test_error_after_the_first_event_is_an_error_event(
         for _ in stream.text_stream:
             pass
     assert "Overloaded" in str(info.value)
+
+
+def test_top_k_goes_where_it_is_taken_and_is_named_where_not(
+    sdk: anthropic.Anthropic, openai_fake: OpenAIFake, gemini_fake: GeminiFake
+) -> None:
+    ask: dict[str, Any] = {
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hi"}],
+        "extra_body": {"top_k": 5},
+    }
+    raw = sdk.messages.with_raw_response.create(model=GPT, **ask)
+    assert "top_k" in raw.headers["x-gatewayz-dropped-params"]  # OpenAI has no top_k
+    assert "top_k" not in openai_fake.requests[-1].body
+    raw = sdk.messages.with_raw_response.create(model=GEMINI, **ask)
+    assert "top_k" not in raw.headers.get("x-gatewayz-dropped-params", "")
+    assert gemini_fake.requests[-1].body["generationConfig"]["topK"] == 5
+
+
+def client_for(gateway: GatewayServer, settings: Any, credits: str = "10", **key: Any) -> anthropic.Anthropic:
+    import uuid
+
+    from tests.conftest import provision
+
+    user = provision(settings, f"msg-{uuid.uuid4().hex[:8]}@example.com", Decimal(credits), **key)
+    return anthropic.Anthropic(base_url=gateway.url, api_key=user.key, max_retries=0, timeout=20)
+
+
+HI: dict[str, Any] = {"max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_scope_and_model_refusals_are_permission_errors(
+    gateway: GatewayServer, gateway_settings_: Any
+) -> None:
+    with (
+        client_for(gateway, gateway_settings_, scopes=["read"]) as reader,
+        pytest.raises(anthropic.PermissionDeniedError),
+    ):
+        reader.messages.create(model=CLAUDE, **HI)
+    only_gpt = client_for(gateway, gateway_settings_, scopes=["inference"], allowed_models=["openai/*"])
+    with only_gpt, pytest.raises(anthropic.PermissionDeniedError) as info:
+        only_gpt.messages.create(model=CLAUDE, **HI)
+    assert info.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+
+
+def test_rate_limit_is_a_rate_limit_error_with_retry_after(
+    gateway: GatewayServer, gateway_settings_: Any
+) -> None:
+    limited = client_for(gateway, gateway_settings_, scopes=["inference"], rate_limits={"requests_per_minute": 1})
+    with limited:
+        limited.messages.create(model=GPT, **HI)
+        with pytest.raises(anthropic.RateLimitError) as info:
+            limited.messages.create(model=GPT, **HI)
+    assert int(info.value.response.headers["retry-after"]) >= 1
+    assert info.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+
+
+def test_insufficient_credits_is_a_402_billing_error(
+    gateway: GatewayServer, gateway_settings_: Any, anthropic_fake: AnthropicFake
+) -> None:
+    poor = client_for(gateway, gateway_settings_, credits="0.0001")
+    with poor, pytest.raises(anthropic.APIStatusError) as info:
+        poor.messages.create(model=CLAUDE, max_tokens=100_000, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 402
+    assert info.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
+    assert not anthropic_fake.requests  # refused before any upstream call
