@@ -17,7 +17,12 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from shared.dialects.base import ChatTranslator
-from shared.dialects.openai_to_anthropic import anthropic_error, anthropic_usage, stream_error
+from shared.dialects.openai_to_anthropic import (
+    accumulate_usage,
+    anthropic_error,
+    anthropic_usage,
+    stream_error,
+)
 from shared.transport.errors import UpstreamError
 
 _HELD = frozenset({"message_start", "ping"})
@@ -91,9 +96,7 @@ class AnthropicToAnthropic(ChatTranslator):
         return held
 
     def _record_usage(self, raw: Any) -> None:
-        if isinstance(raw, Mapping):
-            self._raw_usage.update({k: v for k, v in raw.items() if v is not None})
-            self.usage = anthropic_usage(self._raw_usage)
+        self.usage = accumulate_usage(self._raw_usage, raw) or self.usage
 
     @property
     def stream_done(self) -> bool:

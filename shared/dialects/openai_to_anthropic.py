@@ -132,6 +132,15 @@ def anthropic_usage(raw: Mapping[str, Any] | None) -> Usage:
     )
 
 
+def accumulate_usage(seen: dict[str, Any], raw: Any) -> Usage | None:
+    """A stream's usage so far: message_start carries the input and cache counts, message_delta the
+    cumulative output (and, on current API versions, the input counts again). None: no usage here."""
+    if not isinstance(raw, Mapping):
+        return None
+    seen.update({k: v for k, v in raw.items() if v is not None})
+    return anthropic_usage(seen)
+
+
 def anthropic_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
     """An Anthropic error answer (https://platform.claude.com/docs/en/api/errors), classified."""
     message, vtype = f"upstream returned HTTP {status}", None
@@ -592,11 +601,7 @@ class OpenAIToAnthropic(ChatTranslator):
         return []  # citations_delta and empty pieces
 
     def _record_usage(self, raw: Any) -> None:
-        """message_start carries the input and cache counts; message_delta the cumulative output
-        (and, on current API versions, the input counts again)."""
-        if isinstance(raw, Mapping):
-            self._raw_usage.update({k: v for k, v in raw.items() if v is not None})
-            self.usage = anthropic_usage(self._raw_usage)
+        self.usage = accumulate_usage(self._raw_usage, raw) or self.usage
 
     @property
     def stream_done(self) -> bool:

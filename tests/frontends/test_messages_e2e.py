@@ -351,7 +351,9 @@ def test_scope_and_model_refusals_are_permission_errors(
 def test_rate_limit_is_a_rate_limit_error_with_retry_after(
     gateway: GatewayServer, gateway_settings_: Any
 ) -> None:
-    limited = client_for(gateway, gateway_settings_, scopes=["inference"], rate_limits={"requests_per_minute": 1})
+    limited = client_for(
+        gateway, gateway_settings_, scopes=["inference"], rate_limits={"requests_per_minute": 1}
+    )
     with limited:
         limited.messages.create(model=GPT, **HI)
         with pytest.raises(anthropic.RateLimitError) as info:
@@ -369,3 +371,25 @@ def test_insufficient_credits_is_a_402_billing_error(
     assert info.value.status_code == 402
     assert info.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
     assert not anthropic_fake.requests  # refused before any upstream call
+
+
+def test_models_fallbacks_and_provider_preferences_are_consumed(
+    sdk: anthropic.Anthropic, anthropic_fake: AnthropicFake, openai_fake: OpenAIFake
+) -> None:
+    # `provider.only` keeps Claude off its native offer: OpenRouter serves it through the pivot.
+    raw = sdk.messages.with_raw_response.create(
+        model=CLAUDE, **HI, extra_body={"provider": {"only": ["openrouter"]}}
+    )
+    assert raw.headers["x-gatewayz-provider"] == "openrouter"
+    assert "provider" not in openai_fake.requests[-1].body  # the gateway's own field, never sent
+    # Every offer of the first model fails: the `models` fallback answers.
+    anthropic_fake.script(CLAUDE_NATIVE, Reply(status=500))
+    openai_fake.script("anthropic/claude-opus-5.5", Reply(status=503))
+    raw = sdk.messages.with_raw_response.create(model=CLAUDE, **HI, extra_body={"models": [GPT]})
+    assert raw.headers["x-gatewayz-model"] == GPT
+    assert "models" not in openai_fake.requests[-1].body
+    assert [a.split(":")[0] for a in raw.headers["x-gatewayz-attempts"].split(", ")] == [
+        "anthropic",
+        "openrouter",
+        "openai",
+    ]
