@@ -1,4 +1,5 @@
-"""Scheduled jobs (SPEC §1): the expired-hold reaper.
+"""Scheduled jobs (SPEC §1): the expired-hold reaper, which also deletes stored responses past
+their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS).
 
 On Lambda an EventBridge schedule invokes `reap_holds(event, context)` directly. On Vercel a cron
 calls `GET /internal/jobs/reap-holds` with `Authorization: Bearer $CRON_SECRET` (Vercel's own
@@ -29,20 +30,24 @@ async def reap_route(request: Request) -> dict[str, Any]:
     given = request_key(request) or ""
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
         raise AuthenticationFailed("This job runs on the operator's schedule only.")
-    return {"expired_holds": await runtime_of(request).ledger.reap()}
+    return await reap(runtime_of(request))
 
 
-async def _reap() -> int:
+async def reap(rt: Runtime) -> dict[str, int]:
+    return {"expired_holds": await rt.ledger.reap(), "expired_responses": await rt.responses.purge()}
+
+
+async def _reap() -> dict[str, int]:
     rt = Runtime.build(Settings.from_env())
     try:
-        return await rt.ledger.reap()
+        return await reap(rt)
     finally:
         await rt.close()
 
 
 def reap_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry: a fresh runtime per run (the loop of each invocation is its own)."""
-    return {"expired_holds": asyncio.run(_reap())}
+    return asyncio.run(_reap())
 
 
 app = function_app([router], title="Gatewayz jobs")

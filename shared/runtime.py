@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from shared.providers import ProviderEndpoint, resolve_providers
 from shared.routing.health import HealthBook
 from shared.routing.plan import Router
 from shared.store import Database, open_database
+from shared.store.responses import ResponseStore
 from shared.store.sqlite import SQLiteDatabase, sqlite_path
 from shared.transport.upstream import UpstreamClient
 
@@ -67,6 +69,7 @@ class Runtime:
     keys: KeyCache
     accounts: Accounts
     limiter: Limiter
+    responses: ResponseStore  # stored responses of /v1/responses (store: true)
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
     inflight: int = 0  # requests being served by this process (kept by the app's middleware)
@@ -98,6 +101,7 @@ class Runtime:
             keys=keys,
             accounts=Accounts(db, keys, ledger),
             limiter=Limiter(hot, settings.limits),
+            responses=ResponseStore(db, timedelta(days=settings.responses_retention_days)),
         )
         if isinstance(db, SQLiteDatabase):
             # Group commit waits for company only when other requests may soon commit: those in
@@ -108,6 +112,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.ledger.drain()  # charges still landing, before their database goes
+        await self.responses.drain()  # stored responses still being written
         await self.http.close()
         await self.hot.close()
         await self.db.close()

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 VERCEL = ROOT / "vercel.json"
 # SPEC §1: the functions that stream are deployed behind the Lambda Web Adapter.
-STREAMING = {"chat", "messages"}
+STREAMING = {"chat", "messages", "responses"}
 
 
 # --- a reader for the YAML subset template.yaml keeps to ---------------------------------------

@@ -3,8 +3,10 @@ the provider row's `dialect`), named by the pair.
 
 Inside, the pipeline's pivot is OpenAI chat: `openai_to_<dialect>` translators serve every
 front end. A pair whose two sides are the same API other than the pivot (`anthropic_to_anthropic`)
-is a pass-through for callers of that API. Modules are imported lazily so that a cold start pays
-only for the dialects it uses.
+is a pass-through for callers of that API. A pass-through may need more of the provider than its
+dialect (`_REQUIRES`): OpenAI's Responses API is served by OpenAI itself, not by every
+OpenAI-compatible server, so that pair needs the row's `responses` feature. Modules are imported
+lazily so that a cold start pays only for the dialects it uses.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ _TRANSLATORS: dict[tuple[str, str], tuple[str, str]] = {
     ("openai", "anthropic"): ("shared.dialects.openai_to_anthropic", "OpenAIToAnthropic"),
     ("openai", "gemini"): ("shared.dialects.openai_to_gemini", "OpenAIToGemini"),
     ("anthropic", "anthropic"): ("shared.dialects.anthropic_to_anthropic", "AnthropicToAnthropic"),
+    ("responses", "openai"): ("shared.dialects.responses_to_responses", "ResponsesToResponses"),
 }
+# The provider feature (providers.toml `supports`) a pass-through needs beyond its dialect.
+_REQUIRES: dict[tuple[str, str], str] = {("responses", "openai"): "responses"}
 
 
 @cache
@@ -35,8 +40,12 @@ def translator_class(dialect: str) -> type[ChatTranslator]:
     return _load(PIVOT, dialect)
 
 
-def native_translator_class(api: str, dialect: str) -> type[ChatTranslator] | None:
-    """The pass-through for a caller of `api` to an upstream of `dialect`, when there is one."""
+def native_translator_class(api: str, dialect: str, supports: frozenset[str]) -> type[ChatTranslator] | None:
+    """The pass-through for a caller of `api` to an upstream of `dialect` whose provider row has
+    the features `supports`, when there is one."""
     if api == PIVOT or (api, dialect) not in _TRANSLATORS:
+        return None
+    needed = _REQUIRES.get((api, dialect))
+    if needed is not None and needed not in supports:
         return None
     return _load(api, dialect)

@@ -173,6 +173,7 @@ class PivotWriter(StreamWriter):
 class AnthropicMessages(FrontEnd):
     api = "anthropic"
     endpoint = "messages"
+    native_offers = "anthropic models"
 
     def response(
         self, answer_body: dict[str, Any], tr: ChatTranslator, usage: Usage, cost: Decimal
@@ -208,7 +209,11 @@ async def count_tokens(
     assert principal.key is not None  # the route admits user keys only
     admission = await rt.limiter.admit(principal.key, ctx.billing_id, 0, ctx.take_deferred_ip())
     try:
-        native = [c for c in plan if native_translator_class("anthropic", c.endpoint.provider.dialect)]
+        native = [
+            c
+            for c in plan
+            if native_translator_class("anthropic", c.endpoint.provider.dialect, c.endpoint.provider.supports)
+        ]
         out_headers = admission.headers()
         counted = await _upstream_count(rt, native, body, headers, ctx) if native else None
         if counted is None:
@@ -226,7 +231,8 @@ async def _upstream_count(
     """The upstream's count, failing over between Anthropic offers; None when none answered."""
 
     async def attempt(candidate: Candidate) -> dict[str, Any]:
-        tr = native_translator_class("anthropic", candidate.endpoint.provider.dialect)
+        provider = candidate.endpoint.provider
+        tr = native_translator_class("anthropic", provider.dialect, provider.supports)
         assert tr is not None
         request = {k: body[k] for k in COUNT_FIELDS if k in body}
         request["model"] = candidate.offer.offer.native_id

@@ -69,7 +69,9 @@ def prepare(candidate: Candidate, call: Call, stream: bool, fan_out: bool) -> Pr
         "supports": supports,
         "max_output_tokens": offer.max_output_tokens,
     }
-    native = native_translator_class(call.api, provider.dialect) if call.native is not None else None
+    native = (
+        native_translator_class(call.api, provider.dialect, supports) if call.native is not None else None
+    )
     if native is not None and call.native is not None:
         tr: ChatTranslator = native(**kwargs)
         vendor = tr.request(call.native, stream)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from shared.dialects.base import ChatTranslator, Usage
+from shared.pipeline.request import GATEWAY_FIELDS
 
 if TYPE_CHECKING:
     from shared.pipeline.call import Call
@@ -47,6 +48,9 @@ class StreamWriter:
 class FrontEnd:
     api: ClassVar[str] = "openai"  # translators whose `source` is this API pass the answer through
     endpoint: ClassVar[str] = "chat"  # recorded on the request
+    native_offers: ClassVar[str] = "models of this API"  # who serves a native-only request (a 400 says)
+    # Fields of the caller's own body that the gateway consumes (never sent to a native offer).
+    consumed: ClassVar[tuple[str, ...]] = GATEWAY_FIELDS
 
     def response(
         self, answer_body: dict[str, Any], tr: ChatTranslator, usage: Usage, cost: Decimal

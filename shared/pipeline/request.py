@@ -229,8 +229,8 @@ def _check_reasoning(body: dict[str, Any]) -> None:
         )
 
 
-def upstream_body(body: dict[str, Any]) -> dict[str, Any]:
+def upstream_body(body: dict[str, Any], consumed: tuple[str, ...] = GATEWAY_FIELDS) -> dict[str, Any]:
     """The caller's body without the fields Gatewayz consumes."""
-    if any(k in body for k in GATEWAY_FIELDS):
-        return {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    if any(k in body for k in consumed):
+        return {k: v for k, v in body.items() if k not in consumed}
     return body

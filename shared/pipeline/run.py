@@ -73,9 +73,13 @@ async def with_own_keys(rt: Runtime, plan: list[Candidate], principal: Principal
 
 def native_offers(plan: list[Candidate], front: FrontEnd, why: str) -> list[Candidate]:
     """Offers that speak the caller's API, for a request the pivot cannot carry."""
-    kept = [c for c in plan if native_translator_class(front.api, c.endpoint.provider.dialect)]
+    kept = [
+        c
+        for c in plan
+        if native_translator_class(front.api, c.endpoint.provider.dialect, c.endpoint.provider.supports)
+    ]
     if not kept:
-        raise InvalidRequest(f"This request uses {why}, which only {front.api} models can serve.")
+        raise InvalidRequest(f"This request uses {why}, which only {front.native_offers} can serve.")
     return kept
 
 
@@ -111,7 +115,7 @@ async def run(
         assert principal.key is not None  # inference routes admit user keys only
         estimate = estimate_prompt(body) + (params.max_output or 0) * params.n
         admission = await rt.limiter.admit(principal.key, ctx.billing_id, estimate, ctx.take_deferred_ip())
-    native = upstream_body(inbound.native) if inbound.native is not None else None
+    native = upstream_body(inbound.native, front.consumed) if inbound.native is not None else None
     call = Call(upstream_body(body), params, front.api, native, inbound.headers, inbound.dropped)
     meter = Meter(rt, principal.key, ctx, front.endpoint, plan[0].model_id) if principal.key else None
     try:

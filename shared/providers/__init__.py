@@ -39,6 +39,7 @@ FEATURES = frozenset(
         "service_tier",
         "completions",  # legacy /completions endpoint
         "top_k",  # takes top_k (not an OpenAI parameter; Anthropic, Gemini and most open-model hosts)
+        "responses",  # serves OpenAI's Responses API (POST /responses): Responses callers pass through
     }
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
