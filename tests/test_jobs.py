@@ -1,4 +1,5 @@
-"""The scheduled hold reaper: as a Lambda schedule entry and as the Vercel cron route."""
+"""The scheduled hold reaper (which also purges stored responses past their retention): as a Lambda
+schedule entry and as the Vercel cron route."""
 
 from __future__ import annotations
 
@@ -38,6 +39,37 @@ def _open_hold(db_url: str, user_id: str, request_id: str, expired: bool) -> Non
     run_off_main_thread(run)
 
 
+def _stored_response(db_url: str, user_id: str, response_id: str, expired: bool) -> None:
+    from shared.store import open_database
+
+    async def run() -> None:
+        db = open_database(db_url)
+        try:
+            expires = datetime.now(UTC) + (timedelta(minutes=-1) if expired else timedelta(days=30))
+            await db.fetch(
+                "INSERT INTO stored_responses (id, user_id, model, items, response, created_at, expires_at) "
+                "VALUES (:id, :user, 'openai/gpt-4o', '[]', '{}', :now, :exp)",
+                {"id": response_id, "user": user_id, "exp": now_text(expires), "now": now_text()},
+            )
+        finally:
+            await db.close()
+
+    run_off_main_thread(run)
+
+
+def _response_ids(db_url: str) -> list[str]:
+    from shared.store import open_database
+
+    async def run() -> list[str]:
+        db = open_database(db_url)
+        try:
+            return [r["id"] for r in await db.fetch("SELECT id FROM stored_responses ORDER BY id")]
+        finally:
+            await db.close()
+
+    return list(run_off_main_thread(run))
+
+
 def _status(db_url: str, request_id: str) -> str:
     from shared.store import open_database
 
@@ -55,7 +87,7 @@ def _status(db_url: str, request_id: str) -> str:
     return str(run_off_main_thread(run))
 
 
-def test_lambda_schedule_entry_expires_only_stale_holds(
+def test_lambda_schedule_entry_expires_only_stale_holds_and_responses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from functions import jobs
@@ -65,11 +97,14 @@ def test_lambda_schedule_entry_expires_only_stale_holds(
     account = provision(settings, "reaper@example.com", credits=Decimal(1))
     _open_hold(db_url, account.user_id, "req_stale", expired=True)
     _open_hold(db_url, account.user_id, "req_live", expired=False)
+    _stored_response(db_url, account.user_id, "resp_expired", expired=True)
+    _stored_response(db_url, account.user_id, "resp_kept", expired=False)
     monkeypatch.setenv("GATEWAYZ_DATABASE_URL", db_url)
     monkeypatch.setenv("GATEWAYZ_KEY_SECRET", settings.key_secret or "")
     result = run_off_main_thread(lambda: _call(jobs.reap_holds))
-    assert result == {"expired_holds": 1}
+    assert result == {"expired_holds": 1, "expired_responses": 1}
     assert _status(db_url, "req_stale") == "expired" and _status(db_url, "req_live") == "open"
+    assert _response_ids(db_url) == ["resp_kept"]
 
 
 async def _call(fn: Any) -> Any:
@@ -93,4 +128,4 @@ def test_cron_route_needs_the_secret(gateway: Any, monkeypatch: pytest.MonkeyPat
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers={"authorization": "Bearer wrong"}).status_code == 401
     ok = httpx.get(url, headers={"authorization": "Bearer cron-secret-0123456789"})
-    assert ok.status_code == 200 and "expired_holds" in ok.json()
+    assert ok.status_code == 200 and {"expired_holds", "expired_responses"} <= set(ok.json())

@@ -8,6 +8,8 @@ ledger, against the catalog's prices."""
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -410,3 +412,29 @@ def test_permission_rate_limit_and_credit_refusals(
         poor.responses.create(model=MODELS["openai"], input="hi", max_output_tokens=100_000)
     assert paid.value.status_code == 402
     assert len(openai_fake.requests) == before  # refused before any upstream call
+
+
+def test_a_failed_store_is_logged_and_the_answer_stands(
+    fakes: dict[str, Any], tmp_path: Any, caplog: pytest.LogCaptureFixture, openai_fake: OpenAIFake
+) -> None:
+    from tests.conftest import gateway_settings, start_gateway
+
+    url = f"sqlite:///{tmp_path / 'nostore.db'}"
+    settings = gateway_settings(fakes, url)
+    user = provision(settings, "nostore@example.com", Decimal(10))
+    query(url, "DROP TABLE stored_responses")  # the write after the answer will fail
+    server = start_gateway(settings)
+    try:
+        with (
+            caplog.at_level(logging.ERROR, logger="gatewayz"),
+            openai.OpenAI(base_url=f"{server.url}/v1", api_key=user.key, max_retries=0) as sdk,
+        ):
+            openai_fake.script("gpt-4o", Reply(text="Still answered."))
+            created = sdk.responses.create(model=MODELS["openai"], input="hi", store=True)
+            assert created.output_text == "Still answered."
+            deadline = time.monotonic() + 5  # the write runs after the answer
+            while "storing response" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        server.stop()
+    assert f"storing response {created.id} failed" in caplog.text

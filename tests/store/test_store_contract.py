@@ -23,6 +23,7 @@ TABLES = (
     "request_records",
     "audit_log",
     "provider_keys",
+    "stored_responses",
     "schema_migrations",
 )
 INSERT_USER = "INSERT INTO users (id, email, plan_id, created_at) VALUES (:id, :email, 'free', :now)"
