@@ -22,7 +22,9 @@ def node_clients() -> Path:
     """The directory holding node_modules/ of the pinned clients (installed on first use)."""
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
-        pytest.skip("SKIPPED LOUDLY: Node.js and npm are not installed, so the Claude Code tests cannot run")
+        pytest.skip(
+            "SKIPPED LOUDLY: Node.js and npm are not installed, so the tests of the Node clients (Claude Code, the Vercel AI SDK) cannot run"
+        )
     lock = (HERE / "package-lock.json").read_bytes() + (HERE / "package.json").read_bytes()
     target = CACHE / hashlib.sha256(lock).hexdigest()[:16]
     if not (target / ".installed").exists():
