@@ -13,8 +13,8 @@ from starlette.responses import Response
 from shared.app import billing_id_of, function_app, json_body, request_id_of, runtime_of, started_at
 from shared.auth import authenticate
 from shared.frontends.completions import COMPLETION, chat_from_completion
-from shared.routing.failover import RequestContext
 from shared.pipeline.run import run_chat
+from shared.routing.failover import RequestContext
 
 router = APIRouter()
 

@@ -18,9 +18,9 @@ from shared.accounts.keys import KeyRecord
 from shared.billing import money
 from shared.billing.ledger import RequestRecord
 from shared.billing.pricing import cost_of
-from shared.pipeline.request import ChatParams
 from shared.dialects.base import Usage
 from shared.errors import InsufficientCredits, PermissionDenied
+from shared.pipeline.request import ChatParams
 from shared.routing.failover import RequestContext, markup_for
 from shared.routing.plan import Candidate
 from shared.runtime import Runtime

@@ -16,15 +16,23 @@ from starlette.responses import Response
 
 from shared.auth import Principal
 from shared.billing import money
+from shared.errors import AuthenticationFailed, GatewayError, NoProviderAvailable, PermissionDenied, status_of
+from shared.limits.limiter import Admission
 from shared.pipeline.meter import Meter, worst_case
 from shared.pipeline.request import check_chat, upstream_body
-from shared.errors import AuthenticationFailed, GatewayError, NoProviderAvailable, PermissionDenied, status_of
-from shared.routing.failover import CHAT, RequestContext, Shape, complete, gateway_headers, price, usage_with_cost
-from shared.limits.limiter import Admission
+from shared.pipeline.streaming import stream_chat
 from shared.providers import bind
+from shared.routing.failover import (
+    CHAT,
+    RequestContext,
+    Shape,
+    complete,
+    gateway_headers,
+    price,
+    usage_with_cost,
+)
 from shared.routing.plan import Candidate, parse_preferences
 from shared.runtime import Runtime
-from shared.pipeline.streaming import stream_chat
 from shared.tokens import estimate_prompt
 
 

@@ -17,10 +17,10 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from shared.transport import http1
+from shared.dialects.base import ChatTranslator, UpstreamError, Usage
+from shared.limits.limiter import Admission
 from shared.pipeline.meter import Meter
 from shared.pipeline.request import ChatParams
-from shared.dialects.base import ChatTranslator, UpstreamError, Usage
 from shared.routing.failover import (
     Candidate,
     RequestContext,
@@ -33,8 +33,8 @@ from shared.routing.failover import (
     price,
     usage_with_cost,
 )
-from shared.limits.limiter import Admission
 from shared.runtime import Runtime
+from shared.transport import http1
 from shared.transport.sse import DONE, SSEParser, frame
 from shared.transport.upstream import read_body, read_chunk
 

@@ -20,7 +20,6 @@ import orjson
 from shared.billing import money
 from shared.billing.pricing import cost_of
 from shared.catalog import ResolvedOffer
-from shared.pipeline.request import ChatParams
 from shared.dialects import translator_class
 from shared.dialects.base import ChatTranslator, UpstreamError, Usage
 from shared.errors import (
@@ -30,6 +29,7 @@ from shared.errors import (
     UpstreamTimeout,
     error_for_status,
 )
+from shared.pipeline.request import ChatParams
 from shared.routing.plan import Candidate
 from shared.runtime import Runtime
 from shared.tokens import estimate_prompt
