@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import jwt
 import orjson
 
@@ -255,15 +254,20 @@ class TokenVerifier:
         headers = {"accept": "application/json"}
         if self.config.api_key:
             headers["apikey"] = self.config.api_key
+        import httpx  # on the first asymmetric token only (SPEC §1: httpx serves JWKS fetches)
+
+        raw = b""
         try:
-            timeout = aiohttp.ClientTimeout(total=10)
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(url, headers=headers) as response,
+                httpx.AsyncClient(timeout=10) as client,
+                client.stream("GET", url, headers=headers) as response,
             ):
-                raw = await response.content.read(MAX_JWKS_BYTES + 1)
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError):
+                status = response.status_code
+                async for chunk in response.aiter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_JWKS_BYTES:
+                        break  # refused below: no need to read the rest
+        except httpx.HTTPError:
             raise AuthUnavailable("Supabase Auth's signing keys could not be fetched; try again.") from None
         if status != 200 or len(raw) > MAX_JWKS_BYTES:
             raise AuthUnavailable(f"Supabase Auth's signing keys could not be fetched (HTTP {status}).")
