@@ -18,7 +18,7 @@ from shared.auth import Principal
 from shared.billing import money
 from shared.errors import AuthenticationFailed, GatewayError, NoProviderAvailable, PermissionDenied, status_of
 from shared.limits.limiter import Admission
-from shared.pipeline.meter import Meter, worst_case
+from shared.pipeline.meter import Meter
 from shared.pipeline.request import check_chat, upstream_body
 from shared.pipeline.streaming import stream_chat
 from shared.providers import bind
@@ -109,7 +109,7 @@ async def run_chat(
     meter = Meter(rt, principal.key, ctx, endpoint, plan[0].model_id) if principal.key else None
     try:
         if meter is not None:
-            await meter.reserve(worst_case(rt, plan, clean, params))
+            await meter.reserve(plan, clean, params)
         if params.stream:
             return await stream_chat(rt, clean, params, plan, ctx, shape, meter, admission)
         return await _complete(rt, clean, params, plan, ctx, shape, meter, admission)
