@@ -3,7 +3,7 @@ user and, on first sign-in (or when asked), a new API key (SPEC §5).
 
 The token comes as `Authorization: Bearer <access token>` or as `{"access_token": ...}` in the
 body. Optional body fields: `create_key` (mint a key on a later sign-in), `key_name`, `scopes`
-(any of inference, read, keys, billing; default inference + read).
+(any of inference, read, keys, billing; default all four: a sign-in never grants admin).
 """
 
 from __future__ import annotations

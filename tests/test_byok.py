@@ -54,7 +54,7 @@ class Gw:
         self.server = server
         self.settings = settings
         self.manager = manager  # a key with the `keys` scope
-        self.reader = reader  # a default key (inference + read)
+        self.reader = reader  # a key without the keys scope
         self.http = httpx.Client(base_url=server.url, timeout=20)
 
     def call(self, method: str, path: str, key: str | None = None, **kwargs: Any) -> httpx.Response:
@@ -84,7 +84,7 @@ def gw(fakes: dict[str, FakeServer], tmp_path_factory: pytest.TempPathFactory) -
     db = f"sqlite:///{tmp_path_factory.mktemp('byok') / 'gatewayz.db'}"
     settings = gateway_settings(fakes, db, GATEWAYZ_ENCRYPTION_KEYS=f"{KEY_NEW},{KEY_OLD}")
     manager = provision(settings, "byok@example.com", Decimal(0), scopes=MANAGER_SCOPES)
-    reader = provision(settings, "byok-reader@example.com", Decimal(0))
+    reader = provision(settings, "byok-reader@example.com", Decimal(0), scopes=["inference", "read"])
     gateway = Gw(start_gateway(settings), settings, manager, reader)
     yield gateway
     gateway.http.close()

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 import orjson
 
-from shared.accounts.keys import SCOPES
+from shared.accounts.keys import SCOPES, default_scopes
 from shared.accounts.service import Actor, KeySpec, audit_step
 from shared.config import ConfigError
 from shared.errors import AuthenticationFailed, GatewayError, PermissionDenied, error_for_status
@@ -365,11 +365,10 @@ class SessionRequest:
     scopes: list[str] | None = None
 
 
-def _key_spec(request: SessionRequest) -> KeySpec:
-    spec = KeySpec(name=request.key_name or "supabase-session")
-    if request.scopes is not None:
-        spec.scopes = sorted(set(request.scopes))
-    return spec
+def _key_spec(request: SessionRequest, role: str) -> KeySpec:
+    """A sign-in never grants `admin` (SESSION_SCOPES), whatever the user's role."""
+    scopes = request.scopes if request.scopes is not None else default_scopes(role, SESSION_SCOPES)
+    return KeySpec(name=request.key_name or "supabase-session", scopes=sorted(set(scopes)))
 
 
 async def _confirmed_identity(verifier: TokenVerifier, identity: Identity, token: str) -> Identity:
@@ -415,14 +414,16 @@ async def exchange(
             raise PermissionDenied("This account is suspended.", code="account_suspended")
         key = None
         if request.create_key:
-            key = await accounts.create_key(user["id"], _key_spec(request), Actor("user", user["id"], ip))
+            key = await accounts.create_key(
+                user["id"], _key_spec(request, user["role"]), Actor("user", user["id"], ip)
+            )
         return _session(user, key, created=False, linked=False)
 
     # First sign-in: an account for the verified email, or the link to an existing one.
     identity = await _confirmed_identity(verifier, identity, token)
     assert identity.email is not None
     existing = await rt.db.fetch_one(
-        "SELECT id, status, auth_subject FROM users WHERE email = :email",
+        "SELECT id, role, status, auth_subject FROM users WHERE email = :email",
         {"email": identity.email.strip().lower()},
     )
     if existing is not None:
@@ -434,11 +435,11 @@ async def exchange(
             )
         if existing["status"] != "active":
             raise PermissionDenied("This account is suspended.", code="account_suspended")
-        return await _link(rt, existing["id"], identity, request, ip)
+        return await _link(rt, existing["id"], existing["role"], identity, request, ip)
     actor = Actor("user", f"supabase:{identity.subject}", ip)
     try:
         user, full_key = await accounts.create_user(
-            identity.email, actor=actor, auth_subject=identity.subject, key=_key_spec(request)
+            identity.email, actor=actor, auth_subject=identity.subject, key=_key_spec(request, "user")
         )
     except Exception:
         # A concurrent first sign-in of the same user won the race: that is a later sign-in.
@@ -451,12 +452,12 @@ async def exchange(
 
 
 async def _link(
-    rt: Runtime, user_id: str, identity: Identity, request: SessionRequest, ip: str | None
+    rt: Runtime, user_id: str, role: str, identity: Identity, request: SessionRequest, ip: str | None
 ) -> dict[str, Any]:
     """Link an account created by an operator for this email to the Supabase user, with the
     first key of that person's own."""
     actor = Actor("user", user_id, ip)
-    full_key, key_steps = rt.accounts.key_steps(user_id, _key_spec(request), actor)
+    full_key, key_steps = rt.accounts.key_steps(user_id, _key_spec(request, role), actor)
     await rt.db.transaction(
         [
             (LINK, {"subject": identity.subject, "user_id": user_id}),

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from shared.accounts.keys import DEFAULT_SCOPES, PlanLimits
+from shared.accounts.keys import PlanLimits, default_scopes
 from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, RateLimitsIn
 from shared.accounts.service import Actor, KeySpec
 from shared.auth import Principal
@@ -105,7 +105,7 @@ async def get_key(rt: Runtime, principal: Principal, key_id: str) -> dict[str, A
 async def create_key(rt: Runtime, principal: Principal, body: KeyCreate) -> dict[str, Any]:
     user_id, actor = _owner(principal)
     assert principal.key is not None
-    scopes: list[str] = list(body.scopes or DEFAULT_SCOPES)
+    scopes: list[str] = list(body.scopes or default_scopes(principal.key.role, principal.key.scopes))
     _within_scopes(principal, scopes, "create")
     limits = body.spend_limits
     rates = body.rate_limits.model_dump(exclude_none=True) if body.rate_limits else {}
