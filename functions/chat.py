@@ -13,9 +13,11 @@ from starlette.responses import Response
 from shared.app import billing_id_of, function_app, json_body, request_id_of, runtime_of, started_at
 from shared.auth import authenticate
 from shared.frontends.completions import COMPLETION, chat_from_completion
+from shared.frontends.openai_chat import CHAT
 from shared.openapi import fast_route
-from shared.pipeline.run import run_chat
-from shared.routing.failover import RequestContext
+from shared.pipeline.frontend import Inbound
+from shared.pipeline.run import run
+from shared.routing.context import RequestContext
 
 router = APIRouter()
 
@@ -46,7 +48,7 @@ def context(request: Request) -> RequestContext:
 async def chat_completions(request: Request) -> Response:
     principal = await authenticate(request, "inference")
     body = await json_body(request)
-    return await run_chat(runtime_of(request), body, context(request), principal)
+    return await run(runtime_of(request), Inbound(body), context(request), principal, CHAT)
 
 
 @fast_route(
@@ -63,9 +65,7 @@ async def chat_completions(request: Request) -> Response:
 async def completions(request: Request) -> Response:
     principal = await authenticate(request, "inference")
     body = chat_from_completion(await json_body(request))
-    return await run_chat(
-        runtime_of(request), body, context(request), principal, COMPLETION, endpoint="completions"
-    )
+    return await run(runtime_of(request), Inbound(body), context(request), principal, COMPLETION)
 
 
 app = function_app([router], title="Gatewayz chat")

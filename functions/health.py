@@ -7,7 +7,7 @@ from mangum import Mangum
 
 from shared.app import function_app, runtime_of
 from shared.openapi import documented
-from shared.routing.status import provider_status, readiness
+from shared.views.status import provider_status, readiness
 
 router = APIRouter()
 

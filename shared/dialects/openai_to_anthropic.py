@@ -36,8 +36,9 @@ from typing import Any
 
 import orjson
 
-from shared.dialects.base import ChatTranslator, UpstreamError, Usage, retry_after_seconds
+from shared.dialects.base import ChatTranslator, Usage
 from shared.errors import InvalidRequest
+from shared.transport.errors import UpstreamError, retry_after_seconds
 
 # fmt: off
 # https://platform.claude.com/docs/en/api/messages#response-stop-reason (pause_turn: a server tool

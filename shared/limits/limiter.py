@@ -27,7 +27,7 @@ from shared.accounts.keys import KeyRecord
 from shared.config import LimitSettings
 from shared.errors import NoProviderAvailable, RateLimited
 from shared.hot import HotStore, HotStoreDown
-from shared.limits.gcra import Decision, Rule, RuleState, Slot
+from shared.hot.gcra import Decision, Rule, RuleState, Slot
 
 MINUTE = 60_000
 DAY = 86_400_000

@@ -1,6 +1,6 @@
 """Schemas of the account, key, credit, usage, provider-key, admin, auth and job routes for the
-OpenAPI document (SPEC §5, §9): the views of shared.accounts. Money is a decimal string (USD),
-times are ISO 8601 UTC strings."""
+OpenAPI document (SPEC §5, §9): the shapes of shared.views and shared.accounts. Money is a decimal
+string (USD), times are ISO 8601 UTC strings."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Schemas of the catalog and health routes for the OpenAPI document (SPEC §2.4, §8): the shapes
-of shared.catalog.view and shared.routing.status. Prices are USD per million tokens (per image,
+of shared.views.catalog and shared.views.status. Prices are USD per million tokens (per image,
 per request for those two) as charged, decimal strings."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Mapping
 
 from shared.config import Timeouts
-from shared.dialects.base import UpstreamError
+from shared.transport.errors import UpstreamError
 from shared.transport.http1 import Disconnected, HttpClient, Limits, ReadTimeout, Refused, Response
 
 USER_AGENT = "gatewayz/0.1"
