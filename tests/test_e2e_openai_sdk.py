@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import Account, provision
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Reply, ToolCall
+from tests.store.support import query
 
 MODEL = "openai/gpt-4o"
 NATIVE = "gpt-4o"
@@ -343,6 +344,12 @@ def test_a_local_model_is_named_as_the_caller_asked(
     assert raw.headers["x-gatewayz-provider"] == "local"
     assert raw.parse().model == "local:my-org/my-model:7b"
     assert openai_fake.requests[-1].body["model"] == "my-org/my-model:7b"
+    records = query(
+        gateway.runtime.settings.database_url,
+        "SELECT model FROM request_records WHERE request_id = :r",
+        {"r": raw.headers["x-request-id"]},
+    )
+    assert [r["model"] for r in records] == ["local:my-org/my-model:7b"]
     again = client.chat.completions.create(
         model=raw.headers["x-gatewayz-model"], messages=[{"role": "user", "content": "hi"}]
     )

@@ -1,7 +1,7 @@
 """The limiter contract (SPEC §7): the same behaviour on every hot-state backend.
 
-Each test runs three times: on in-process memory (the Python `check`), on the real Redis at
-127.0.0.1:6379 (the Lua script through redis-py) and on Upstash's REST protocol (the same script
+Each test runs three times: on in-process memory (the Python `check`), on the real Redis that
+tests/services.py decides on (the Lua script through the gateway's RESP client) and on Upstash's REST protocol (the same script
 through `upstash-redis` and a bridge to that Redis). Under GCRA a limit of L per period P spaces
 units P/L apart and lets a whole period's worth through at once; these tests pin the exact
 numbers: what is allowed, what `retry_after_ms` says, what `remaining`/`reset` report, and that a
