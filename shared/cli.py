@@ -155,7 +155,7 @@ async def _credits_grant(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     except LookupError:
         raise CliError(f"no user {args.user}") from None
     if not result.applied and result.transaction_id is None:
-        raise CliError("the adjustment would make the balance negative")
+        raise CliError("the adjustment is larger than the available credit (balance less open holds)")
     return {
         "user_id": args.user,
         "applied": result.applied,

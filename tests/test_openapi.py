@@ -47,9 +47,17 @@ def refs(value: Any) -> list[str]:
 
 
 def test_every_function_module_is_checked() -> None:
-    assert {"chat", "account", "admin", "auth", "catalog", "health", "jobs", "provider_keys"} <= set(
-        FUNCTION_MODULES
-    )
+    assert {
+        "chat",
+        "messages",
+        "account",
+        "admin",
+        "auth",
+        "catalog",
+        "health",
+        "jobs",
+        "provider_keys",
+    } <= set(FUNCTION_MODULES)
 
 
 @pytest.mark.parametrize(("name", "app"), apps(), ids=[name for name, _ in apps()])
@@ -71,8 +79,9 @@ def test_every_registered_route_is_in_the_document_with_its_schemas(name: str, a
             assert body["$ref"].startswith("#/components/schemas/")
         for status, answer in operation["responses"].items():
             assert status != "422", f"{method} {path}: the gateway answers 400, never FastAPI's 422"
-            if status != "200":
-                assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorEnvelope")
+            if status != "200":  # the route's own envelope: OpenAI's, or Anthropic's on /v1/messages
+                envelope = "AnthropicErrorEnvelope" if path.startswith("/v1/messages") else "ErrorEnvelope"
+                assert answer["content"]["application/json"]["schema"]["$ref"].endswith(f"/{envelope}")
     for ref in refs(document):
         assert ref.removeprefix("#/components/schemas/") in schemas, f"{name}: dangling {ref}"
 

@@ -25,6 +25,7 @@ import orjson
 from shared.billing import from_pico, money_pico
 from shared.billing.ledger import SpendLimits
 from shared.hot import HotStore, HotStoreDown
+from shared.providers import load_providers
 from shared.store import Database, now_text
 
 SCOPES = frozenset({"inference", "read", "keys", "billing", "admin"})
@@ -183,8 +184,14 @@ def record_from_row(row: dict[str, Any], byok: Sequence[str]) -> KeyRecord:
             concurrency=row["concurrency"],
             allowed_models=_json_list(row["plan_allowed_models"]),
         ),
-        byok_providers=frozenset(byok),
+        # A stored key for a provider that takes none (stored before `local` was refused) is ignored.
+        byok_providers=frozenset(p for p in byok if _takes_byok(p)),
     )
+
+
+def _takes_byok(provider_id: str) -> bool:
+    provider = load_providers().get(provider_id)
+    return provider is not None and provider.takes_byok
 
 
 class KeyCache:

@@ -25,12 +25,14 @@ class Usage:
     """Token counts normalised once per dialect so that each token is billed exactly once.
 
     `input_tokens` excludes cache reads and writes; `output_tokens` includes reasoning, and
-    `reasoning_tokens` says how many of them were reasoning.
+    `reasoning_tokens` says how many of them were reasoning; `cache_write_1h_tokens` says how many
+    of the cache writes were Anthropic's 1-hour ones (priced apart).
     """
 
     input_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
@@ -43,6 +45,7 @@ class Usage:
         self.input_tokens += other.input_tokens
         self.cache_read_tokens += other.cache_read_tokens
         self.cache_write_tokens += other.cache_write_tokens
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens
         self.output_tokens += other.output_tokens
         self.reasoning_tokens += other.reasoning_tokens
         self.estimated = self.estimated or other.estimated

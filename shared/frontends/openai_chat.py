@@ -14,8 +14,8 @@ import orjson
 
 from shared.billing import money
 from shared.dialects.base import ChatTranslator, Usage
+from shared.pipeline.call import Call
 from shared.pipeline.frontend import FrontEnd, StreamWriter
-from shared.pipeline.request import ChatParams
 from shared.transport.sse import DONE, frame
 
 
@@ -27,9 +27,9 @@ def usage_with_cost(usage: Usage, cost: Decimal) -> dict[str, Any]:
 
 
 class ChatWriter(StreamWriter):
-    def __init__(self, front: OpenAIChat, params: ChatParams, model_id: str) -> None:
+    def __init__(self, front: OpenAIChat, include_usage: bool, model_id: str) -> None:
         self.front = front
-        self.include_usage = params.include_usage
+        self.include_usage = include_usage
         self.model_id = model_id
         self.last: dict[str, Any] | None = None
 
@@ -69,8 +69,8 @@ class OpenAIChat(FrontEnd):
         answer_body["usage"] = merged
         return self.shape(answer_body)
 
-    def writer(self, params: ChatParams, tr: ChatTranslator, model_id: str) -> StreamWriter:
-        return ChatWriter(self, params, model_id)
+    def writer(self, call: Call, tr: ChatTranslator, model_id: str) -> StreamWriter:
+        return ChatWriter(self, call.params.include_usage, model_id)
 
     # Subclasses (legacy completions) reshape the chat objects.
     def shape(self, out: dict[str, Any]) -> dict[str, Any]:

@@ -63,9 +63,10 @@ def documented(
     errors: Sequence[int] = (),
     headers: Sequence[str] = ("x-request-id",),
     tag: str = "",
+    error: Schema = "base.ErrorEnvelope",
 ) -> Callable[[Endpoint], Endpoint]:
     """Attach the route's `Doc` to its endpoint (for routes whose schemas FastAPI cannot see)."""
-    doc = Doc(summary, response, request, stream, tuple(errors), tuple(headers), tag)
+    doc = Doc(summary, response, request, stream, tuple(errors), tuple(headers), tag, error)
 
     def mark(endpoint: Endpoint) -> Endpoint:
         endpoint.openapi_doc = doc  # type: ignore[attr-defined]
@@ -86,6 +87,7 @@ def fast_route(
     errors: Sequence[int] = (),
     headers: Sequence[str] = INFERENCE_HEADERS,
     tag: str = "",
+    error: Schema = "base.ErrorEnvelope",
 ) -> Callable[[Endpoint], Endpoint]:
     """Register a plain fast route with its OpenAPI description: a Starlette `Route` with a fixed
     path, which the middleware calls directly (no FastAPI validation, dependency solving or
@@ -100,6 +102,7 @@ def fast_route(
             errors=errors,
             headers=headers,
             tag=tag,
+            error=error,
         )(endpoint)
         router.add_route(path, endpoint, methods=list(methods))
         return endpoint

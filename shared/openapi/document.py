@@ -46,6 +46,7 @@ HEADERS = {
     "x-ratelimit-limit-requests": "Requests allowed per minute (and -tokens: tokens).",
     "x-ratelimit-remaining-requests": "Requests left in the window (and -tokens).",
     "x-ratelimit-reset-requests": "Until the window refills, like `1s` or `6m0s` (and -tokens).",
+    "x-gatewayz-estimated": "`true` when the count is the gateway's estimate, not the provider's.",
 }
 
 

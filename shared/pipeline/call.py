@@ -34,6 +34,7 @@ FEATURE_PARAMS: dict[str, tuple[str, ...]] = {
     "logprobs": ("logprobs", "top_logprobs"),
     "service_tier": ("service_tier",),
     "reasoning_effort": ("reasoning_effort",),
+    "top_k": ("top_k",),
 }
 
 
@@ -46,6 +47,7 @@ class Call:
     api: str = "openai"  # the API the caller speaks
     native: dict[str, Any] | None = None  # the caller's own body, for offers that speak its API
     headers: Mapping[str, str] = field(default_factory=dict)  # caller headers sent with `native`
+    dropped: list[str] = field(default_factory=list)  # named when the pivot goes out
 
 
 @dataclass(slots=True)
@@ -74,6 +76,8 @@ def prepare(candidate: Candidate, call: Call, stream: bool, fan_out: bool) -> Pr
         headers = {**candidate.endpoint.headers, **call.headers}
     else:
         tr = translator_class(provider.dialect)(**kwargs)
+        for name in call.dropped:
+            tr.drop(name)
         vendor = tr.request(_pivot_body(candidate, call.body, tr, fan_out), stream)
         headers = dict(candidate.endpoint.headers)
     headers["content-type"] = "application/json"

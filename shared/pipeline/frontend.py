@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from shared.dialects.base import ChatTranslator, Usage
-from shared.pipeline.request import ChatParams
+
+if TYPE_CHECKING:
+    from shared.pipeline.call import Call
 
 
 @dataclass(slots=True)
@@ -22,6 +24,8 @@ class Inbound:
     body: Any  # the request in the pivot (OpenAI chat), validated by the pipeline
     native: dict[str, Any] | None = None  # the caller's own body, for offers of its API
     headers: dict[str, str] = field(default_factory=dict)  # caller headers sent with `native`
+    dropped: list[str] = field(default_factory=list)  # what the pivot could not carry (named)
+    native_only: str | None = None  # why only offers of the caller's API can serve it
 
 
 class StreamWriter:
@@ -50,5 +54,5 @@ class FrontEnd:
         """The caller's body for a whole answer."""
         raise NotImplementedError
 
-    def writer(self, params: ChatParams, tr: ChatTranslator, model_id: str) -> StreamWriter:
+    def writer(self, call: Call, tr: ChatTranslator, model_id: str) -> StreamWriter:
         raise NotImplementedError

@@ -14,8 +14,6 @@ import time
 from decimal import Decimal
 from typing import Any
 
-import anyio
-
 from shared.accounts.keys import KeyRecord
 from shared.billing import money
 from shared.billing.ledger import RequestRecord
@@ -174,9 +172,11 @@ class Meter:
 
     async def settle(
         self, candidate: Candidate, usage: Usage, cost: Decimal, attempts: list[str], status: str = "ok"
-    ) -> None:
+    ) -> Decimal:
+        """Charge the request's cost; returns what was charged — less than `cost` when it overran
+        the hold and the balance could not cover it — which is what the caller must be told."""
         if self.closed:
-            return
+            return cost
         self.closed = True
         record = self.record(
             model=candidate.model_id,
@@ -191,9 +191,10 @@ class Meter:
             byok=candidate.byok,
             attempts=attempts,
         )
-        # Shielded: a caller who hangs up mid-stream is still billed for what was generated.
-        with anyio.CancelScope(shield=True):
-            await self.rt.ledger.settle(record, cost)
+        # A caller who hangs up mid-stream is still billed for what was generated: the ledger
+        # finishes a settlement even if this task is cancelled.
+        charged = await self.rt.ledger.settle(record, cost)
+        return cost if charged is None else charged  # None: settled before (not through this meter)
 
     async def release(self, http_status: int, attempts: list[str]) -> None:
         """Nothing billable happened (every provider failed, or the caller erred): charge nothing."""
@@ -201,5 +202,4 @@ class Meter:
             return
         self.closed = True
         record = self.record(status="error", http_status=http_status, attempts=attempts)
-        with anyio.CancelScope(shield=True):
-            await self.rt.ledger.release(record)
+        await self.rt.ledger.release(record)

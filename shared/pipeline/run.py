@@ -14,7 +14,15 @@ from starlette.responses import Response
 
 from shared.auth import Principal
 from shared.billing import money
-from shared.errors import AuthenticationFailed, GatewayError, NoProviderAvailable, PermissionDenied, status_of
+from shared.dialects import native_translator_class
+from shared.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NoProviderAvailable,
+    PermissionDenied,
+    status_of,
+)
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, complete, gateway_headers
 from shared.pipeline.frontend import FrontEnd, Inbound
@@ -63,6 +71,14 @@ async def with_own_keys(rt: Runtime, plan: list[Candidate], principal: Principal
     return out
 
 
+def native_offers(plan: list[Candidate], front: FrontEnd, why: str) -> list[Candidate]:
+    """Offers that speak the caller's API, for a request the pivot cannot carry."""
+    kept = [c for c in plan if native_translator_class(front.api, c.endpoint.provider.dialect)]
+    if not kept:
+        raise InvalidRequest(f"This request uses {why}, which only {front.api} models can serve.")
+    return kept
+
+
 def free_only(plan: list[Candidate], requested: str) -> list[Candidate]:
     """Anonymous callers (layer 3) reach free offers only."""
     kept = [c for c in plan if c.offer.pricing.is_free]
@@ -83,6 +99,8 @@ async def run(
     requested = str(body.get("model"))
     byok = principal.key.byok_providers if principal.key else frozenset()
     plan = rt.router.plan(body, params.needs, prefs, byok)
+    if inbound.native_only is not None:
+        plan = native_offers(plan, front, inbound.native_only)
     if byok:
         plan = await with_own_keys(rt, plan, principal)
     if principal.kind == "anonymous":
@@ -94,7 +112,7 @@ async def run(
         estimate = estimate_prompt(body) + (params.max_output or 0) * params.n
         admission = await rt.limiter.admit(principal.key, ctx.billing_id, estimate, ctx.take_deferred_ip())
     native = upstream_body(inbound.native) if inbound.native is not None else None
-    call = Call(upstream_body(body), params, front.api, native, inbound.headers)
+    call = Call(upstream_body(body), params, front.api, native, inbound.headers, inbound.dropped)
     meter = Meter(rt, principal.key, ctx, front.endpoint, plan[0].model_id) if principal.key else None
     try:
         if meter is not None:
@@ -123,7 +141,7 @@ async def _complete(
     candidate, answer = await complete(rt, call, plan, ctx)
     cost = price(rt, candidate, answer.usage)
     if meter is not None:
-        await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())
+        cost = await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())  # as charged
     await rt.limiter.finish(admission, answer.usage.prompt_tokens + answer.usage.output_tokens)
     out = front.response(answer.body, answer.translator, answer.usage, cost)
     headers = gateway_headers(candidate, ctx, answer.translator)

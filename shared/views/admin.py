@@ -120,8 +120,9 @@ async def update_user(rt: Runtime, principal: Principal, user_id: str, body: Use
 async def change_credits(
     rt: Runtime, principal: Principal, user_id: str, body: CreditChange
 ) -> dict[str, Any]:
-    """A grant (amount > 0) or an adjustment (< 0) with its reason; with an idempotency key a
-    replay changes nothing and answers with the first transaction."""
+    """A grant (amount > 0) or an adjustment (< 0, at most the available credit: money held for
+    requests in flight stays theirs) with its reason; with an idempotency key a replay changes
+    nothing and answers with the first transaction."""
     actor = admin_actor(principal)
     try:
         result = await rt.ledger.change_balance(
@@ -137,8 +138,11 @@ async def change_credits(
     except LookupError:
         raise NotFound(f"No user {user_id!r}.", param="id", code="user_not_found") from None
     if result.transaction_id is None:
+        balance, held = await rt.ledger.balance(user_id)
         raise InvalidRequest(
-            f"amount: this adjustment would take the balance (${money(result.balance)}) below zero.",
+            f"amount: this adjustment is larger than the available credit, ${money(balance - held)} "
+            f"(the balance ${money(balance)} less ${money(held)} held for requests in flight, which "
+            "will be charged).",
             param="amount",
             code="balance_below_zero",
         )

@@ -199,6 +199,18 @@ async def test_a_lease_expires_by_itself(hot: HotStore, prefix: str) -> None:
     assert (await hot.rate([], [Slot(key, "new", 2, 300)])).allowed
 
 
+async def test_a_dead_lease_beside_a_live_one_expires_by_itself(hot: HotStore, prefix: str) -> None:
+    """A dead instance's lease frees its slot even while live leases keep the set alive (each
+    new lease pushes the set's own expiry out): expired members are dropped at every check."""
+    key = f"{prefix}conc"
+    assert (await hot.rate([], [Slot(key, "dead", 2, 500)])).allowed
+    assert (await hot.rate([], [Slot(key, "live", 2, 60_000)])).allowed
+    assert not (await hot.rate([], [Slot(key, "new", 2, 60_000)])).allowed  # both still count
+    await asyncio.sleep(0.6)
+    assert (await hot.rate([], [Slot(key, "new", 2, 60_000)])).allowed  # the dead one is gone
+    assert not (await hot.rate([], [Slot(key, "newer", 2, 60_000)])).allowed  # the live one is not
+
+
 async def test_headers_report_the_tightest_minute_limits(hot: HotStore, prefix: str) -> None:
     rules = [
         rpm(f"{prefix}user:rpm", 20),
