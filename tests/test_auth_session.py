@@ -154,7 +154,7 @@ def test_first_sign_in_creates_the_user_and_a_key_that_works(
     assert user["email"] == "new.user@example.com" and user["role"] == "user" and user["status"] == "active"
     key = session["api_key"]
     assert key["key"].startswith("gw_live_") and key["last4"] == key["key"][-4:]
-    assert sorted(key["scopes"]) == ["inference", "read"]
+    assert key["scopes"] == ["billing", "inference", "keys", "read"]  # every scope but admin
     (row,) = local.rows("SELECT id, auth_subject FROM users WHERE email = :e", {"e": "new.user@example.com"})
     assert row == {"id": user["id"], "auth_subject": sub}
     audit = local.rows(

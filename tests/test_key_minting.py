@@ -52,9 +52,10 @@ def _dimensions() -> dict[str, Dimension]:
     return {
         "scopes": Dimension(
             caller={},
-            looser_create=[{}, {"scopes": ["inference", "billing"]}, {"scopes": ["keys", "admin"]}],
+            looser_create=[{"scopes": ["inference", "billing"]}, {"scopes": ["keys", "admin"]}],
             looser_patch=[{"scopes": ["billing"]}, {"scopes": ["read", "billing"]}],
-            within=[{"scopes": ["read"]}, {"scopes": ["keys", "read"]}],
+            # No scopes: the caller's own (the default rule, shared.accounts.keys.default_scopes).
+            within=[{"scopes": ["read"]}, {}, {"scopes": ["keys", "read"]}],
             param="scopes",
         ),
         "expires_at": Dimension(

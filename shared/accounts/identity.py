@@ -41,11 +41,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import jwt
 import orjson
 
-from shared.accounts.keys import SCOPES
+from shared.accounts.keys import SCOPES, default_scopes
 from shared.accounts.service import Actor, KeySpec, audit_step
 from shared.config import ConfigError
 from shared.errors import AuthenticationFailed, GatewayError, PermissionDenied, error_for_status
@@ -270,15 +269,20 @@ class TokenVerifier:
         headers = {"accept": "application/json"}
         if self.config.api_key:
             headers["apikey"] = self.config.api_key
+        import httpx  # on the first asymmetric token only (SPEC §1: httpx serves JWKS fetches)
+
+        raw = b""
         try:
-            timeout = aiohttp.ClientTimeout(total=10)
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(url, headers=headers) as response,
+                httpx.AsyncClient(timeout=10) as client,
+                client.stream("GET", url, headers=headers) as response,
             ):
-                raw = await response.content.read(MAX_JWKS_BYTES + 1)
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError):
+                status = response.status_code
+                async for chunk in response.aiter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_JWKS_BYTES:
+                        break  # refused below: no need to read the rest
+        except httpx.HTTPError:
             raise AuthUnavailable("Supabase Auth's signing keys could not be fetched; try again.") from None
         if status != 200 or len(raw) > MAX_JWKS_BYTES:
             raise AuthUnavailable(f"Supabase Auth's signing keys could not be fetched (HTTP {status}).")
@@ -376,11 +380,10 @@ class SessionRequest:
     scopes: list[str] | None = None
 
 
-def _key_spec(request: SessionRequest) -> KeySpec:
-    spec = KeySpec(name=request.key_name or "supabase-session")
-    if request.scopes is not None:
-        spec.scopes = sorted(set(request.scopes))
-    return spec
+def _key_spec(request: SessionRequest, role: str) -> KeySpec:
+    """A sign-in never grants `admin` (SESSION_SCOPES), whatever the user's role."""
+    scopes = request.scopes if request.scopes is not None else default_scopes(role, SESSION_SCOPES)
+    return KeySpec(name=request.key_name or "supabase-session", scopes=sorted(set(scopes)))
 
 
 async def _confirmed_identity(verifier: TokenVerifier, identity: Identity, token: str) -> Identity:
@@ -438,7 +441,9 @@ async def exchange(
         key = None
         if request.create_key:
             _no_admin(user["role"])
-            key = await accounts.create_key(user["id"], _key_spec(request), Actor("user", user["id"], ip))
+            key = await accounts.create_key(
+                user["id"], _key_spec(request, user["role"]), Actor("user", user["id"], ip)
+            )
         return _session(user, key, created=False, linked=False)
 
     # First sign-in: an account for the verified email, or the link to an existing one.
@@ -465,11 +470,11 @@ async def exchange(
         _no_admin(existing["role"])
         if existing["status"] != "active":
             raise PermissionDenied("This account is suspended.", code="account_suspended")
-        return await _link(rt, existing["id"], identity, request, ip)
+        return await _link(rt, existing["id"], existing["role"], identity, request, ip)
     actor = Actor("user", f"supabase:{identity.subject}", ip)
     try:
         user, full_key = await accounts.create_user(
-            identity.email, actor=actor, auth_subject=identity.subject, key=_key_spec(request)
+            identity.email, actor=actor, auth_subject=identity.subject, key=_key_spec(request, "user")
         )
     except Exception:
         # A concurrent first sign-in of the same user won the race: that is a later sign-in.
@@ -482,12 +487,12 @@ async def exchange(
 
 
 async def _link(
-    rt: Runtime, user_id: str, identity: Identity, request: SessionRequest, ip: str | None
+    rt: Runtime, user_id: str, role: str, identity: Identity, request: SessionRequest, ip: str | None
 ) -> dict[str, Any]:
     """Link an account created by an operator for this email to the Supabase user, with the
     first key of that person's own."""
     actor = Actor("user", user_id, ip)
-    full_key, key_steps = rt.accounts.key_steps(user_id, _key_spec(request), actor)
+    full_key, key_steps = rt.accounts.key_steps(user_id, _key_spec(request, role), actor)
     await rt.db.transaction(
         [
             (LINK, {"subject": identity.subject, "user_id": user_id}),

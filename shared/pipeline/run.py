@@ -26,7 +26,7 @@ from shared.errors import (
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, complete, gateway_headers
 from shared.pipeline.frontend import FrontEnd, Inbound
-from shared.pipeline.meter import Meter, price, worst_case
+from shared.pipeline.meter import Meter, price
 from shared.pipeline.request import check_chat, upstream_body
 from shared.pipeline.streaming import stream_chat
 from shared.providers import bind
@@ -120,7 +120,7 @@ async def run(
     meter = Meter(rt, principal.key, ctx, front.endpoint, plan[0].model_id) if principal.key else None
     try:
         if meter is not None:
-            await meter.reserve(worst_case(rt, plan, call.body, params))
+            await meter.reserve(plan, call.body, params)
         if params.stream:
             return await stream_chat(rt, call, plan, ctx, front, meter, admission)
         return await _complete(rt, call, plan, ctx, front, meter, admission)

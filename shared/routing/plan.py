@@ -158,8 +158,10 @@ class Router:
         offer = Offer(
             provider="local", native_id=native_id, pricing=Pricing(prompt=Decimal(0), completion=Decimal(0))
         )
-        model = Model(
-            id=f"local/{native_id.replace('/', '-')}",
+        # Made per request, not catalog data: its id is the `local:` name the caller sent (an id
+        # that resolves again), which the catalog's `org/model` pattern does not admit.
+        model = Model.model_construct(
+            id=f"local:{native_id}",
             name=f"Local: {native_id}",
             owned_by="local",
             created=0,

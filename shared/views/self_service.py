@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from shared.accounts.keys import DEFAULT_SCOPES, PlanLimits
+from shared.accounts.keys import PlanLimits, default_scopes
 from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, RateLimitsIn
 from shared.accounts.restrictions import Restrictions, check_may_mint, check_within
 from shared.accounts.service import Actor, KeySpec
@@ -104,7 +104,7 @@ async def create_key(rt: Runtime, principal: Principal, body: KeyCreate) -> dict
     spec = KeySpec(
         name=body.name,
         environment=body.environment,
-        scopes=list(body.scopes or DEFAULT_SCOPES),
+        scopes=list(body.scopes or default_scopes(principal.key.role, principal.key.scopes)),
         expires_at=body.expires_at,
         ip_allowlist=body.ip_allowlist,
         allowed_origins=body.allowed_origins,

@@ -13,7 +13,8 @@ from psycopg import sql
 from shared.billing.ledger import new_id
 from shared.store import Database, now_text, open_database
 from shared.store.routines import Routine, Statement
-from tests.store.support import PG_BASE, postgres_schema
+from tests.services import postgres_url
+from tests.store.support import as_user, postgres_schema
 
 INSERT_USER = "INSERT INTO users (id, email, plan_id, created_at) VALUES (:id, :email, 'free', :now)"
 
@@ -118,7 +119,7 @@ async def test_without_the_right_to_create_functions_postgres_runs_plain_stateme
             await migrate(owner, read_migrations())
         finally:
             await owner.close()
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        with psycopg.connect(postgres_url(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS").format(sql.Identifier(role)))
             conn.execute(
                 sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(role))
@@ -128,7 +129,7 @@ async def test_without_the_right_to_create_functions_postgres_runs_plain_stateme
                     sql.Identifier(schema), sql.Identifier(role)
                 )
             )
-        db = open_database(owner_url.replace("postgres@", f"{role}@", 1))
+        db = open_database(as_user(owner_url, role))
         try:
             user_id = await new_user(db)
             assert await db.run(CHARGE, {"id": user_id, "amount": 11, "suspend": True}) is True
@@ -138,6 +139,6 @@ async def test_without_the_right_to_create_functions_postgres_runs_plain_stateme
             assert not await function_exists(db, TOP_UP)
         finally:
             await db.close()
-            with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            with psycopg.connect(postgres_url(), autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
