@@ -50,6 +50,7 @@ def test_every_function_module_is_checked() -> None:
     assert {
         "chat",
         "messages",
+        "responses",
         "account",
         "admin",
         "auth",
