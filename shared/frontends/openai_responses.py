@@ -84,9 +84,12 @@ def _check_item(item: Any, where: str) -> None:
         ):
             raise _bad("expected a string or a list of content parts with a type.", f"{where}.content")
     elif kind == "item_reference":
+        # The Vercel AI SDK sends these for earlier answers unless told `store: false` (it assumes
+        # OpenAI's default, storing): the message says how to make it send the items instead.
         raise _bad(
-            "item references are not supported: Gatewayz keeps conversations by previous_response_id "
-            "(store: true); send the item itself.",
+            "item references are not supported: Gatewayz keeps no items unless asked and continues "
+            "conversations by previous_response_id; send the item itself (the Vercel AI SDK does with "
+            "providerOptions: { openai: { store: false } }).",
             where,
         )
     elif not isinstance(kind, str):

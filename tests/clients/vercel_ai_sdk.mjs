@@ -14,7 +14,24 @@ const deltas = [];
 for await (const delta of streamed.textStream) deltas.push(delta);
 const streamedResponse = await streamed.response;
 
+// A second turn with the first answer in the history: by default the SDK refers to stored items
+// (OpenAI's default is to store); with store: false it sends them.
+async function followUp(providerOptions) {
+  try {
+    const messages = [{ role: 'user', content: 'Say hi.' }, ...generated.response.messages,
+      { role: 'user', content: 'Again.' }];
+    const r = await generateText({ model: openai(model), messages, providerOptions, maxRetries: 0 });
+    return { text: r.text };
+  } catch (e) {
+    return { error: e.message, status: e.statusCode };
+  }
+}
+const followUpDefault = await followUp(undefined);
+const followUpUnstored = await followUp({ openai: { store: false } });
+
 console.log(JSON.stringify({
+  followUpDefault,
+  followUpUnstored,
   generate: {
     text: generated.text,
     finishReason: generated.finishReason,

@@ -1,7 +1,9 @@
 """The Vercel AI SDK's default OpenAI provider (npm `ai` + `@ai-sdk/openai`, pinned in
 tests/clients/) pointed at the gateway: `createOpenAI({baseURL, apiKey})(model)` calls
 `/v1/responses`, and `generateText` and `streamText` answer for an OpenAI model (native
-pass-through) and an Anthropic model (translated), through the fakes; each answer is billed."""
+pass-through) and an Anthropic model (translated), through the fakes; each answer is billed. A
+second turn with the first answer in its history works with `store: false` (the SDK then sends the
+items); by default the SDK refers to items OpenAI would have stored, and the 400 says what to set."""
 
 from __future__ import annotations
 
@@ -80,7 +82,13 @@ def test_generate_and_stream_text(
     assert streamed["finishReason"] == "stop"
     assert (streamed["usage"]["inputTokens"], streamed["usage"]["outputTokens"]) == (10, 6)
     assert generated["responseId"].startswith("resp_") and streamed["responseId"].startswith("resp_")
-    assert [r.path for r in fake.requests] == [path, path]
+    follow_up = result["followUpUnstored"]
+    assert follow_up == {"text": "Hello from the fake upstream."}, follow_up
+    sent = fake.requests[-1].body
+    assert "Hi there!" in json.dumps(sent)  # the first answer went along in the history
+    refused = result["followUpDefault"]
+    assert refused["status"] == 400 and "store: false" in refused["error"], refused
+    assert [r.path for r in fake.requests] == [path, path, path]  # the refused turn reached nobody
     # Billed exactly: one usage row per answer, at the catalog's prices.
     prompt, completion = PRICES[model]
     for answer, (tokens_in, tokens_out) in ((generated, (20, 3)), (streamed, (10, 6))):
