@@ -187,9 +187,9 @@ def check_responses(body: Any) -> None:
 
 
 def replayable(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stored items as OpenAI takes them back from a caller that stores nothing upstream: item ids
-    refer to nothing there (ids dropped), and a reasoning item travels only with its encrypted
-    content (https://platform.openai.com/docs/guides/reasoning#encrypted-reasoning-items)."""
+    """Items as OpenAI takes them back with `store: false`: item ids refer to nothing stored there
+    (dropped), and a reasoning item travels only with its encrypted content
+    (https://platform.openai.com/docs/guides/reasoning#encrypted-reasoning-items)."""
     out = []
     for item in items:
         if item.get("type") == "reasoning":
@@ -229,8 +229,10 @@ class OpenAIResponses(FrontEnd):
     def inbound(self) -> Inbound:
         converted = responses_to_chat(self.body, self.history)
         native = self.body
-        if self.history:
-            native = {**self.body, "input": [*replayable(self.history), *input_items(self.body)]}
+        if self.history or isinstance(self.body["input"], list):
+            # Upstream nothing is stored: items go as OpenAI takes them back then, the caller's own
+            # too (output items passed back by hand, as OpenAI's docs show, carry ids and reasoning).
+            native = {**self.body, "input": replayable([*self.history, *input_items(self.body)])}
         return Inbound(converted.body, native, {}, converted.dropped, converted.native_only)
 
     def usage(self, usage: Usage, cost: Decimal, raw: Any = None) -> dict[str, Any]:

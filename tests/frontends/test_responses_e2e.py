@@ -268,6 +268,27 @@ def test_previous_response_id_continues_a_stored_conversation(
     assert json.dumps(sent).count("Ada") == 3
 
 
+def test_output_items_passed_back_by_hand_reach_openai_as_it_takes_them(
+    client: openai.OpenAI, openai_fake: OpenAIFake
+) -> None:
+    # OpenAI's docs pass a response's output back as input; with `store: false` upstream a
+    # reasoning item without encrypted content would be refused there (the fake refuses it too).
+    openai_fake.script("gpt-4o", Reply(text="42.", reasoning="Think."), Reply(text="Still 42."))
+    first = client.responses.create(model=MODELS["openai"], input="Answer?")
+    assert [i.type for i in first.output] == ["reasoning", "message"]
+    history = [
+        {"role": "user", "content": "Answer?"},
+        *[i.model_dump(exclude_none=True) for i in first.output],
+    ]
+    second = client.responses.create(
+        model=MODELS["openai"], input=[*history, {"role": "user", "content": "Sure?"}]
+    )
+    assert second.output_text == "Still 42."
+    sent = openai_fake.requests[-1].body["input"]
+    assert [i.get("type", "message") for i in sent] == ["message", "message", "message"]
+    assert all("id" not in i for i in sent)
+
+
 def test_get_and_delete_a_stored_response(client: openai.OpenAI, openai_fake: OpenAIFake) -> None:
     openai_fake.script("gpt-4o", Reply(text="Stored.", input=9, output=2))
     created = client.responses.create(model=MODELS["openai"], input="Keep this.", store=True)
