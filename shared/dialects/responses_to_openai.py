@@ -309,12 +309,12 @@ def responses_usage(usage: Usage) -> dict[str, Any]:
     """The Responses `usage` object: input_tokens include cache reads and writes (the cost is
     added by the front end)."""
     prompt = usage.prompt_tokens
-    details: dict[str, Any] = {"cached_tokens": usage.cache_read_tokens}
-    if usage.cache_write_tokens:
-        details["cache_write_tokens"] = usage.cache_write_tokens
     return {
         "input_tokens": prompt,
-        "input_tokens_details": details,
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": prompt + usage.output_tokens,

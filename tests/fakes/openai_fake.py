@@ -556,7 +556,7 @@ class OpenAIFake(FakeServer):
         prompt = reply.input + reply.cached
         return {
             "input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": reply.cached},
+            "input_tokens_details": {"cached_tokens": reply.cached, "cache_write_tokens": reply.cache_write},
             "output_tokens": reply.output,
             "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
             "total_tokens": prompt + reply.output,

@@ -94,6 +94,7 @@ def test_plain_response_is_answered_and_billed_exactly(
     assert response.usage is not None
     assert (response.usage.input_tokens, response.usage.output_tokens) == (30, 4)
     assert response.usage.input_tokens_details.cached_tokens == 0
+    assert response.usage.input_tokens_details.cache_write_tokens == 0
     assert response.usage.output_tokens_details.reasoning_tokens == 0
     cost = Decimal(raw.headers["x-gatewayz-cost"])
     assert cost == price(family, 30, 4)
@@ -144,6 +145,45 @@ def test_streamed_response_is_the_openai_event_sequence(
     usage = events[-1]["response"]["usage"]
     assert (usage["input_tokens"], usage["output_tokens"]) == (12, 5)
     assert Decimal(str(usage["cost"])) == price(family, 12, 5) == charged(gateway_db, request_id)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("family", "reply", "upstream_usd"),
+    [
+        # GPT-4o: $2.5 in, $10 out, $1.25 cache read per million (native: OpenAI's usage, read once).
+        ("openai", Reply(input=100, cached=900, output=10), 100 * Decimal("2.5") + 900 * Decimal("1.25") + 100),
+        # Opus 5.5 translated: $4 in, $20 out, $0.20 cache read, $5 cache write (5 minutes) per million.
+        ("claude", Reply(input=100, cached=2000, cache_write=300, output=50),
+         100 * Decimal(4) + 2000 * Decimal("0.2") + 300 * Decimal(5) + 50 * Decimal(20)),
+    ],
+)  # fmt: skip
+def test_cache_tokens_are_billed_once_at_their_rates(
+    client: openai.OpenAI,
+    fakes_by_family: dict[str, Any],
+    gateway_db: str,
+    family: str,
+    reply: Reply,
+    upstream_usd: Decimal,
+    stream: bool,
+) -> None:
+    script(fakes_by_family, family, reply)
+    if stream:
+        with client.responses.with_streaming_response.create(
+            model=MODELS[family], input="hi", stream=True
+        ) as raw:
+            request_id = raw.headers["x-request-id"]
+            events = [json.loads(line[6:]) for line in raw.iter_lines() if line.startswith("data: ")]
+        usage = events[-1]["response"]["usage"]
+    else:
+        answer = client.responses.with_raw_response.create(model=MODELS[family], input="hi")
+        request_id = answer.headers["x-request-id"]
+        usage = json.loads(answer.http_response.content)["usage"]
+    expected = upstream_usd / M * MARKUP
+    assert Decimal(str(usage["cost"])) == expected == charged(gateway_db, request_id)
+    assert usage["input_tokens"] == reply.input + reply.cached + reply.cache_write
+    assert usage["input_tokens_details"]["cached_tokens"] == reply.cached
+    assert usage["output_tokens"] == reply.output
 
 
 @pytest.mark.parametrize("family", FAMILIES)
