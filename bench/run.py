@@ -241,14 +241,14 @@ def measure_point(
     return result
 
 
-def warm_up(run: Running, seconds: float) -> None:
-    """Open the pools and let lazy caches fill, on every route the target serves, before anything
-    is recorded."""
-    share = seconds / (2 * len(run.spec.routes))
-    for key in run.spec.routes:
+def warm_up(run: Running, seconds: float, routes: list[str]) -> None:
+    """Open the pools and let lazy caches fill, on every route to be measured, before anything is
+    recorded."""
+    share = seconds / (2 * max(1, len(routes)))
+    for key in routes:
         route = ROUTES[key]
         model = run.spec.models[route.upstream]
-        for stream in (False, True):
+        for stream in (False, True) if route.api.streams else (False,):
             body = route.api.body(model, stream)
             load.run_python(run.url(route.api), body, run.headers(route.api), 4, share, stream, api=route.api)
 
@@ -290,10 +290,11 @@ def bench_target(
             rss_idle_mb=rss_mb(run.pid),
         )
         say(f"[{spec.key}] up in {run.startup_s or 0:.2f} s, RSS {out['rss_idle_mb']:.0f} MB; warming up")
+        points = [p for p in points if p.route in spec.routes]
         if args.warmup > 0:
-            warm_up(run, args.warmup)
+            warm_up(run, args.warmup, [r for r in spec.routes if any(p.route == r for p in points)])
         body_file = ctx.work / f"{spec.key}-body.json"
-        for point in [p for p in points if p.route in spec.routes]:
+        for point in points:
             runs = []
             for i in range(args.runs):
                 between_runs(run)
