@@ -3,10 +3,10 @@
 Every target runs as ONE worker process on 127.0.0.1 against the same fake upstream. Adding a
 target is adding a `TargetSpec`: `kind` picks the starter, `requires` names the gateway features
 it needs (detected from the `gatewayz` CLI, so a target switches itself on when they land),
-`routes` lists the bench routes it serves (`bench/routes.py`), `models` names the model its callers
-send for each of the fake's APIs, and `env` adds settings. The Gatewayz starter takes the real pipeline as far as it exists: with
-accounts it creates a user with credits and benchmarks with that user's API key; until then it
-uses the bootstrap admin key and says so in the report.
+`routes` lists the bench routes it serves (`bench/routes.py`), `models` names the model its
+callers send for each of the fake's APIs, and `env` adds settings. The Gatewayz starter takes the
+real pipeline as far as it exists: with accounts it creates a user with credits and benchmarks
+with that user's API key; until then it uses the bootstrap admin key and says so in the report.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class TargetSpec:
 
 # Gatewayz serves every route: chat and Messages, each to the OpenAI and the Anthropic upstream.
 GATEWAYZ_MODELS = {"openai": "openai/gpt-4o", "anthropic": "anthropic/claude-sonnet-4.5"}
-GATEWAYZ_ROUTES = ("chat", "chat-claude", "msg", "msg-native")
+GATEWAYZ_ROUTES = ("chat", "msg", "chat-claude", "msg-native")
 
 TARGETS: dict[str, TargetSpec] = {
     t.key: t
