@@ -31,6 +31,7 @@ from shared.errors import (
     GatewayError,
     InternalError,
     InvalidRequest,
+    LoopDetected,
     NotFound,
     PayloadTooLarge,
     error_for_status,
@@ -75,11 +76,20 @@ def client_ip(request: Request, settings: Settings) -> str | None:
     return peer
 
 
+LOOP_MESSAGE = (
+    "Loop detected: this request was sent upstream by this gateway and came back to it. A provider's "
+    "base URL points at the gateway itself: check the <ID>_BASE_URL settings (OPENAI_BASE_URL and "
+    "ANTHROPIC_BASE_URL are also the official SDKs' variables, so a shell set up for an SDK sets them)."
+)
+
+
 class GatewayMiddleware:
     """The one ASGI middleware of every app (one layer: each costs a coroutine and a `send`
     wrapper per request):
     - gives every request an id (the caller's `x-request-id` if sane, echoed back) and a
       server-generated billing id;
+    - answers 508 to a request that carries this deployment's own `via` mark (it sent it: a
+      provider's base URL leads back here), before anything else is done for it;
     - applies rate-limit layer 1 (per IP, before authentication) except on `/health…`, which a
       load balancer must always reach, and feeds every response status to velocity mode;
     - turns an unhandled bug into a 500 in the route's envelope — never a stack trace.
@@ -97,7 +107,7 @@ class GatewayMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = authorization = api_key = None
+        request_id = authorization = api_key = via = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
@@ -107,6 +117,8 @@ class GatewayMiddleware:
                 authorization = value.decode("latin-1")
             elif name == b"x-api-key":
                 api_key = value.decode("latin-1")
+            elif name == b"via":
+                via = value.decode("latin-1") if via is None else f"{via}, {value.decode('latin-1')}"
         # The id billing keys on is always ours: a caller's id is echoed and recorded, never trusted
         # to be unique (a retry, or one trace id per conversation, must not collide in the ledger).
         billing_id = new_request_id()
@@ -139,6 +151,11 @@ class GatewayMiddleware:
         if rt is not None:
             rt.inflight += 1
         try:
+            if rt is not None and via is not None:
+                state["via"] = via  # passed on upstream, with our own mark after it
+                if rt.http.mark and rt.http.mark in via:
+                    await send_error(LoopDetected(LOOP_MESSAGE))
+                    return
             if rt is not None:
                 ip = client_ip(Request(scope), rt.settings) or "unknown"
                 state["client_ip"] = ip

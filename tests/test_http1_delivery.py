@@ -102,7 +102,11 @@ class ThreadedServer:
                 return False
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        length = next(int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k.lower() == b"content-length")
+        length = next(
+            int(v)
+            for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+            if k.lower() == b"content-length"
+        )
         while len(body) < length:
             body += conn.recv(65536)
         self.requests.append(head + b"\r\n\r\n" + body)
@@ -162,7 +166,7 @@ async def test_a_pooled_connection_dead_before_the_write_is_replaced_without_los
     with ThreadedServer(reset) as server:
         url = f"http://127.0.0.1:{server.port}/v1/chat"
         assert await (await client.post(url, {}, b"{}", LIMITS)).read() == b"first"
-        time.sleep(blocked)  # the loop is busy: the server's close stays pending meanwhile
+        time.sleep(blocked)  # noqa: ASYNC251 (the loop must be busy: the server's close stays pending)
         resp = await client.post(url, {}, b'{"n":2}', LIMITS)
         assert await resp.read() == b"second"
         assert server.connections == 2

@@ -94,8 +94,10 @@ def _finishes(chunks: list[dict[str, Any]]) -> bool:
     return any(c.get("finish_reason") for chunk in chunks for c in chunk.get("choices") or ())
 
 
-async def _open(rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool) -> UpstreamStream:
-    prep = prepare(candidate, body, stream=True, fan_out=fan_out)
+async def _open(
+    rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool, via: str | None
+) -> UpstreamStream:
+    prep = prepare(candidate, body, True, fan_out, via)
     resp = await rt.http.post(prep.url, prep.headers, prep.body, limits=rt.http.stream_timeout)
     if resp.status >= 300:
         raise prep.translator.error(resp.status, resp.headers, await read_body(resp))
@@ -109,12 +111,12 @@ async def _open(rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out
 
 
 async def _open_all(
-    rt: Runtime, candidate: Candidate, body: dict[str, Any], copies: int
+    rt: Runtime, candidate: Candidate, body: dict[str, Any], copies: int, via: str | None
 ) -> list[UpstreamStream]:
     if not copies:
-        return [await _open(rt, candidate, body, False)]
+        return [await _open(rt, candidate, body, False, via)]
     results = await asyncio.gather(
-        *(_open(rt, candidate, body, True) for _ in range(copies)), return_exceptions=True
+        *(_open(rt, candidate, body, True, via) for _ in range(copies)), return_exceptions=True
     )
     failure = next((r for r in results if isinstance(r, BaseException)), None)
     if failure is not None:
@@ -243,8 +245,10 @@ async def stream_chat(
     """Open the stream (failing over until the first chunk); the caller releases what it holds if
     this raises. Once the response starts, its generator settles and finishes itself."""
 
+    via = rt.http.forwarded_via(ctx.incoming_via())
+
     async def attempt(candidate: Candidate) -> list[UpstreamStream]:
-        return await _open_all(rt, candidate, body, fan_out_count(candidate, params))
+        return await _open_all(rt, candidate, body, fan_out_count(candidate, params), via)
 
     candidate, streams = await failover(rt, plan, ctx, attempt)
     headers = gateway_headers(candidate, ctx, streams[0].tr)

@@ -25,6 +25,7 @@ from shared.dialects import translator_class
 from shared.dialects.base import ChatTranslator, UpstreamError, Usage
 from shared.errors import (
     GatewayError,
+    LoopDetected,
     RateLimited,
     UpstreamFailed,
     UpstreamTimeout,
@@ -36,6 +37,10 @@ from shared.tokens import estimate_prompt
 from shared.transport.upstream import read_body
 
 T = TypeVar("T")
+LOOP_HINT = (
+    "The upstream answered 508 Loop Detected: its base URL leads back to this gateway (check the "
+    "<ID>_BASE_URL settings; OPENAI_BASE_URL is also the OpenAI SDK's variable)."
+)
 
 # Parameters that exist only when the provider's API has the feature (providers.toml `supports`).
 FEATURE_PARAMS: dict[str, tuple[str, ...]] = {
@@ -69,6 +74,10 @@ class RequestContext:
 
     def take_deferred_ip(self) -> str | None:
         return self.state.pop("deferred_ip", None) if self.state is not None else None
+
+    def incoming_via(self) -> str | None:
+        """The request's own `via` (it came through proxies), which upstream calls pass on."""
+        return self.state.get("via") if self.state is not None else None
 
     def overhead_ms(self) -> str:
         return f"{max(0.0, (time.perf_counter() - self.started - self.upstream_s) * 1000):.2f}"
@@ -105,8 +114,11 @@ class Prepared:
     body: bytes
 
 
-def prepare(candidate: Candidate, body: dict[str, Any], stream: bool, fan_out: bool) -> Prepared:
-    """One attempt's upstream request: feature gates, quirks, then the dialect's translator."""
+def prepare(
+    candidate: Candidate, body: dict[str, Any], stream: bool, fan_out: bool, via: str | None = None
+) -> Prepared:
+    """One attempt's upstream request: feature gates, quirks, then the dialect's translator.
+    `via`: the header to send when the request came through proxies (else the client's own)."""
     offer: ResolvedOffer = candidate.offer
     provider = candidate.endpoint.provider
     supports = provider.supports
@@ -141,6 +153,8 @@ def prepare(candidate: Candidate, body: dict[str, Any], stream: bool, fan_out: b
     headers = {**candidate.endpoint.headers, "content-type": "application/json", **tr.extra_headers}
     if stream:
         headers["accept"] = "text/event-stream"
+    if via is not None:
+        headers["via"] = via
     return Prepared(tr, candidate.endpoint.base_url + tr.path(stream), headers, orjson.dumps(vendor))
 
 
@@ -169,6 +183,8 @@ def exhausted(errors: list[UpstreamError], model: str, ctx: RequestContext) -> G
         return RateLimited(message, code="upstream_rate_limited", headers=headers)
     if not errors or all(e.kind == "timeout" for e in errors):
         return UpstreamTimeout(message, headers=headers)
+    if all(e.status == 508 for e in errors):  # each offer led back to a gateway already on the way
+        return LoopDetected(f"{message}. {LOOP_HINT}", headers=headers)
     return UpstreamFailed(message, headers=headers)
 
 
@@ -239,7 +255,7 @@ class Answer:
 async def _call_once(
     rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool, ctx: RequestContext
 ) -> Answer:
-    prep = prepare(candidate, body, stream=False, fan_out=fan_out)
+    prep = prepare(candidate, body, False, fan_out, rt.http.forwarded_via(ctx.incoming_via()))
     tr = prep.translator
     remaining = ctx.started + rt.settings.timeouts.deadline - time.perf_counter()
     resp = await rt.http.post(prep.url, prep.headers, prep.body, limits=rt.http.call_timeout(remaining))

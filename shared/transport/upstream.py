@@ -32,7 +32,9 @@ def loop_mark(key_secret: str) -> str:
 
 
 class UpstreamClient:
-    def __init__(self, timeouts: Timeouts, proxies: ProxyConfig | None = None, mark: str | None = None) -> None:
+    def __init__(
+        self, timeouts: Timeouts, proxies: ProxyConfig | None = None, mark: str | None = None
+    ) -> None:
         self.timeouts = timeouts
         self.proxies = proxies
         self.mark = mark  # see `loop_mark`; every upstream call says `via: 1.1 <mark>`

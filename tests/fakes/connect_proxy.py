@@ -43,18 +43,22 @@ class ConnectProxy:
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
             loop.run_forever()
-            server.close()
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(server.wait_closed())
+            loop.run_until_complete(self._shutdown(server))
             loop.close()
 
         self._thread = threading.Thread(target=run, name="ConnectProxy", daemon=True)
         self._thread.start()
         ready.wait(10)
         return self
+
+    @staticmethod
+    async def _shutdown(server: asyncio.Server) -> None:
+        server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
 
     def stop(self) -> None:
         if self._loop is not None:
@@ -68,7 +72,10 @@ class ConnectProxy:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
-            fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            fields = {
+                k.strip().lower(): v.strip()
+                for k, _, v in (line.partition(":") for line in lines[1:] if line)
+            }
             self.authorizations.append(fields.get("proxy-authorization"))
             if self.expected is not None and fields.get("proxy-authorization") != self.expected:
                 self.refused += 1
