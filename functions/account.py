@@ -1,7 +1,7 @@
 """The account function (SPEC §5): the caller's own profile, API keys, credits and usage.
 
 Every route needs a user key with the route's scope: `read` for the profile, credits and usage,
-`keys` for key management. The work is in `shared.accounts.self_service` and `.usage`. The deployed
+`keys` for key management. The work is in `shared.views.self_service` and `.usage`. The deployed
 function also serves the BYOK routes of `functions.provider_keys` (`/v1/provider-keys`).
 """
 
@@ -13,10 +13,10 @@ from fastapi import APIRouter, Query, Request
 from mangum import Mangum
 
 from functions import provider_keys
-from shared.accounts import self_service, usage
 from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, parse_body
 from shared.app import function_app, runtime_of
 from shared.auth import KeyManager, Reader
+from shared.views import self_service, usage
 
 # The BYOK routes (`/v1/provider-keys`) belong to this function: its router starts with them.
 router = APIRouter(routes=list(provider_keys.router.routes))

@@ -1,7 +1,7 @@
 """The admin function (SPEC §5, §8): users, plans, credit grants and adjustments, the audit log.
 
 Every route needs the bootstrap `GATEWAYZ_ADMIN_KEY` or an admin user's key with the `admin`
-scope. The work is in `shared.accounts.admin`; each change is audited with its actor and IP.
+scope. The work is in `shared.views.admin`; each change is audited with its actor and IP.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from mangum import Mangum
 
-from shared.accounts import admin
 from shared.accounts.requests import CreditChange, UserCreate, UserUpdate, parse_body, time_param
 from shared.app import function_app, runtime_of
 from shared.auth import Admin
+from shared.views import admin
 
 router = APIRouter()
 # Annotated, not shared `Query(...)` defaults: FastAPI copies the former per parameter but writes

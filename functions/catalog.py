@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from mangum import Mangum
 
 from shared.app import function_app, runtime_of
-from shared.catalog.view import gateways, list_models, one_model, providers
+from shared.views.catalog import gateways, list_models, one_model, providers
 
 router = APIRouter()
 

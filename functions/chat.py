@@ -13,8 +13,10 @@ from starlette.responses import Response
 from shared.app import billing_id_of, function_app, json_body, request_id_of, runtime_of, started_at
 from shared.auth import authenticate
 from shared.frontends.completions import COMPLETION, chat_from_completion
-from shared.routing.failover import RequestContext
-from shared.pipeline.run import run_chat
+from shared.frontends.openai_chat import CHAT
+from shared.pipeline.frontend import Inbound
+from shared.pipeline.run import run
+from shared.routing.context import RequestContext
 
 router = APIRouter()
 
@@ -32,15 +34,13 @@ def context(request: Request) -> RequestContext:
 async def chat_completions(request: Request) -> Response:
     principal = await authenticate(request, "inference")
     body = await json_body(request)
-    return await run_chat(runtime_of(request), body, context(request), principal)
+    return await run(runtime_of(request), Inbound(body), context(request), principal, CHAT)
 
 
 async def completions(request: Request) -> Response:
     principal = await authenticate(request, "inference")
     body = chat_from_completion(await json_body(request))
-    return await run_chat(
-        runtime_of(request), body, context(request), principal, COMPLETION, endpoint="completions"
-    )
+    return await run(runtime_of(request), Inbound(body), context(request), principal, COMPLETION)
 
 
 router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from mangum import Mangum
 
 from shared.app import function_app, runtime_of
-from shared.routing.status import provider_status, readiness
+from shared.views.status import provider_status, readiness
 
 router = APIRouter()
 

@@ -130,13 +130,15 @@ class GatewayMiddleware:
         raw = request_id.encode()
         path = str(scope.get("path", ""))
         anthropic = path.startswith("/v1/messages")
+        # Anthropic's SDKs read the id from `request-id` (https://platform.claude.com/docs/en/api/errors).
+        id_headers = [(b"x-request-id", raw), (b"request-id", raw)] if anthropic else [(b"x-request-id", raw)]
         status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw)]
+                message["headers"] = [*message.get("headers", ()), *id_headers]
             await send(message)
 
         async def send_error(err: GatewayError) -> None:

@@ -20,10 +20,10 @@ from shared.accounts.service import Accounts
 from shared.billing.ledger import Ledger
 from shared.catalog import Catalog, build_catalog
 from shared.config import ConfigError, Settings
-from shared.routing.health import HealthBook
 from shared.hot import HotStore, open_hot_store
 from shared.limits.limiter import Limiter
 from shared.providers import ProviderEndpoint, resolve_providers
+from shared.routing.health import HealthBook
 from shared.routing.plan import Router
 from shared.store import Database, open_database
 from shared.store.sqlite import SQLiteDatabase, sqlite_path

@@ -10,10 +10,11 @@ from shared.config import Settings
 
 def create_server_app(settings: Settings | None = None) -> FastAPI:
     # Imported here so that importing shared/ never imports the function modules.
-    from functions import account, admin, auth, catalog, chat, health, jobs
+    from functions import account, admin, auth, catalog, chat, health, jobs, messages
 
     routers = [
-        chat.router,  # first: the hot path's route is matched before any other
+        chat.router,  # first: the hot path's routes are matched before any other
+        messages.router,
         health.router,
         catalog.router,
         auth.router,

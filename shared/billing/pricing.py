@@ -1,8 +1,10 @@
 """Usage → exact cost (SPEC §4): catalog prices per million tokens × the operator's markup.
 
 Each token is billed once at its own rate: uncached input at the prompt price, cache reads and
-writes at theirs (falling back to the prompt price when the catalog has none), reasoning at the
-reasoning price (falling back to completion). Decimal throughout; never a float.
+writes at theirs (falling back to the prompt price when the catalog has none; 1-hour cache writes
+at their own rate where the catalog has one), reasoning at the reasoning price (falling back to
+completion). A model priced by prompt length bills the whole request at the tier its prompt falls
+in. Decimal throughout; never a float.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ QUANTUM = Decimal("0.000000000001")
 def cost_of(
     usage: Usage, pricing: Pricing, markup: Decimal, *, requests: int = 1, images: int = 0
 ) -> Decimal:
-    cache_read = pricing.cache_read if pricing.cache_read is not None else pricing.prompt
-    cache_write = pricing.cache_write if pricing.cache_write is not None else pricing.prompt
-    reasoning = pricing.reasoning if pricing.reasoning is not None else pricing.completion
+    rates = pricing.rates_for(usage.prompt_tokens)
+    cache_read = rates.cache_read if rates.cache_read is not None else rates.prompt
+    cache_write = rates.cache_write if rates.cache_write is not None else rates.prompt
+    cache_write_1h = rates.cache_write_1h if rates.cache_write_1h is not None else cache_write
+    reasoning = rates.reasoning if rates.reasoning is not None else rates.completion
+    written_1h = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     per_million = (
-        usage.input_tokens * pricing.prompt
+        usage.input_tokens * rates.prompt
         + usage.cache_read_tokens * cache_read
-        + usage.cache_write_tokens * cache_write
-        + (usage.output_tokens - usage.reasoning_tokens) * pricing.completion
+        + (usage.cache_write_tokens - written_1h) * cache_write
+        + written_1h * cache_write_1h
+        + (usage.output_tokens - usage.reasoning_tokens) * rates.completion
         + usage.reasoning_tokens * reasoning
     )
     upstream = per_million / MILLION + pricing.request * requests + pricing.image * images

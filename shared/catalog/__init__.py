@@ -36,16 +36,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Pricing(_Strict):
-    """USD per million tokens (per image / per request for those two), exact decimals."""
+class TokenRates(_Strict):
+    """USD per million tokens of each kind, exact decimals."""
 
     prompt: Decimal = Field(ge=0)
     completion: Decimal = Field(ge=0)
     cache_read: Decimal | None = Field(default=None, ge=0)  # None: cached input is billed as prompt
     cache_write: Decimal | None = Field(default=None, ge=0)  # None: cache writes billed as prompt
+    # Anthropic's 1-hour cache writes cost more than its 5-minute ones (2x input against 1.25x:
+    # https://platform.claude.com/docs/en/build-with-claude/prompt-caching#pricing). None: as cache_write.
+    cache_write_1h: Decimal | None = Field(default=None, ge=0)
     reasoning: Decimal | None = Field(default=None, ge=0)  # None: reasoning billed as completion
-    image: Decimal = Field(default=Decimal(0), ge=0)
-    request: Decimal = Field(default=Decimal(0), ge=0)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -54,6 +55,27 @@ class Pricing(_Strict):
         if isinstance(value, float):
             raise ValueError("prices must be decimal strings, not floats")
         return value
+
+
+class LongPrompt(TokenRates):
+    """Rates for a request whose prompt (input, cache reads and writes) is longer than
+    `threshold` tokens: every token of that request, output included, is billed at them (Claude
+    Haiku 5.5: https://platform.claude.com/docs/en/models/haiku-5-5/overview)."""
+
+    threshold: int = Field(gt=0)
+
+
+class Pricing(TokenRates):
+    """Token rates plus the per-image and per-request prices, and an optional long-prompt tier."""
+
+    image: Decimal = Field(default=Decimal(0), ge=0)
+    request: Decimal = Field(default=Decimal(0), ge=0)
+    long_prompt: LongPrompt | None = None
+
+    def rates_for(self, prompt_tokens: int) -> TokenRates:
+        """The token rates that apply to a request with this many prompt tokens."""
+        tier = self.long_prompt
+        return tier if tier is not None and prompt_tokens > tier.threshold else self
 
     @property
     def is_free(self) -> bool:

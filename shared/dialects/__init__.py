@@ -1,6 +1,10 @@
-"""Dialects: one translator class per wire format, looked up by the provider row's `dialect`.
+"""Dialects: the upstream wire formats, one translator class per pair (the API a request is in,
+the provider row's `dialect`), named by the pair.
 
-Imported lazily so that a cold start pays only for the dialects it uses.
+Inside, the pipeline's pivot is OpenAI chat: `openai_to_<dialect>` translators serve every
+front end. A pair whose two sides are the same API other than the pivot (`anthropic_to_anthropic`)
+is a pass-through for callers of that API. Modules are imported lazily so that a cold start pays
+only for the dialects it uses.
 """
 
 from __future__ import annotations
@@ -10,15 +14,29 @@ from importlib import import_module
 
 from shared.dialects.base import ChatTranslator
 
-_TRANSLATORS = {
-    "openai": ("shared.dialects.openai_to_openai", "OpenAIToOpenAI"),
-    "anthropic": ("shared.dialects.openai_to_anthropic", "OpenAIToAnthropic"),
-    "gemini": ("shared.dialects.openai_to_gemini", "OpenAIToGemini"),
+PIVOT = "openai"
+_TRANSLATORS: dict[tuple[str, str], tuple[str, str]] = {
+    ("openai", "openai"): ("shared.dialects.openai_to_openai", "OpenAIToOpenAI"),
+    ("openai", "anthropic"): ("shared.dialects.openai_to_anthropic", "OpenAIToAnthropic"),
+    ("openai", "gemini"): ("shared.dialects.openai_to_gemini", "OpenAIToGemini"),
+    ("anthropic", "anthropic"): ("shared.dialects.anthropic_to_anthropic", "AnthropicToAnthropic"),
 }
 
 
 @cache
-def translator_class(dialect: str) -> type[ChatTranslator]:
-    module, name = _TRANSLATORS[dialect]
+def _load(source: str, dialect: str) -> type[ChatTranslator]:
+    module, name = _TRANSLATORS[(source, dialect)]
     cls: type[ChatTranslator] = getattr(import_module(module), name)
     return cls
+
+
+def translator_class(dialect: str) -> type[ChatTranslator]:
+    """The translator from the pivot to `dialect`."""
+    return _load(PIVOT, dialect)
+
+
+def native_translator_class(api: str, dialect: str) -> type[ChatTranslator] | None:
+    """The pass-through for a caller of `api` to an upstream of `dialect`, when there is one."""
+    if api == PIVOT or (api, dialect) not in _TRANSLATORS:
+        return None
+    return _load(api, dialect)

@@ -17,13 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-# Statuses on which the next offer is tried (SPEC §3): the provider's problem, not the caller's.
-FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 429})
-
-
-def fails_over(status: int | None) -> bool:
-    """None is a transport failure (connect error, reset, timeout)."""
-    return status is None or status >= 500 or status in FAILOVER_STATUSES
+from shared.transport.errors import UpstreamError
 
 
 @dataclass(slots=True)
@@ -31,12 +25,14 @@ class Usage:
     """Token counts normalised once per dialect so that each token is billed exactly once.
 
     `input_tokens` excludes cache reads and writes; `output_tokens` includes reasoning, and
-    `reasoning_tokens` says how many of them were reasoning.
+    `reasoning_tokens` says how many of them were reasoning; `cache_write_1h_tokens` says how many
+    of the cache writes were Anthropic's 1-hour ones (priced apart).
     """
 
     input_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
@@ -49,6 +45,7 @@ class Usage:
         self.input_tokens += other.input_tokens
         self.cache_read_tokens += other.cache_read_tokens
         self.cache_write_tokens += other.cache_write_tokens
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens
         self.output_tokens += other.output_tokens
         self.reasoning_tokens += other.reasoning_tokens
         self.estimated = self.estimated or other.estimated
@@ -71,52 +68,14 @@ class Usage:
         return out
 
 
-class UpstreamError(Exception):
-    """An upstream call that did not produce a usable answer, classified by its dialect.
+class ChatTranslator:
+    """Base of the translators. Subclasses fill in the five conversions.
 
-    `status` is the upstream HTTP status, or None for a transport failure. `kind` is one of
-    connect, timeout, protocol, http, stream (an error reported inside a stream).
+    `source` is the API of the requests a translator takes and of the answers it gives back: the
+    pivot (OpenAI chat) for `openai_to_<vendor>`, or a caller's own API for a pass-through.
     """
 
-    def __init__(
-        self,
-        status: int | None,
-        message: str,
-        *,
-        kind: str = "http",
-        retry_after: float | None = None,
-        vendor_type: str | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
-        self.retry_after = retry_after
-        self.vendor_type = vendor_type
-        self.param = param
-
-    @property
-    def failover(self) -> bool:
-        return fails_over(self.status)
-
-    def label(self) -> str:
-        return str(self.status) if self.status is not None else self.kind
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("retry-after") or headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None  # an HTTP date: treat as long, the pipeline fails over instead of waiting
-
-
-class ChatTranslator:
-    """Base of `openai_to_<vendor>` translators. Subclasses fill in the five conversions."""
-
+    source: ClassVar[str] = "openai"
     dialect: ClassVar[str] = ""
 
     def __init__(
@@ -157,8 +116,9 @@ class ChatTranslator:
         """An OpenAI `chat.completion` from the vendor's JSON; sets `self.usage`."""
         raise NotImplementedError
 
-    def stream_event(self, event: str | None, data: bytes) -> list[dict[str, Any]]:
-        """OpenAI `chat.completion.chunk` objects for one SSE event (possibly none).
+    def stream_event(self, event: str | None, data: bytes) -> list[Any]:
+        """OpenAI `chat.completion.chunk` objects for one SSE event (possibly none); a
+        pass-through gives the caller's own events instead.
 
         Usage is never emitted as a chunk: it is recorded in `self.usage`, and the pipeline writes
         the caller's usage chunk (with the cost) itself. An error event raises `UpstreamError`.
@@ -173,6 +133,26 @@ class ChatTranslator:
     def stream_done(self) -> bool:
         """True once the vendor's own end-of-stream marker was seen."""
         return False
+
+    def finishes(self, items: list[Any]) -> bool:
+        """Whether these stream items end the answer (a chunk with a finish_reason)."""
+        return any(c.get("finish_reason") for chunk in items for c in chunk.get("choices") or ())
+
+    def output_chars(self, items: list[Any]) -> int:
+        """Characters generated in these stream items: the basis of an estimate when the
+        upstream reports no usage."""
+        total = 0
+        for chunk in items:
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                for key in ("content", "reasoning_content"):
+                    if isinstance(delta.get(key), str):
+                        total += len(delta[key])
+                for call in delta.get("tool_calls") or ():
+                    args = (call.get("function") or {}).get("arguments")
+                    if isinstance(args, str):
+                        total += len(args)
+        return total
 
     # --- errors ----------------------------------------------------------------------------------
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:

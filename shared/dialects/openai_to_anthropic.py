@@ -36,8 +36,9 @@ from typing import Any
 
 import orjson
 
-from shared.dialects.base import ChatTranslator, UpstreamError, Usage, retry_after_seconds
+from shared.dialects.base import ChatTranslator, Usage
 from shared.errors import InvalidRequest
+from shared.transport.errors import UpstreamError, retry_after_seconds
 
 # fmt: off
 # https://platform.claude.com/docs/en/api/messages#response-stop-reason (pause_turn: a server tool
@@ -117,13 +118,52 @@ def anthropic_usage(raw: Mapping[str, Any] | None) -> Usage:
     raw = raw or {}
     output = _int(raw.get("output_tokens"))
     thinking = _int((raw.get("output_tokens_details") or {}).get("thinking_tokens"))
+    written = _int(raw.get("cache_creation_input_tokens"))
+    # `cache_creation` splits the writes by lifetime; a 1-hour write is priced apart.
+    by_ttl = raw.get("cache_creation")
+    written_1h = _int(by_ttl.get("ephemeral_1h_input_tokens")) if isinstance(by_ttl, Mapping) else 0
     return Usage(
         input_tokens=_int(raw.get("input_tokens")),
         cache_read_tokens=_int(raw.get("cache_read_input_tokens")),
-        cache_write_tokens=_int(raw.get("cache_creation_input_tokens")),
+        cache_write_tokens=written,
+        cache_write_1h_tokens=min(written_1h, written),
         output_tokens=output,
         reasoning_tokens=min(thinking, output),
     )
+
+
+def accumulate_usage(seen: dict[str, Any], raw: Any) -> Usage | None:
+    """A stream's usage so far: message_start carries the input and cache counts, message_delta the
+    cumulative output (and, on current API versions, the input counts again). None: no usage here."""
+    if not isinstance(raw, Mapping):
+        return None
+    seen.update({k: v for k, v in raw.items() if v is not None})
+    return anthropic_usage(seen)
+
+
+def anthropic_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+    """An Anthropic error answer (https://platform.claude.com/docs/en/api/errors), classified."""
+    message, vtype = f"upstream returned HTTP {status}", None
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        if isinstance(err.get("message"), str) and err["message"]:
+            message = err["message"][:2000]
+        vtype = err.get("type") if isinstance(err.get("type"), str) else None
+    return UpstreamError(status, message, retry_after=retry_after_seconds(headers), vendor_type=vtype)
+
+
+def stream_error(obj: Mapping[str, Any]) -> UpstreamError:
+    """An `error` event inside a stream
+    (https://platform.claude.com/docs/en/build-with-claude/streaming#error-events)."""
+    err = obj["error"] if isinstance(obj.get("error"), dict) else {}
+    vtype = err.get("type") if isinstance(err.get("type"), str) else None
+    status = STREAM_ERROR_STATUS.get(vtype or "", 502)
+    message = str(err.get("message") or "upstream stream error")
+    return UpstreamError(status, message, kind="stream", vendor_type=vtype)
 
 
 def _int(value: Any) -> int:
@@ -498,12 +538,8 @@ class OpenAIToAnthropic(ChatTranslator):
         if obj is None:
             return []
         kind = obj.get("type") or event
-        if kind == "error":  # https://platform.claude.com/docs/en/build-with-claude/streaming#error-events
-            err = obj["error"] if isinstance(obj.get("error"), dict) else {}
-            vtype = err.get("type") if isinstance(err.get("type"), str) else None
-            status = STREAM_ERROR_STATUS.get(vtype or "", 502)
-            message = str(err.get("message") or "upstream stream error")
-            raise UpstreamError(status, message, kind="stream", vendor_type=vtype)
+        if kind == "error":
+            raise stream_error(obj)
         if kind == "message_start":
             message_obj = obj.get("message") or {}
             self.response_id = message_obj.get("id") or self.response_id
@@ -565,29 +601,15 @@ class OpenAIToAnthropic(ChatTranslator):
         return []  # citations_delta and empty pieces
 
     def _record_usage(self, raw: Any) -> None:
-        """message_start carries the input and cache counts; message_delta the cumulative output
-        (and, on current API versions, the input counts again)."""
-        if isinstance(raw, Mapping):
-            self._raw_usage.update({k: v for k, v in raw.items() if v is not None})
-            self.usage = anthropic_usage(self._raw_usage)
+        self.usage = accumulate_usage(self._raw_usage, raw) or self.usage
 
     @property
     def stream_done(self) -> bool:
         return self._done
 
-    # --- errors -----------------------------------------------------------------------------------
+    # --- errors ---------------------------------------------------------------------------------
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        message, vtype = f"upstream returned HTTP {status}", None
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
-        err = data.get("error") if isinstance(data, dict) else None
-        if isinstance(err, dict):
-            if isinstance(err.get("message"), str) and err["message"]:
-                message = err["message"][:2000]
-            vtype = err.get("type") if isinstance(err.get("type"), str) else None
-        return UpstreamError(status, message, retry_after=retry_after_seconds(headers), vendor_type=vtype)
+        return anthropic_error(status, headers, body)
 
 
 def _finish(stop: Any, called: bool) -> str:

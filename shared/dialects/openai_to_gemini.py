@@ -28,8 +28,9 @@ from urllib.parse import urlparse
 
 import orjson
 
-from shared.dialects.base import ChatTranslator, UpstreamError, Usage, retry_after_seconds
+from shared.dialects.base import ChatTranslator, Usage
 from shared.errors import InvalidRequest
+from shared.transport.errors import UpstreamError, retry_after_seconds
 
 # OpenAI field → generationConfig field, copied unchanged.
 # https://ai.google.dev/api/generate-content#generationconfig

@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from shared.dialects.base import ChatTranslator, UpstreamError, Usage, retry_after_seconds
+from shared.dialects.base import ChatTranslator, Usage
+from shared.transport.errors import UpstreamError, retry_after_seconds
 
 
 def _int(value: Any) -> int:

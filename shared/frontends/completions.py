@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.errors import InvalidRequest
-from shared.routing.failover import Shape
+from shared.frontends.openai_chat import OpenAIChat
 
 _UNSUPPORTED = ("echo", "suffix", "best_of")
 
@@ -42,8 +42,10 @@ def chat_from_completion(body: Any) -> dict[str, Any]:
     return chat
 
 
-class CompletionShape(Shape):
-    def response(self, out: dict[str, Any]) -> dict[str, Any]:
+class Completions(OpenAIChat):
+    endpoint = "completions"
+
+    def shape(self, out: dict[str, Any]) -> dict[str, Any]:
         choices = [
             {
                 "index": c.get("index", i),
@@ -84,4 +86,4 @@ class CompletionShape(Shape):
         return out
 
 
-COMPLETION = CompletionShape()
+COMPLETION = Completions()

@@ -14,7 +14,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 
-from shared.limits.gcra import Decision, Rule, Slot, check
+from shared.hot.gcra import Decision, Rule, Slot, check
 
 
 class HotStoreDown(Exception):

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from shared.hot import HotStore, HotStoreDown, MemoryHot
-from shared.limits.gcra import Decision, Rule, Slot
+from shared.hot.gcra import Decision, Rule, Slot
 
 log = logging.getLogger("gatewayz.hot")
 T = TypeVar("T")

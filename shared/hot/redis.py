@@ -7,8 +7,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 from shared.hot import HotStore, HotStoreDown
+from shared.hot.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
 from shared.hot.resp import RespClient, Script
-from shared.limits.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
 
 INCR_LUA = """
 local v = redis.call('INCR', KEYS[1])

@@ -8,8 +8,8 @@ import hashlib
 from typing import Any
 
 from shared.hot import HotStore, HotStoreDown
+from shared.hot.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
 from shared.hot.redis import INCR_LUA, finish_args, script_args
-from shared.limits.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
 
 
 class UpstashHot(HotStore):

@@ -27,7 +27,7 @@ from shared.accounts.keys import KeyRecord
 from shared.config import LimitSettings
 from shared.errors import NoProviderAvailable, RateLimited
 from shared.hot import HotStore, HotStoreDown
-from shared.limits.gcra import Decision, Rule, RuleState, Slot
+from shared.hot.gcra import Decision, Rule, RuleState, Slot
 
 MINUTE = 60_000
 DAY = 86_400_000
@@ -64,7 +64,9 @@ def rate_headers(states: tuple[RuleState, ...]) -> dict[str, str]:
 
 # The routes whose handler admits the request through `Limiter.admit` (the chat pipeline): for
 # them, with a key this instance already knows, layer 1 joins that call instead of its own.
-ADMITTING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+ADMITTING_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/messages/count_tokens"}
+)
 
 
 def _refusal(decision: Decision, what: str) -> RateLimited:

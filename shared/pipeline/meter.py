@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import Any
 
 import anyio
 
@@ -18,15 +19,30 @@ from shared.accounts.keys import KeyRecord
 from shared.billing import money
 from shared.billing.ledger import RequestRecord
 from shared.billing.pricing import cost_of
-from shared.pipeline.request import ChatParams
 from shared.dialects.base import Usage
 from shared.errors import InsufficientCredits, PermissionDenied
-from shared.routing.failover import RequestContext, markup_for
+from shared.pipeline.request import ChatParams
+from shared.routing.context import RequestContext
 from shared.routing.plan import Candidate
 from shared.runtime import Runtime
-from shared.tokens import prompt_chars
+from shared.tokens import estimate_prompt, prompt_chars
 
 _DEFAULT_OUTPUT = 4096  # when neither the request nor the catalog bounds the output
+
+
+def markup_for(rt: Runtime, candidate: Candidate) -> Decimal:
+    """The multiplier over upstream cost: the markup, or only the BYOK fee's share of it."""
+    markup = rt.settings.markup
+    return markup * rt.settings.byok_fee if candidate.byok else markup
+
+
+def price(rt: Runtime, candidate: Candidate, usage: Usage) -> Decimal:
+    return cost_of(usage, candidate.offer.pricing, markup_for(rt, candidate))
+
+
+def estimate_usage(body: dict[str, Any], output_chars: int) -> Usage:
+    """Usage of a stream whose upstream reported none: estimated, and marked so (SPEC §4)."""
+    return Usage(input_tokens=estimate_prompt(body), output_tokens=-(-output_chars // 4), estimated=True)
 
 
 def worst_case(rt: Runtime, plan: list[Candidate], body: dict[str, object], params: ChatParams) -> Decimal:

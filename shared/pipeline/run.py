@@ -1,30 +1,38 @@
-"""The chat pipeline (SPEC §2.3): authenticate → (limit) → reserve → route → call with failover →
-settle → record.
+"""The inference pipeline (SPEC §2.3): authenticate → (limit) → reserve → route → call with
+failover → settle → record.
 
-Every chat-shaped endpoint goes through `run_chat`; a `Shape` adapts the answer to the caller's
-API (OpenAI chat, legacy completions). Authentication happened in the route's dependency; the key
-arrives as the principal. Two database round trips per request: the reservation, and the
-settlement with its request record.
+Every inference endpoint goes through `run`; its front end (`shared.frontends`) turns the caller's
+request into the pivot, OpenAI chat, and renders the answer in the caller's API. Authentication
+happened in the route; the key arrives as the principal. Two database round trips per request:
+the reservation, and the settlement with its request record.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import orjson
 from starlette.responses import Response
 
 from shared.auth import Principal
 from shared.billing import money
-from shared.pipeline.meter import Meter, worst_case
-from shared.pipeline.request import check_chat, upstream_body
-from shared.errors import AuthenticationFailed, GatewayError, NoProviderAvailable, PermissionDenied, status_of
-from shared.routing.failover import CHAT, RequestContext, Shape, complete, gateway_headers, price, usage_with_cost
+from shared.dialects import native_translator_class
+from shared.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NoProviderAvailable,
+    PermissionDenied,
+    status_of,
+)
 from shared.limits.limiter import Admission
+from shared.pipeline.call import Call, complete, gateway_headers
+from shared.pipeline.frontend import FrontEnd, Inbound
+from shared.pipeline.meter import Meter, price, worst_case
+from shared.pipeline.request import check_chat, upstream_body
+from shared.pipeline.streaming import stream_chat
 from shared.providers import bind
+from shared.routing.context import RequestContext
 from shared.routing.plan import Candidate, parse_preferences
 from shared.runtime import Runtime
-from shared.pipeline.streaming import stream_chat
 from shared.tokens import estimate_prompt
 
 
@@ -63,6 +71,14 @@ async def with_own_keys(rt: Runtime, plan: list[Candidate], principal: Principal
     return out
 
 
+def native_offers(plan: list[Candidate], front: FrontEnd, why: str) -> list[Candidate]:
+    """Offers that speak the caller's API, for a request the pivot cannot carry."""
+    kept = [c for c in plan if native_translator_class(front.api, c.endpoint.provider.dialect)]
+    if not kept:
+        raise InvalidRequest(f"This request uses {why}, which only {front.api} models can serve.")
+    return kept
+
+
 def free_only(plan: list[Candidate], requested: str) -> list[Candidate]:
     """Anonymous callers (layer 3) reach free offers only."""
     kept = [c for c in plan if c.offer.pricing.is_free]
@@ -74,19 +90,17 @@ def free_only(plan: list[Candidate], requested: str) -> list[Candidate]:
     return kept
 
 
-async def run_chat(
-    rt: Runtime,
-    body: Any,
-    ctx: RequestContext,
-    principal: Principal,
-    shape: Shape = CHAT,
-    endpoint: str = "chat",
+async def run(
+    rt: Runtime, inbound: Inbound, ctx: RequestContext, principal: Principal, front: FrontEnd
 ) -> Response:
+    body = inbound.body
     params = check_chat(body)
     prefs = parse_preferences(body.get("provider"), rt.endpoints)
     requested = str(body.get("model"))
     byok = principal.key.byok_providers if principal.key else frozenset()
     plan = rt.router.plan(body, params.needs, prefs, byok)
+    if inbound.native_only is not None:
+        plan = native_offers(plan, front, inbound.native_only)
     if byok:
         plan = await with_own_keys(rt, plan, principal)
     if principal.kind == "anonymous":
@@ -97,14 +111,16 @@ async def run_chat(
         assert principal.key is not None  # inference routes admit user keys only
         estimate = estimate_prompt(body) + (params.max_output or 0) * params.n
         admission = await rt.limiter.admit(principal.key, ctx.billing_id, estimate, ctx.take_deferred_ip())
-    clean = upstream_body(body)
-    meter = Meter(rt, principal.key, ctx, endpoint, plan[0].model_id) if principal.key else None
+    native = upstream_body(inbound.native) if inbound.native is not None else None
+    call = Call(upstream_body(body), params, front.api, native, inbound.headers, inbound.dropped)
+    call.via = rt.http.forwarded_via(ctx.incoming_via())
+    meter = Meter(rt, principal.key, ctx, front.endpoint, plan[0].model_id) if principal.key else None
     try:
         if meter is not None:
-            await meter.reserve(worst_case(rt, plan, clean, params))
+            await meter.reserve(worst_case(rt, plan, call.body, params))
         if params.stream:
-            return await stream_chat(rt, clean, params, plan, ctx, shape, meter, admission)
-        return await _complete(rt, clean, params, plan, ctx, shape, meter, admission)
+            return await stream_chat(rt, call, plan, ctx, front, meter, admission)
+        return await _complete(rt, call, plan, ctx, front, meter, admission)
     except BaseException as exc:
         if meter is not None:
             await meter.release(
@@ -116,24 +132,20 @@ async def run_chat(
 
 async def _complete(
     rt: Runtime,
-    body: dict[str, Any],
-    params: Any,
+    call: Call,
     plan: list[Candidate],
     ctx: RequestContext,
-    shape: Shape,
+    front: FrontEnd,
     meter: Meter | None,
     admission: Admission,
 ) -> Response:
-    candidate, answer = await complete(rt, body, params, plan, ctx)
+    candidate, answer = await complete(rt, call, plan, ctx)
     cost = price(rt, candidate, answer.usage)
     if meter is not None:
         await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())
     await rt.limiter.finish(admission, answer.usage.prompt_tokens + answer.usage.output_tokens)
-    out = answer.body
-    merged = dict(out.get("usage") or {})
-    merged.update(usage_with_cost(answer.usage, cost))
-    out["usage"] = merged
+    out = front.response(answer.body, answer.translator, answer.usage, cost)
     headers = gateway_headers(candidate, ctx, answer.translator)
     headers["x-gatewayz-cost"] = money(cost)
     headers.update(admission.headers())
-    return Response(orjson.dumps(shape.response(out)), headers=headers, media_type="application/json")
+    return Response(orjson.dumps(out), headers=headers, media_type="application/json")

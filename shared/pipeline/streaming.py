@@ -17,25 +17,18 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from shared.transport import http1
-from shared.pipeline.meter import Meter
-from shared.pipeline.request import ChatParams
-from shared.dialects.base import ChatTranslator, UpstreamError, Usage
-from shared.routing.failover import (
-    Candidate,
-    RequestContext,
-    Shape,
-    estimate_usage,
-    failover,
-    fan_out_count,
-    gateway_headers,
-    prepare,
-    price,
-    usage_with_cost,
-)
+from shared.dialects.base import ChatTranslator, Usage
 from shared.limits.limiter import Admission
+from shared.pipeline.call import Call, fan_out_count, gateway_headers, prepare
+from shared.pipeline.frontend import FrontEnd
+from shared.pipeline.meter import Meter, estimate_usage, price
+from shared.routing.context import RequestContext
+from shared.routing.failover import failover
+from shared.routing.plan import Candidate
 from shared.runtime import Runtime
-from shared.transport.sse import DONE, SSEParser, frame
+from shared.transport import http1
+from shared.transport.errors import UpstreamError
+from shared.transport.sse import SSEParser
 from shared.transport.upstream import read_body, read_chunk
 
 
@@ -51,13 +44,13 @@ class UpstreamStream:
         self.pending: list[dict[str, Any]] = []
         self._error: UpstreamError | None = None
 
-    async def next(self) -> list[dict[str, Any]]:
+    async def next(self) -> list[Any]:
         """The next chunks (possibly none); raises an error only after the chunks before it."""
         if self._error is not None:
             raise self._error
         raw = await read_chunk(self.resp)
         events = self.parser.feed(raw) if raw else self.parser.close()
-        chunks: list[dict[str, Any]] = []
+        chunks: list[Any] = []
         try:
             for event, data in events:
                 chunks.extend(self.tr.stream_event(event, data))
@@ -67,11 +60,13 @@ class UpstreamStream:
             self._error = exc
         if not raw:
             self.ended = True
-            if self._error is None and not (self.tr.stream_done or self.saw_finish or _finishes(chunks)):
+            if self._error is None and not (
+                self.tr.stream_done or self.saw_finish or self.tr.finishes(chunks)
+            ):
                 self._error = UpstreamError(
                     None, "the upstream closed the stream before its end", kind="stream"
                 )
-        if _finishes(chunks):
+        if self.tr.finishes(chunks):
             self.saw_finish = True
         if not chunks and self._error is not None:
             raise self._error
@@ -90,14 +85,8 @@ class UpstreamStream:
         self.resp.close()  # drops the connection: a half-read stream must not go back to the pool
 
 
-def _finishes(chunks: list[dict[str, Any]]) -> bool:
-    return any(c.get("finish_reason") for chunk in chunks for c in chunk.get("choices") or ())
-
-
-async def _open(
-    rt: Runtime, candidate: Candidate, body: dict[str, Any], fan_out: bool, via: str | None
-) -> UpstreamStream:
-    prep = prepare(candidate, body, True, fan_out, via)
+async def _open(rt: Runtime, candidate: Candidate, call: Call, fan_out: bool) -> UpstreamStream:
+    prep = prepare(candidate, call, stream=True, fan_out=fan_out)
     resp = await rt.http.post(prep.url, prep.headers, prep.body, limits=rt.http.stream_timeout)
     if resp.status >= 300:
         raise prep.translator.error(resp.status, resp.headers, await read_body(resp))
@@ -110,13 +99,11 @@ async def _open(
     return stream
 
 
-async def _open_all(
-    rt: Runtime, candidate: Candidate, body: dict[str, Any], copies: int, via: str | None
-) -> list[UpstreamStream]:
+async def _open_all(rt: Runtime, candidate: Candidate, call: Call, copies: int) -> list[UpstreamStream]:
     if not copies:
-        return [await _open(rt, candidate, body, False, via)]
+        return [await _open(rt, candidate, call, False)]
     results = await asyncio.gather(
-        *(_open(rt, candidate, body, True, via) for _ in range(copies)), return_exceptions=True
+        *(_open(rt, candidate, call, True) for _ in range(copies)), return_exceptions=True
     )
     failure = next((r for r in results if isinstance(r, BaseException)), None)
     if failure is not None:
@@ -127,7 +114,7 @@ async def _open_all(
     return [r for r in results if isinstance(r, UpstreamStream)]
 
 
-async def _chunks(streams: list[UpstreamStream]) -> AsyncIterator[list[dict[str, Any]]]:
+async def _chunks(streams: list[UpstreamStream]) -> AsyncIterator[list[Any]]:
     """The chunks of one stream, or of n fanned-out streams merged with their choices re-indexed."""
     if len(streams) == 1:
         s = streams[0]
@@ -167,20 +154,6 @@ async def _chunks(streams: list[UpstreamStream]) -> AsyncIterator[list[dict[str,
     finally:
         for task in tasks:
             task.cancel()
-
-
-def _output_chars(chunk: dict[str, Any]) -> int:
-    total = 0
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        for key in ("content", "reasoning_content"):
-            if isinstance(delta.get(key), str):
-                total += len(delta[key])
-        for call in delta.get("tool_calls") or ():
-            args = (call.get("function") or {}).get("arguments")
-            if isinstance(args, str):
-                total += len(args)
-    return total
 
 
 class SSEResponse(Response):
@@ -234,27 +207,26 @@ class SSEResponse(Response):
 
 async def stream_chat(
     rt: Runtime,
-    body: dict[str, Any],
-    params: ChatParams,
+    call: Call,
     plan: list[Candidate],
     ctx: RequestContext,
-    shape: Shape,
+    front: FrontEnd,
     meter: Meter | None,
     admission: Admission,
 ) -> Response:
     """Open the stream (failing over until the first chunk); the caller releases what it holds if
     this raises. Once the response starts, its generator settles and finishes itself."""
 
-    via = rt.http.forwarded_via(ctx.incoming_via())
-
     async def attempt(candidate: Candidate) -> list[UpstreamStream]:
-        return await _open_all(rt, candidate, body, fan_out_count(candidate, params), via)
+        return await _open_all(rt, candidate, call, fan_out_count(candidate, call.params))
 
-    candidate, streams = await failover(rt, plan, ctx, attempt)
-    headers = gateway_headers(candidate, ctx, streams[0].tr)
+    candidate, streams = await failover(plan, ctx, attempt, rt.settings.timeouts, rt.health)
+    tr = streams[0].tr
+    headers = gateway_headers(candidate, ctx, tr)
     headers.update(admission.headers())
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"  # proxies (nginx, Vercel) must not buffer the stream
+    writer = front.writer(call, tr, candidate.model_id)
 
     attempts = ctx.attempt_headers()
 
@@ -264,56 +236,33 @@ async def stream_chat(
 
     async def events() -> AsyncIterator[bytes]:
         output_chars = 0
-        last: dict[str, Any] | None = None
         status = "cancelled"  # until the stream ends, by itself or with an error
         try:
             async for chunks in _chunks(streams):
                 if not chunks:
                     continue
-                for chunk in chunks:
-                    output_chars += _output_chars(chunk)
-                last = chunks[-1]
-                yield b"".join([frame(shape.chunk(chunk)) for chunk in chunks])
+                output_chars += tr.output_chars(chunks)
+                yield writer.items(chunks)
             status = "ok"
         except UpstreamError as exc:
             if response.disconnected:
                 return  # the caller hung up: nothing to tell them ("cancelled" is recorded)
             status = "error"
-            err = {
-                "message": f"{candidate.provider_id}: {exc.message}",
-                "type": "upstream_error",
-                "param": None,
-                "code": exc.status or exc.kind,
-            }
-            yield frame({"error": err, **({"request_id": ctx.request_id} if ctx.request_id else {})})
-            yield DONE
+            yield writer.error(
+                f"{candidate.provider_id}: {exc.message}", exc.status or exc.kind, ctx.request_id
+            )
         finally:
             for s in streams:
                 s.close()
             # Whatever ended the stream, what was generated is billed (SPEC §4), exactly once.
-            usage = _stream_usage(streams, body, output_chars)
+            usage = _stream_usage(streams, call.body, output_chars)
             cost = price(rt, candidate, usage)
             if meter is not None:
                 await meter.settle(candidate, usage, cost, attempts, status=status)
             with anyio.CancelScope(shield=True):
                 await rt.limiter.finish(admission, usage.prompt_tokens + usage.output_tokens)
-        if status != "ok":
-            return
-        if params.include_usage:
-            base = last or {}
-            yield frame(
-                shape.chunk(
-                    {
-                        "id": base.get("id", ""),
-                        "object": "chat.completion.chunk",
-                        "created": base.get("created", 0),
-                        "model": candidate.model_id,
-                        "choices": [],
-                        "usage": usage_with_cost(usage, cost),
-                    }
-                )
-            )
-        yield DONE
+        if status == "ok":
+            yield writer.end(usage, cost)
 
     response = SSEResponse(events(), headers, hang_up)
     return response

@@ -32,6 +32,7 @@ FEATURES = frozenset(
         "reasoning_effort",
         "service_tier",
         "completions",  # legacy /completions endpoint
+        "top_k",  # takes top_k (not an OpenAI parameter; Anthropic, Gemini and most open-model hosts)
     }
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")

@@ -16,8 +16,8 @@ from typing import Any
 
 from shared.catalog import Catalog, Model, Offer, Pricing, ResolvedOffer
 from shared.errors import InvalidRequest, ModelNotFound, NoProviderAvailable
-from shared.routing.health import HealthBook
 from shared.providers import ProviderEndpoint
+from shared.routing.health import HealthBook
 
 SORTS = frozenset({"price", "latency", "throughput"})
 _PREF_KEYS = frozenset(

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 
 from shared.config import Timeouts
-from shared.dialects.base import UpstreamError
+from shared.transport.errors import UpstreamError
 from shared.transport.http1 import Disconnected, HttpClient, Limits, ReadTimeout, Refused, Response
 from shared.transport.proxies import ProxyConfig
 

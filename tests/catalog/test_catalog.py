@@ -67,7 +67,10 @@ def test_every_provider_but_local_has_an_offer(catalog: Catalog) -> None:
 def test_prices_are_written_as_strings(raw: dict[str, Any]) -> None:
     for model in raw["models"]:
         for offer in model["offers"]:
-            for name, value in offer["pricing"].items():
+            tier = offer["pricing"].get("long_prompt") or {}
+            prices = {**{k: v for k, v in offer["pricing"].items() if k != "long_prompt"}, **tier}
+            prices.pop("threshold", None)
+            for name, value in prices.items():
                 assert isinstance(value, str), (model["id"], offer["provider"], name, value)
                 Decimal(value)  # and parse as exact decimals
 
@@ -111,15 +114,24 @@ def test_cache_read_never_costs_more_than_the_prompt(catalog: Catalog) -> None:
                 assert p.cache_read <= p.prompt, (model_id, offer.provider_id)
 
 
+# Cache hits at 0.05x input instead of 0.1x: Opus 5.5 from its launch, Sonnet 5.5 from 2026-10-07
+# (https://platform.claude.com/docs/en/models/opus-5-5/overview, the pricing page).
+HALF_PRICE_HITS = {"anthropic/claude-opus-5.5", "anthropic/claude-sonnet-5.5"}
+
+
 def test_anthropic_cache_prices_follow_the_published_ratios(catalog: Catalog) -> None:
-    # 5-minute cache writes cost 1.25x the input price, cache hits 0.1x.
+    # 5-minute cache writes cost 1.25x the input price, 1-hour writes 2x, cache hits 0.1x.
     for model_id, offers in catalog.offers.items():
         for offer in offers:
             if offer.provider_id != "anthropic":
                 continue
             p = offer.pricing
-            assert p.cache_write == p.prompt * Decimal("1.25"), model_id
-            assert p.cache_read == p.prompt * Decimal("0.1"), model_id
+            tiers = [p] if p.long_prompt is None else [p, p.long_prompt]
+            for rates in tiers:
+                hit = Decimal("0.05") if model_id in HALF_PRICE_HITS else Decimal("0.1")
+                assert rates.cache_write == rates.prompt * Decimal("1.25"), model_id
+                assert rates.cache_write_1h == rates.prompt * 2, model_id
+                assert rates.cache_read == rates.prompt * hit, model_id
 
 
 def test_open_models_can_be_routed_by_price(catalog: Catalog) -> None:

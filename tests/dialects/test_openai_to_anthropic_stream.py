@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from shared.dialects.openai_to_anthropic import JSON_TOOL, claude_profile, claude_version
-from shared.dialects.base import UpstreamError
+from shared.transport.errors import UpstreamError
 from shared.transport.sse import SSEParser
 from tests.dialects.test_openai_to_anthropic import (
     CREATED,

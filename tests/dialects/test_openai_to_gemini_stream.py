@@ -10,8 +10,9 @@ import aiohttp
 import orjson
 import pytest
 
-from shared.dialects.base import UpstreamError, Usage
+from shared.dialects.base import Usage
 from shared.dialects.openai_to_gemini import OpenAIToGemini
+from shared.transport.errors import UpstreamError
 from shared.transport.sse import SSEParser
 from tests.dialects.test_openai_to_gemini import (
     WEATHER_TOOL,

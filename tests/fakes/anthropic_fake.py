@@ -30,6 +30,9 @@ MESSAGE_FIELDS = frozenset(
     }
 )  # fmt: skip
 SAMPLING = frozenset({"temperature", "top_p", "top_k"})
+# Fields the API takes only with their beta named in `anthropic-beta`
+# (https://platform.claude.com/docs/en/build-with-claude/context-editing, .../mcp-connector).
+BETA_FIELDS = {"context_management": "context-management-2025-06-27", "mcp_servers": "mcp-client-2025-04-04"}
 COUNT_FIELDS = frozenset(
     {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "cache_control"}
 )
@@ -64,6 +67,16 @@ NO_SAMPLING = ("claude-opus-4-7", "claude-opus-4-8", "claude-opus-5", "claude-so
 # Adaptive thinking arrived with 4.6, structured outputs (output_config.format) with 4.5.
 NO_STRUCTURED = ("claude-3", "claude-sonnet-4-2", "claude-opus-4-2", "claude-opus-4-1")
 NO_ADAPTIVE = (*NO_STRUCTURED, "claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5")
+# Opus 4.8 and later take `system` turns inside `messages`
+# (https://platform.claude.com/docs/en/about-claude/models/whats-new-claude-4-8).
+SYSTEM_TURNS = (
+    "claude-opus-4-8",
+    "claude-opus-5",
+    "claude-sonnet-5",
+    "claude-haiku-5",
+    "claude-fable",
+    "claude-mythos",
+)
 # From 4.1 through 4.5: temperature or top_p, not both.
 ONE_SAMPLER = ("claude-opus-4-1", "claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5")
 
@@ -104,7 +117,7 @@ class AnthropicFake(FakeServer):
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        rec = self.record(request, body)
+        rec = self.record(request, body, raw)
         auth = request.headers.get("authorization", "")
         if not request.headers.get("x-api-key") and not (auth.startswith("Bearer ") and auth[7:].strip()):
             raise BadRequest("x-api-key header is required", 401)
@@ -116,12 +129,14 @@ class AnthropicFake(FakeServer):
         if not isinstance(body, dict):
             raise BadRequest("There was an issue with your request body: not valid JSON")
         allowed = fields | (SAMPLING if version < "2026-10-21" and fields is MESSAGE_FIELDS else frozenset())
+        betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",")}
+        allowed |= {name for name, beta in BETA_FIELDS.items() if beta in betas}
         for key in body:
             if key not in allowed:
                 raise BadRequest(f"{key}: Extra inputs are not permitted")
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise BadRequest("model: Field required")
-        self._check_messages(body.get("messages"))
+        self._check_messages(body.get("messages"), body["model"])
         self._check_system(body.get("system"))
         self._check_tools(body)
         return body, rec
@@ -135,12 +150,17 @@ class AnthropicFake(FakeServer):
         ):
             raise BadRequest("system: Input should be a valid string or a list of text blocks")
 
-    def _check_messages(self, messages: Any) -> None:
+    def _check_messages(self, messages: Any, model: str) -> None:
         if not isinstance(messages, list) or not messages:
             raise BadRequest("messages: at least one message is required")
         turns: list[dict[str, Any]] = []
         for i, m in enumerate(messages):
             role = m.get("role") if isinstance(m, dict) else None
+            if role == "system" and model.startswith(SYSTEM_TURNS):
+                self._check_system(m.get("content"))  # instructions from here on; not a turn
+                if i == 0:
+                    raise BadRequest(f"messages.{i}: a system message may not open the conversation")
+                continue
             if role == "system":
                 raise BadRequest(
                     f'messages.{i}.role: Unexpected role "system". The Messages API accepts a top-level '

@@ -117,6 +117,12 @@ PROFILES: dict[str, VendorProfile] = {
         stream_usage=False,
     ),
     "portkey": VendorProfile(auth_header="x-portkey-api-key"),
+    # Hosts of open models that document top_k (OpenRouter, Together, Fireworks, DeepInfra, Novita,
+    # vLLM/llama.cpp behind `local`); OpenAI itself rejects it.
+    **{
+        vendor: VendorProfile(extra_fields=frozenset({"top_k"}))
+        for vendor in ("openrouter", "together", "fireworks", "deepinfra", "novita", "local")
+    },
     "anthropic-compat": VendorProfile(),
 }
 

@@ -67,6 +67,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     completed: bool = False  # the whole response was written (False: the client went away)
+    raw: bytes = b""  # the request body as it arrived
 
 
 class FakeServer:
@@ -99,13 +100,14 @@ class FakeServer:
             queue = self._queues.get(model)
             return queue.popleft() if queue else self.default
 
-    def record(self, request: web.Request, body: Any) -> Recorded:
+    def record(self, request: web.Request, body: Any, raw: bytes = b"") -> Recorded:
         rec = Recorded(
             method=request.method,
             path=request.path,
             query=dict(request.query),
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
+            raw=raw,
         )
         with self._lock:
             self.requests.append(rec)

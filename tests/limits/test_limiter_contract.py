@@ -22,7 +22,7 @@ from shared.config import LimitSettings
 from shared.errors import RateLimited
 from shared.hot import HotStore, HotStoreDown, MemoryHot
 from shared.hot.fallback import FallbackHot
-from shared.limits.gcra import Rule, Slot
+from shared.hot.gcra import Rule, Slot
 from shared.limits.limiter import Limiter, duration, rate_headers
 from tests.fakes.upstash_bridge import UpstashBridge
 from tests.limits.conftest import BRIDGE_TOKEN, RedisProcess, free_port, redis_url

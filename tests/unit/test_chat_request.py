@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from shared.pipeline.request import check_chat, upstream_body
 from shared.errors import InvalidRequest
+from shared.pipeline.request import check_chat, upstream_body
 
 OK = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -10,8 +10,8 @@ import pytest
 from shared.catalog import Catalog, Model
 from shared.config import Settings
 from shared.errors import InvalidRequest, ModelNotFound, NoProviderAvailable
-from shared.routing.health import HealthBook
 from shared.providers import resolve_providers
+from shared.routing.health import HealthBook
 from shared.routing.plan import Router, parse_preferences
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.billing import money
-from shared.catalog import Model, Pricing, ResolvedOffer
+from shared.catalog import Model, Pricing, ResolvedOffer, TokenRates
 from shared.errors import InvalidRequest, ModelNotFound
 from shared.runtime import Runtime
 
@@ -26,19 +26,30 @@ _CAP_PARAMS = {
 }
 
 
-def price_view(pricing: Pricing, markup: Decimal) -> dict[str, str]:
+def _rates_view(rates: TokenRates, markup: Decimal) -> dict[str, str]:
     def m(value: Decimal | None, fallback: Decimal) -> str:
         return money((value if value is not None else fallback) * markup)
 
+    cache_write = rates.cache_write if rates.cache_write is not None else rates.prompt
     return {
-        "prompt": m(pricing.prompt, pricing.prompt),
-        "completion": m(pricing.completion, pricing.completion),
-        "cache_read": m(pricing.cache_read, pricing.prompt),
-        "cache_write": m(pricing.cache_write, pricing.prompt),
-        "reasoning": m(pricing.reasoning, pricing.completion),
-        "image": m(pricing.image, pricing.image),
-        "request": m(pricing.request, pricing.request),
+        "prompt": m(rates.prompt, rates.prompt),
+        "completion": m(rates.completion, rates.completion),
+        "cache_read": m(rates.cache_read, rates.prompt),
+        "cache_write": m(cache_write, cache_write),
+        "cache_write_1h": m(rates.cache_write_1h, cache_write),
+        "reasoning": m(rates.reasoning, rates.completion),
     }
+
+
+def price_view(pricing: Pricing, markup: Decimal) -> dict[str, Any]:
+    out: dict[str, Any] = _rates_view(pricing, markup)
+    out["image"] = money(pricing.image * markup)
+    out["request"] = money(pricing.request * markup)
+    if pricing.long_prompt is not None:
+        # Above `threshold` prompt tokens every token of the request is billed at these rates.
+        tier = pricing.long_prompt
+        out["long_prompt"] = {"threshold": tier.threshold, **_rates_view(tier, markup)}
+    return out
 
 
 def _supported_parameters(model: Model) -> list[str]:

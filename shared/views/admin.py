@@ -15,12 +15,12 @@ import orjson
 from shared.accounts.keys import SCOPES
 from shared.accounts.requests import CreditChange, UserCreate, UserUpdate
 from shared.accounts.service import Actor, KeySpec
-from shared.accounts.usage import ledger_row_view
 from shared.auth import Principal
 from shared.billing import money, to_pico
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.runtime import Runtime
 from shared.store import Row, Step
+from shared.views.usage import ledger_row_view
 
 USER_SCOPES = ("billing", "inference", "keys", "read")  # a new user's first key: all but admin
 AUDIT_CURSOR = "SELECT id FROM audit_log WHERE id = :cursor"
