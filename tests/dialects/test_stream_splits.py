@@ -48,12 +48,12 @@ def translated(dialect: str, native: str, events: list[Event]) -> list[Any]:
     # What the caller reads: the choices and usage (chunk ids, timestamps and the ids a translator
     # makes up for tool calls differ between translators, not between reads).
     seen = orjson.dumps([(c.get("choices"), c.get("usage")) for c in chunks]).decode()
-    return orjson.loads(re.sub(r'"id":"call_[0-9a-f]+"', '"id":"call"', seen))  # type: ignore[no-any-return]
+    return orjson.loads(re.sub(r'"id":"call_[0-9a-f]+"', '"id":"call"', seen))
 
 
 @pytest.fixture(scope="module")
 def streams(fakes: dict[str, FakeServer]) -> dict[str, bytes]:
-    return run_off_main_thread(lambda: fetch_streams(fakes))  # type: ignore[no-any-return]
+    return run_off_main_thread(lambda: fetch_streams(fakes))
 
 
 async def fetch_streams(fakes: dict[str, FakeServer]) -> dict[str, bytes]:
