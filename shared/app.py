@@ -240,10 +240,31 @@ def started_at(request: Request) -> float:
 
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# The deepest nesting a body may have. The parser takes 1,024 levels but the encoder writes 255,
+# and a translator wraps a caller's JSON a few levels deeper still (a tool's schema, a tool
+# result): a body is refused here rather than failing when it goes upstream or into a record.
+# Real requests stay far below (a JSON schema rarely passes 20).
+MAX_JSON_DEPTH = 128
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON containers nest deeper than `limit` (the outermost counts as 1). Level by
+    level: ~60 µs for a 50 KB agent request with 760 containers, about two thirds of its parse."""
+    level = [value] if type(value) is dict or type(value) is list else []
+    for _ in range(limit):
+        deeper: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            deeper += [c for c in children if type(c) is dict or type(c) is list]
+        if not deeper:
+            return False
+        level = deeper
+    return True
 
 
 async def json_body(request: Request) -> Any:
-    """The request's JSON body; 413 past the size limit, 400 when it does not parse."""
+    """The request's JSON body; 413 past the size limit, 400 when it does not parse or nests
+    deeper than `MAX_JSON_DEPTH`."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MiB.")
@@ -251,11 +272,15 @@ async def json_body(request: Request) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MiB.")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(
             f"The request body is not valid JSON: {exc.msg} at position {exc.pos}."
         ) from None
+    # Nesting deeper than the limit needs more brackets than that: most bodies stop at the count.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and too_deep(body):
+        raise InvalidRequest(f"The request body is nested deeper than {MAX_JSON_DEPTH} levels.")
+    return body
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -9,6 +9,7 @@ nothing is left the 503 says why.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -20,6 +21,8 @@ from shared.providers import ProviderEndpoint
 from shared.routing.health import HealthBook
 
 SORTS = frozenset({"price", "latency", "throughput"})
+MAX_MODEL_NAME = 256
+_NOT_IN_MODEL_ID = re.compile(r"[^A-Za-z0-9._:-]")  # what a catalog model id's name part may not hold
 _PREF_KEYS = frozenset(
     {
         "order",
@@ -133,7 +136,16 @@ class Router:
         self.health = health
 
     def resolve(self, name: str, param: str) -> tuple[Model, list[ResolvedOffer]]:
-        """A model name → the model and the offers it names (all, one provider's, or the free ones)."""
+        """A model name → the model and the offers it names (all, one provider's, or the free ones).
+
+        Every name a caller writes (`model`, `models`) comes through here and is checked once: it
+        reaches response headers, records and, for `local:`, an upstream request."""
+        if len(name) > MAX_MODEL_NAME or not name.isprintable():
+            raise InvalidRequest(
+                f"'{param}' must be a model id of at most {MAX_MODEL_NAME} printable characters "
+                "(no line breaks or other control characters)",
+                param=param,
+            )
         model = self.catalog.resolve(name)
         if model is not None:
             return model, list(self.catalog.offers[model.id])
@@ -159,7 +171,9 @@ class Router:
             provider="local", native_id=native_id, pricing=Pricing(prompt=Decimal(0), completion=Decimal(0))
         )
         model = Model(
-            id=f"local/{native_id.replace('/', '-')}",
+            # The served name may hold anything printable (`my model`, `@cf/…`); the gateway's id
+            # keeps to a catalog id's characters.
+            id=f"local/{_NOT_IN_MODEL_ID.sub('-', native_id)}",
             name=f"Local: {native_id}",
             owned_by="local",
             created=0,
