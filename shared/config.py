@@ -71,8 +71,19 @@ def _limits(env: Mapping[str, str]) -> LimitSettings:
         velocity_factor=factor,
         anonymous=_flag(env, "GATEWAYZ_ANONYMOUS"),
         anonymous_per_day=_int(env, "GATEWAYZ_ANONYMOUS_PER_DAY", d.anonymous_per_day),
+        max_n=_max_n(env),
         fail_closed=_flag(env, "GATEWAYZ_LIMITS_FAIL_CLOSED"),
     )
+
+
+DEFAULT_MAX_N = 16
+
+
+def _max_n(env: Mapping[str, str]) -> int:
+    value = _int(env, "GATEWAYZ_MAX_N", DEFAULT_MAX_N)
+    if value > 128:
+        raise ConfigError(f"GATEWAYZ_MAX_N must be at most 128 (OpenAI's own bound), got {value}")
+    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -100,6 +111,9 @@ class LimitSettings:
     velocity_factor: float = 0.5  # layer-1 limits are multiplied by this in velocity mode
     anonymous: bool = False
     anonymous_per_day: int = 10
+    # The most choices (`n`) one request may ask for. Where a provider cannot return several, each
+    # choice is a call of its own, counted against the request and concurrency limits.
+    max_n: int = DEFAULT_MAX_N
     fail_closed: bool = False
     lease_ms: int = 660_000  # a concurrency slot outlives the longest request (deadline + margin)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from shared.accounts.keys import KeyRecord
 from shared.config import LimitSettings
-from shared.errors import NoProviderAvailable, RateLimited
+from shared.errors import InvalidRequest, NoProviderAvailable, RateLimited
 from shared.hot import HotStore, HotStoreDown
 from shared.hot.gcra import Decision, Rule, RuleState, Slot
 
@@ -87,6 +87,22 @@ class Admission:
 
     def headers(self) -> dict[str, str]:
         return rate_headers(self.states)
+
+
+def _check_calls(
+    calls: int, request_limits: list[tuple[int, str]], slot_specs: list[tuple[str, int]]
+) -> None:
+    """A request of `calls` upstream calls that no limit could ever admit: a 400 naming `n`, not a
+    429 whose retry-after would never come."""
+    bounds = [(limit, name) for limit, name in request_limits]
+    bounds += [(limit, "concurrent requests") for _, limit in slot_specs]
+    for limit, name in bounds:
+        if calls > limit:
+            raise InvalidRequest(
+                f"'n' of {calls} takes {calls} upstream calls with this model (its providers return one "
+                f"choice per call), more than the {name} limit of {limit}.",
+                param="n",
+            )
 
 
 class Velocity:
@@ -250,17 +266,30 @@ class Limiter:
         return rules, slots
 
     async def admit(
-        self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None
+        self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None, calls: int = 1
     ) -> Admission:
         """Layer 2 for a request; with `ip`, layer 1 for it too, in the same atomic call (the
-        gateway defers layer 1 here when the key was already known: one round trip less)."""
+        gateway defers layer 1 here when the key was already known: one round trip less).
+
+        `calls`: the upstream calls the request may make at once — `n` of them when its choices
+        are fanned out to a provider that returns one per call. Each counts as a request and holds
+        a concurrency slot of its own; more than a limit could ever admit is the caller's 400."""
         specs, slot_specs = self._key_limits(key)
+        if calls > 1:
+            _check_calls(
+                calls, [(limit, name) for _, name, limit, _, kind in specs if kind == "requests"], slot_specs
+            )
         rules = [
-            Rule(rkey, limit, period, 1 if kind == "requests" else estimate_tokens, kind=kind, name=name)
+            Rule(rkey, limit, period, calls if kind == "requests" else estimate_tokens, kind=kind, name=name)
             for rkey, name, limit, period, kind in specs
         ]
-        member = request_id  # unique per request (server-generated)
-        slots = [Slot(skey, member, limit, self.settings.lease_ms) for skey, limit in slot_specs]
+        # Members are unique per request (the billing id is server-generated), one per call.
+        members = [request_id] + [f"{request_id}#{i}" for i in range(1, calls)]
+        slots = [
+            Slot(skey, member, limit, self.settings.lease_ms)
+            for skey, limit in slot_specs
+            for member in members
+        ]
         ip_rules = await self.ip_rules(ip) if ip is not None else []
         decision = await self._rate(ip_rules + rules, slots)
         if not decision.allowed:
@@ -297,10 +326,11 @@ class Limiter:
             pass  # the slots expire by themselves; the budgets heal with time
 
     # --- layer 3 ----------------------------------------------------------------------------
-    async def admit_anonymous(self, ip: str) -> Admission:
-        rule = Rule(
-            f"rl:anon:{ip}:rpd", self.settings.anonymous_per_day, DAY, 1, name="anonymous requests per day"
-        )
+    async def admit_anonymous(self, ip: str, calls: int = 1) -> Admission:
+        limit = self.settings.anonymous_per_day
+        if calls > 1:
+            _check_calls(calls, [(limit, "anonymous requests per day")], [])
+        rule = Rule(f"rl:anon:{ip}:rpd", limit, DAY, calls, name="anonymous requests per day")
         decision = await self._rate([rule])
         if not decision.allowed:
             self.rejections["anonymous"] += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.config import DEFAULT_MAX_N
 from shared.errors import InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -197,7 +198,8 @@ def _check_response_format(body: dict[str, Any], needs: set[str]) -> None:
         )
 
 
-def check_chat(body: Any) -> ChatParams:
+def check_chat(body: Any, max_n: int = DEFAULT_MAX_N) -> ChatParams:
+    """`max_n`: the most choices a request may ask for (`GATEWAYZ_MAX_N`)."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     needs: set[str] = set()
@@ -215,7 +217,7 @@ def check_chat(body: Any) -> ChatParams:
             raise InvalidRequest(
                 "'stream_options' is only allowed when 'stream' is true", param="stream_options"
             )
-    n = _integer(body, "n", 1, 128) or 1
+    n = _integer(body, "n", 1, max_n) or 1
     max_tokens = _integer(body, "max_tokens", 1)
     max_completion = _integer(body, "max_completion_tokens", 1)
     _number(body, "temperature", 0, 2)
