@@ -187,7 +187,7 @@ class GatewayMiddleware:
                 rt.inflight -= 1
                 if "deferred_ip" in state:  # failed before its admission: layer 1 still counts it
                     await rt.limiter.count_ip(state.pop("deferred_ip"))
-                await rt.limiter.record_response(status or 500)
+                await rt.limiter.record_response(status or 500, state.get("client_ip") or "unknown")
 
 
 async def call_direct(route: Route, scope: Scope, receive: Receive, send: Send) -> None:

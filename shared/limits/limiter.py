@@ -18,20 +18,17 @@ headers.
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.accounts.keys import KeyRecord
 from shared.config import LimitSettings
 from shared.errors import InvalidRequest, NoProviderAvailable, RateLimited
 from shared.hot import HotStore, HotStoreDown
 from shared.hot.gcra import Decision, Rule, RuleState, Slot
+from shared.limits.velocity import Velocity
 
 MINUTE = 60_000
 DAY = 86_400_000
-VELOCITY_KEY = "gw:velocity"
 
 
 def duration(ms: int) -> str:
@@ -105,72 +102,6 @@ def _check_calls(
             )
 
 
-class Velocity:
-    """This instance's error rate over the last minute; crossing the threshold sets a shared flag
-    (read at most once a second) that tightens layer 1 on every instance for a while."""
-
-    def __init__(self, settings: LimitSettings) -> None:
-        self.settings = settings
-        # Per-second buckets [second, requests, errors] over the last minute, with running sums:
-        # recording a response is O(1) whatever the traffic.
-        self._buckets: deque[list[int]] = deque()
-        self._total = 0
-        self._errors = 0
-        self._active_until = 0.0
-        self._checked = 0.0
-
-    def _expire(self, second: int) -> None:
-        while self._buckets and self._buckets[0][0] <= second - 60:
-            _, total, errors = self._buckets.popleft()
-            self._total -= total
-            self._errors -= errors
-
-    def record(self, error: bool) -> bool:
-        """Note one response; True when this instance just crossed the threshold."""
-        second = int(time.monotonic())
-        self._expire(second)
-        if not self._buckets or self._buckets[-1][0] != second:
-            self._buckets.append([second, 0, 0])
-        bucket = self._buckets[-1]
-        bucket[1] += 1
-        self._total += 1
-        if error:
-            bucket[2] += 1
-            self._errors += 1
-        if self._total < self.settings.velocity_min_requests or self._active_until > time.time():
-            return False
-        return self._errors / self._total >= self.settings.velocity_error_rate
-
-    async def active(self, hot: HotStore) -> bool:
-        now = time.monotonic()
-        if now - self._checked >= 1.0:
-            self._checked = now
-            try:
-                until = await hot.get(VELOCITY_KEY)
-            except HotStoreDown:
-                until = None
-            self._active_until = max(self._active_until, float(until)) if until else self._active_until
-        return self._active_until > time.time()
-
-    async def trigger(self, hot: HotStore) -> None:
-        until = time.time() + self.settings.velocity_seconds
-        self._active_until = until
-        try:
-            await hot.set(VELOCITY_KEY, str(until), ttl=self.settings.velocity_seconds)
-        except HotStoreDown:
-            pass
-
-    def state(self) -> dict[str, Any]:
-        self._expire(int(time.monotonic()))
-        return {
-            "active": self._active_until > time.time(),
-            "active_until": self._active_until if self._active_until > time.time() else None,
-            "requests_last_minute": self._total,
-            "error_rate_last_minute": round(self._errors / self._total, 4) if self._total else 0.0,
-            "threshold": self.settings.velocity_error_rate,
-        }
-
-
 class Limiter:
     def __init__(self, hot: HotStore, settings: LimitSettings) -> None:
         self.hot = hot
@@ -227,9 +158,9 @@ class Limiter:
             failures = max(1, int(failures * self.settings.velocity_factor))
         await self._rate([Rule(f"rl:ip:{ip}:authfail", failures, MINUTE, 1, name="failed authentications")])
 
-    async def record_response(self, status: int) -> None:
+    async def record_response(self, status: int, ip: str) -> None:
         """Velocity: authentication failures and server errors are the signals of abuse/overload."""
-        if self.velocity.record(status == 401 or status >= 500):
+        if self.velocity.record(status == 401 or status >= 500, ip):
             await self.velocity.trigger(self.hot)
 
     # --- layer 2 ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from shared.hot import HotStore, HotStoreDown, MemoryHot
 from shared.hot.fallback import FallbackHot
 from shared.hot.gcra import Rule, Slot
 from shared.limits.limiter import Limiter, duration, rate_headers
+from shared.limits.velocity import VELOCITY_KEY, source_of
 from tests.fakes.upstash_bridge import UpstashBridge
 from tests.limits.conftest import BRIDGE_TOKEN, RedisProcess, free_port, redis_url
 
@@ -349,6 +350,36 @@ async def test_limiter_counts_each_fanned_out_call(hot: HotStore, prefix: str) -
     await anonymous.admit_anonymous(f"{prefix}192.0.2.9", calls=4)
     with pytest.raises(RateLimited):
         await anonymous.admit_anonymous(f"{prefix}192.0.2.9", calls=2)
+
+
+async def test_velocity_needs_volume_from_several_networks_and_is_shared(hot: HotStore, prefix: str) -> None:
+    """Velocity mode is decided by one instance from its own responses and switched on for all
+    through the store: one network cannot switch it on, five can (the defaults)."""
+    settings = LimitSettings()
+    first, other = Limiter(hot, settings), Limiter(hot, settings)
+    await hot.set(VELOCITY_KEY, "0", ttl=1)  # the key is shared by design: start it clean
+    for i in range(55):
+        await first.record_response(401, f"203.0.113.{i % 11}")  # one /24: counts for 10
+    for i in range(40):
+        await first.record_response(401, f"2001:db8:{prefix[1:5]}::{i}")  # one /64
+    assert not await other.velocity.active(hot)
+    assert first.velocity.state()["requests_last_minute"] == 20
+    for network in ("198.51.100", "192.0.2", "100.64.1"):
+        for _ in range(10):
+            await first.record_response(401, f"{network}.9")
+    assert first.velocity.state()["active"]
+    # Another instance reads the store's flag (`other` read it a moment ago: it reads once a second).
+    assert await Limiter(hot, settings).velocity.active(hot)
+    await hot.set(VELOCITY_KEY, "0", ttl=1)
+
+
+def test_velocity_sources_are_networks() -> None:
+    assert source_of("203.0.113.7") == source_of("203.0.113.200") == "203.0.113.0/24"
+    assert source_of("203.0.114.7") != source_of("203.0.113.7")
+    assert source_of("2001:db8:1:2::1") == source_of("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert source_of("2001:db8:1:3::1") != source_of("2001:db8:1:2::1")
+    assert source_of("::ffff:203.0.113.9") == "203.0.113.0/24"  # an IPv4 client over IPv6
+    assert source_of("unknown") == "unknown" and source_of("not:an:ip") == "not:an:ip"
 
 
 async def test_limiter_failed_authentications_close_the_ip(hot: HotStore, prefix: str) -> None:
