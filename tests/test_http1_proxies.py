@@ -18,7 +18,7 @@ from shared.config import ConfigError
 from shared.transport.http1 import Disconnected, HttpClient, Refused
 from shared.transport.proxies import ProxyConfig
 from tests.fakes.connect_proxy import ConnectProxy
-from tests.test_http1 import LIMITS, Server, _self_signed, answer, stop_servers
+from tests.test_http1 import LIMITS, RUNNING, Server, _self_signed, answer, stop_servers
 
 __all__ = ["stop_servers"]  # the servers of each test are stopped after it
 
@@ -187,3 +187,30 @@ async def test_every_call_carries_the_via_mark_unless_it_brings_its_own() -> Non
     assert second.count(b"via:") == 1 and b"via: 1.1 edge, 1.1 gatewayz-abc\r\n" in second
     assert b"user-agent: t\r\n" in second
     client.close()
+
+
+def test_the_tunnel_works_on_uvloop_too(proxy: ConnectProxy, tmp_path: Path) -> None:
+    """`gatewayz serve` runs on uvloop, whose start_tls is its own."""
+    import uvloop
+
+    server_tls, trusting = _self_signed(tmp_path)
+
+    async def scenario() -> bytes:
+        server = Server(ok)
+        url = await server.start(tls=server_tls)
+        client = HttpClient(
+            user_agent="t", tls=trusting, proxies=ProxyConfig.from_env({"HTTPS_PROXY": creds(proxy)})
+        )
+        try:
+            return await (await client.post(url, {}, b"{}", LIMITS)).read()
+        finally:
+            client.close()
+            RUNNING.remove(server)
+            await server.stop()
+            await asyncio.sleep(0.05)  # the aborted transports close on this loop
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(uvloop.run, scenario()).result() == b"through"
+    assert len(proxy.connects) == 1
