@@ -185,7 +185,6 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.headers_waiter: asyncio.Future[Response] | None = None
         self.closed = False
-        self.got_bytes = False  # of the current response
         self.last_read = 0.0
         self.read_limit = 0.0
         self.deadline: float | None = None
@@ -204,7 +203,6 @@ class _Connection(asyncio.Protocol):
         if self.response is None:  # bytes nobody asked for: the connection is unusable
             self.abort()
             return
-        self.got_bytes = True
         self.last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
@@ -270,7 +268,6 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         self.response = Response(self)
         self.pool.client.waiting += 1  # until the response's _finish
-        self.got_bytes = False
         self.headers_waiter = waiter = self.loop.create_future()
         now = self.loop.time()
         self.last_read = now
