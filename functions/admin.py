@@ -14,6 +14,7 @@ from mangum import Mangum
 from shared.accounts.requests import CreditChange, UserCreate, UserUpdate, parse_body, time_param
 from shared.app import function_app, runtime_of
 from shared.auth import Admin
+from shared.openapi import documented
 from shared.views import admin
 
 router = APIRouter()
@@ -25,12 +26,20 @@ Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
 @router.post("/admin/users")
+@documented(
+    "Create a user with credits and a first key",
+    request=UserCreate,
+    response="accounts.UserCreated",
+    errors=(400, 401, 403, 409),
+    tag="admin",
+)
 async def create_user(request: Request, principal: Admin) -> dict[str, Any]:
     body = await parse_body(request, UserCreate)
     return await admin.create_user(runtime_of(request), principal, body)
 
 
 @router.get("/admin/users")
+@documented("List users", response="accounts.UserList", errors=(400, 401, 403), tag="admin")
 async def list_users(
     request: Request, principal: Admin, limit: Limit = 20, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -38,23 +47,39 @@ async def list_users(
 
 
 @router.get("/admin/users/{user_id}")
+@documented("One user with their keys", response="accounts.UserWithKeys", errors=(401, 403, 404), tag="admin")
 async def get_user(request: Request, principal: Admin, user_id: str) -> dict[str, Any]:
     return await admin.get_user(runtime_of(request), user_id)
 
 
 @router.patch("/admin/users/{user_id}")
+@documented(
+    "Suspend or reactivate a user, change their plan or role",
+    request=UserUpdate,
+    response="accounts.User",
+    errors=(400, 401, 403, 404),
+    tag="admin",
+)
 async def update_user(request: Request, principal: Admin, user_id: str) -> dict[str, Any]:
     body = await parse_body(request, UserUpdate)
     return await admin.update_user(runtime_of(request), principal, user_id, body)
 
 
 @router.post("/admin/users/{user_id}/credits")
+@documented(
+    "Grant (amount > 0) or claw back (< 0) credits, idempotent with a key",
+    request=CreditChange,
+    response="accounts.CreditTransaction",
+    errors=(400, 401, 403, 404, 409),
+    tag="admin",
+)
 async def change_credits(request: Request, principal: Admin, user_id: str) -> dict[str, Any]:
     body = await parse_body(request, CreditChange)
     return await admin.change_credits(runtime_of(request), principal, user_id, body)
 
 
 @router.get("/admin/audit")
+@documented("The audit log, newest first", response="accounts.AuditPage", errors=(400, 401, 403), tag="admin")
 async def audit(
     request: Request,
     principal: Admin,

@@ -3,7 +3,7 @@ user and, on first sign-in (or when asked), a new API key (SPEC §5).
 
 The token comes as `Authorization: Bearer <access token>` or as `{"access_token": ...}` in the
 body. Optional body fields: `create_key` (mint a key on a later sign-in), `key_name`, `scopes`
-(any of inference, read, keys, billing; default inference + read).
+(any of inference, read, keys, billing; default all four: a sign-in never grants admin).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from shared.accounts.identity import MAX_TOKEN_CHARS, SessionRequest, exchange
 from shared.app import function_app, json_body, runtime_of
 from shared.auth import client_ip
 from shared.errors import AuthenticationFailed, InvalidRequest
+from shared.openapi import documented
 
 router = APIRouter()
 
@@ -52,6 +53,13 @@ def bearer(request: Request) -> str | None:
 
 
 @router.post("/auth/session")
+@documented(
+    "Exchange a Supabase Auth access token (Bearer, or access_token in the body) for the user and a key",
+    request=SessionBody,
+    response="accounts.Session",
+    errors=(400, 401, 403, 409, 503),
+    tag="auth",
+)
 async def session(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length")
     empty = length == "0" or (length is None and "transfer-encoding" not in request.headers)

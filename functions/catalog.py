@@ -6,12 +6,19 @@ from fastapi import APIRouter, Query, Request
 from mangum import Mangum
 
 from shared.app import function_app, runtime_of
+from shared.openapi import documented
 from shared.views.catalog import gateways, list_models, one_model, providers
 
 router = APIRouter()
 
 
 @router.get("/v1/models")
+@documented(
+    "List models (OpenAI list shape, extended like OpenRouter)",
+    response="catalog.ModelList",
+    errors=(400,),
+    tag="catalog",
+)
 async def models(
     request: Request,
     provider: str | None = None,
@@ -26,16 +33,23 @@ async def models(
 
 
 @router.get("/v1/models/{model_id:path}")
+@documented("One model, by id or alias", response="catalog.ModelObject", errors=(404,), tag="catalog")
 async def model(request: Request, model_id: str) -> dict[str, object]:
     return one_model(runtime_of(request), model_id)
 
 
 @router.get("/v1/providers")
+@documented("The provider table", response="catalog.ProviderList", tag="catalog")
 async def provider_list(request: Request) -> dict[str, object]:
     return providers(runtime_of(request))
 
 
 @router.get("/v1/gateways")
+@documented(
+    "The provider table in the shape the predecessor's frontend reads",
+    response="catalog.GatewayList",
+    tag="catalog",
+)
 async def gateway_list(request: Request) -> dict[str, object]:
     return gateways(runtime_of(request))
 

@@ -14,6 +14,7 @@ from shared.app import billing_id_of, function_app, json_body, request_id_of, ru
 from shared.auth import authenticate
 from shared.frontends.completions import COMPLETION, chat_from_completion
 from shared.frontends.openai_chat import CHAT
+from shared.openapi import fast_route
 from shared.pipeline.frontend import Inbound
 from shared.pipeline.run import run
 from shared.routing.context import RequestContext
@@ -23,6 +24,8 @@ router = APIRouter()
 # The inference routes are plain Starlette routes: FastAPI's per-request dependency solving and
 # validation machinery measured at about a quarter of the whole pipeline's CPU, and these routes
 # read the raw body themselves anyway. Authentication is the same function the dependency calls.
+# `fast_route` documents them in /openapi.json all the same.
+INFERENCE_ERRORS = (400, 401, 402, 403, 404, 413, 429, 502, 503, 504)
 
 
 def context(request: Request) -> RequestContext:
@@ -31,20 +34,38 @@ def context(request: Request) -> RequestContext:
     )
 
 
+@fast_route(
+    router,
+    "/v1/chat/completions",
+    methods=["POST"],
+    summary="Create a chat completion (OpenAI), streamed with `stream: true`",
+    request="inference.ChatCompletionRequest",
+    response="inference.ChatCompletion",
+    stream="inference.ChatCompletionChunk",
+    errors=INFERENCE_ERRORS,
+    tag="inference",
+)
 async def chat_completions(request: Request) -> Response:
     principal = await authenticate(request, "inference")
     body = await json_body(request)
     return await run(runtime_of(request), Inbound(body), context(request), principal, CHAT)
 
 
+@fast_route(
+    router,
+    "/v1/completions",
+    methods=["POST"],
+    summary="Create a legacy text completion (served on top of chat)",
+    request="inference.CompletionRequest",
+    response="inference.Completion",
+    stream="inference.Completion",
+    errors=INFERENCE_ERRORS,
+    tag="inference",
+)
 async def completions(request: Request) -> Response:
     principal = await authenticate(request, "inference")
     body = chat_from_completion(await json_body(request))
     return await run(runtime_of(request), Inbound(body), context(request), principal, COMPLETION)
-
-
-router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
-router.add_route("/v1/completions", completions, methods=["POST"])
 
 
 app = function_app([router], title="Gatewayz chat")

@@ -18,12 +18,19 @@ from shared.app import function_app, runtime_of
 from shared.auth import request_key
 from shared.config import Settings
 from shared.errors import AuthenticationFailed
+from shared.openapi import documented
 from shared.runtime import Runtime
 
 router = APIRouter()
 
 
 @router.get("/internal/jobs/reap-holds")
+@documented(
+    "Expire unsettled credit holds (Vercel cron; Bearer $CRON_SECRET)",
+    response="accounts.ReapResult",
+    errors=(401,),
+    tag="jobs",
+)
 async def reap_route(request: Request) -> dict[str, Any]:
     secret = os.environ.get("CRON_SECRET", "")
     given = request_key(request) or ""

@@ -20,6 +20,7 @@ from shared.accounts.service import Actor
 from shared.app import function_app, json_body, runtime_of
 from shared.auth import KeyManager, Principal
 from shared.errors import InvalidRequest, NotFound, PermissionDenied
+from shared.openapi import documented
 
 router = APIRouter()
 
@@ -37,12 +38,25 @@ def _owner(principal: Principal) -> tuple[str, Actor]:
 
 
 @router.get("/v1/provider-keys")
+@documented(
+    "List your own provider keys (BYOK), masked",
+    response="accounts.ProviderKeyList",
+    errors=(401, 403),
+    tag="keys",
+)
 async def list_keys(request: Request, principal: KeyManager) -> dict[str, Any]:
     user_id, _ = _owner(principal)
     return {"object": "list", "data": await list_provider_keys(runtime_of(request), user_id)}
 
 
 @router.put("/v1/provider-keys/{provider}")
+@documented(
+    "Store or replace your own key for a provider (encrypted at rest)",
+    request=ProviderKeyBody,
+    response="accounts.ProviderKey",
+    errors=(400, 401, 403),
+    tag="keys",
+)
 async def put_key(provider: str, request: Request, principal: KeyManager) -> dict[str, Any]:
     user_id, actor = _owner(principal)
     data = await json_body(request)
@@ -59,6 +73,12 @@ async def put_key(provider: str, request: Request, principal: KeyManager) -> dic
 
 
 @router.delete("/v1/provider-keys/{provider}")
+@documented(
+    "Delete your own key for a provider",
+    response="accounts.ProviderKeyDeleted",
+    errors=(401, 403, 404),
+    tag="keys",
+)
 async def delete_key(provider: str, request: Request, principal: KeyManager) -> dict[str, Any]:
     user_id, actor = _owner(principal)
     if not await delete_provider_key(runtime_of(request), user_id, provider, actor):

@@ -370,6 +370,16 @@ def function_app(routers: Sequence[APIRouter], *, title: str) -> Any:
     return LazyApp(routers, title)
 
 
+class GatewayApp(FastAPI):
+    """A FastAPI app whose OpenAPI document shows every route with its schemas, the plain fast
+    routes included (shared.openapi)."""
+
+    def openapi(self) -> dict[str, Any]:
+        from shared.openapi.document import document  # with the first /openapi.json, never on start-up
+
+        return document(self)
+
+
 def create_app(
     routers: Sequence[APIRouter], *, settings: Settings | None = None, title: str = "Gatewayz"
 ) -> FastAPI:
@@ -385,7 +395,7 @@ def create_app(
     telemetry = (
         None if otel else TelemetryConfig(tracing=False, metrics=False, logs=False, operation_spans=False)
     )
-    app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs", redoc_url=None, telemetry=telemetry)
+    app = GatewayApp(title=title, lifespan=lifespan, docs_url="/docs", redoc_url=None, telemetry=telemetry)
     app.state.settings = settings
     app.state.runtime = None
     for router in routers:

@@ -2,13 +2,15 @@
 
     gatewayz serve [--host H] [--port P]
     gatewayz migrate
-    gatewayz users create --email E [--credits USD] [--admin] [--plan P]
+    gatewayz users create --email E [--credits USD] [--admin] [--plan P] [--scopes a,b]
     gatewayz keys create --user ID [--name N] [--scopes a,b]
     gatewayz credits grant --user ID --amount USD --reason R [--idempotency-key K]
     gatewayz reap-holds
     gatewayz byok reencrypt
 
 Every command but `serve` prints one JSON object on stdout; errors go to stderr with exit code 2.
+A key made without `--scopes` gets every scope its user's role may hold (`billing, inference, keys,
+read`; an admin user's also `admin`): the rule of `shared.accounts.keys.default_scopes`.
 """
 
 from __future__ import annotations
@@ -87,13 +89,14 @@ async def _users_create(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"a user with email {args.email} already exists")
     if args.credits < 0:
         raise CliError("--credits cannot be negative")
+    role = "admin" if args.admin else "user"
     user, key = await rt.accounts.create_user(
         args.email,
         actor=Actor("cli"),
-        role="admin" if args.admin else "user",
+        role=role,
         plan_id=args.plan,
         credits=args.credits,
-        key=_key_spec(args),
+        key=_key_spec(args, role),
     )
     return {
         "user_id": user["id"],
@@ -105,18 +108,22 @@ async def _users_create(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _key_spec(args: argparse.Namespace) -> Any:
-    from shared.accounts.keys import DEFAULT_SCOPES, SCOPES
+def _key_spec(args: argparse.Namespace, role: str) -> Any:
+    """The key of `--scopes` (checked), else of the default rule for the user's role."""
+    from shared.accounts.keys import SCOPES, default_scopes
     from shared.accounts.service import KeySpec
 
-    scopes = list(DEFAULT_SCOPES)
-    if getattr(args, "admin", False):
-        scopes = sorted(SCOPES)
-    if getattr(args, "scopes", None):
-        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    scopes = default_scopes(role)
+    if args.scopes is not None:
+        scopes = list(dict.fromkeys(s.strip() for s in args.scopes.split(",") if s.strip()))
         unknown = set(scopes) - SCOPES
-        if unknown:
-            raise CliError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+        if unknown or not scopes:
+            raise CliError(
+                f"--scopes: unknown scope(s) {', '.join(sorted(unknown)) or '(none given)'}; "
+                f"choose from {', '.join(sorted(SCOPES))}"
+            )
+        if "admin" in scopes and role != "admin":
+            raise CliError("--scopes: only an admin user's key may hold the admin scope")
     return KeySpec(name=getattr(args, "name", None) or "default", scopes=scopes)
 
 
@@ -124,10 +131,10 @@ async def _keys_create(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     from shared.accounts.service import Actor
 
     try:
-        await rt.accounts.get_user(args.user)
+        user = await rt.accounts.get_user(args.user)
     except LookupError:
         raise CliError(f"no user {args.user}") from None
-    key = await rt.accounts.create_key(args.user, _key_spec(args), Actor("cli"))
+    key = await rt.accounts.create_key(args.user, _key_spec(args, user["role"]), Actor("cli"))
     return {"user_id": args.user, **key, "api_key": key["key"]}
 
 
@@ -148,7 +155,7 @@ async def _credits_grant(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     except LookupError:
         raise CliError(f"no user {args.user}") from None
     if not result.applied and result.transaction_id is None:
-        raise CliError("the adjustment would make the balance negative")
+        raise CliError("the adjustment is larger than the available credit (balance less open holds)")
     return {
         "user_id": args.user,
         "applied": result.applied,
@@ -246,15 +253,26 @@ def parser() -> argparse.ArgumentParser:
     create = users.add_parser("create", help="create a user and a first API key")
     create.add_argument("--email", required=True)
     create.add_argument("--credits", type=_amount, default=Decimal(0), help="initial credits in USD")
-    create.add_argument("--admin", action="store_true", help="an admin user (its key gets every scope)")
+    create.add_argument(
+        "--admin", action="store_true", help="an admin user (its key may hold the admin scope)"
+    )
     create.add_argument("--plan", default="free", choices=["free", "pro", "enterprise"])
+    create.add_argument(
+        "--scopes",
+        help="of its first key, comma-separated from inference,read,keys,billing,admin "
+        "(default: every scope the role may hold: billing,inference,keys,read, and admin for --admin)",
+    )
     create.set_defaults(run=_with_runtime(_users_create))
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
     kcreate = keys.add_parser("create", help="create an API key for a user")
     kcreate.add_argument("--user", required=True)
     kcreate.add_argument("--name", default="default")
-    kcreate.add_argument("--scopes", help="comma-separated: inference,read,keys,billing,admin")
+    kcreate.add_argument(
+        "--scopes",
+        help="comma-separated from inference,read,keys,billing,admin "
+        "(default: every scope the user's role may hold)",
+    )
     kcreate.set_defaults(run=_with_runtime(_keys_create))
 
     credits = sub.add_parser("credits", help="manage credits").add_subparsers(dest="action", required=True)

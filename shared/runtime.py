@@ -109,6 +109,7 @@ class Runtime:
         return runtime
 
     async def close(self) -> None:
+        await self.ledger.drain()  # charges still landing, before their database goes
         await self.http.close()
         await self.hot.close()
         await self.db.close()

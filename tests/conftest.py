@@ -17,6 +17,7 @@ import pytest
 
 from shared.config import Settings, env_name
 from shared.providers import load_providers
+from tests import services
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayServer
@@ -44,6 +45,20 @@ def _import_function_modules() -> None:
 
 
 _import_function_modules()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the PostgreSQL and Redis servers this session started itself (tests/services.py)."""
+    services.stop_all()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    own = services.started_names()
+    if own:
+        terminalreporter.write_line(
+            f"gatewayz tests: this run started (and stopped) its own {' and '.join(own)}"
+        )
+
 
 ADMIN_KEY = "gw_admin_test_key_0123456789"
 VERTEX_PREFIX = "/v1/projects/test-project/locations/us-central1/publishers/google"

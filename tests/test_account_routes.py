@@ -332,7 +332,12 @@ def test_new_key_defaults(deployment: Deployment, owner: Account) -> None:
     with deployment.http(owner.key) as http:
         key = http.post("/v1/keys", json={}).json()
         test_key = http.post("/v1/keys", json={"environment": "test"}).json()
-    assert key["name"] == "default" and key["scopes"] == ["inference", "read"]
+    assert key["name"] == "default" and key["scopes"] == [
+        "billing",
+        "inference",
+        "keys",
+        "read",
+    ]  # the caller's
     assert key["spend_limits"] == {"day": None, "month": None, "total": None} and key["rate_limits"] == {}
     assert key["expires_at"] is None and key["ip_allowlist"] is None
     assert test_key["key"].startswith("gw_test_") and test_key["environment"] == "test"
@@ -344,7 +349,7 @@ def test_a_key_cannot_mint_or_manage_a_more_powerful_key(deployment: Deployment)
         powerful = [k for k in http.get("/v1/keys").json()["data"]]
         assert len(powerful) == 1
         before = deployment.counts()
-        for body in ({"scopes": ["inference"]}, {}, {"scopes": ["read", "admin"]}):
+        for body in ({"scopes": ["inference"]}, {"scopes": ["read", "admin"]}):
             error = assert_envelope(http.post("/v1/keys", json=body), 403)
             assert error["code"] == "scope_not_allowed" and error["param"] == "scopes"
         weak = http.post("/v1/keys", json={"scopes": ["read"]}).json()
@@ -357,6 +362,8 @@ def test_a_key_cannot_mint_or_manage_a_more_powerful_key(deployment: Deployment)
         assert http.patch(f"/v1/keys/{own_id}", json={"name": "me"}).status_code == 200
         # Revoking takes power away: allowed whatever the target's scopes.
         assert http.delete(f"/v1/keys/{weak['id']}").json()["revoked"] is True
+        # Without scopes a new key gets the caller's own (never more: the default rule).
+        assert http.post("/v1/keys", json={}).json()["scopes"] == ["keys", "read"]
 
     # A narrower key of the same user cannot change, or rotate out a secret of, a wider one.
     with deployment.http(user.key) as http:

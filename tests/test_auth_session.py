@@ -154,7 +154,7 @@ def test_first_sign_in_creates_the_user_and_a_key_that_works(
     assert user["email"] == "new.user@example.com" and user["role"] == "user" and user["status"] == "active"
     key = session["api_key"]
     assert key["key"].startswith("gw_live_") and key["last4"] == key["key"][-4:]
-    assert sorted(key["scopes"]) == ["inference", "read"]
+    assert key["scopes"] == ["billing", "inference", "keys", "read"]  # every scope but admin
     (row,) = local.rows("SELECT id, auth_subject FROM users WHERE email = :e", {"e": "new.user@example.com"})
     assert row == {"id": user["id"], "auth_subject": sub}
     audit = local.rows(
@@ -363,6 +363,118 @@ def test_an_operator_made_account_is_linked_on_first_sign_in(local: Gw, supabase
     # Another Supabase user with the same email cannot take the account over.
     other = local.session(supabase.sign_hs256(supabase.claims(str(uuid.uuid4()), "made-by-cli@example.com")))
     assert other.status_code == 409 and error_of(other)["code"] == "account_conflict"
+
+
+def operator_user(settings: Settings, email: str, role: str = "user") -> str:
+    """An account an operator made (CLI or admin API), with its own first key; returns its id."""
+
+    async def run() -> str:
+        rt = Runtime.build(settings)
+        try:
+            user, _ = await rt.accounts.create_user(email, actor=Actor("cli"), role=role)
+            return str(user["id"])
+        finally:
+            await rt.close()
+
+    return asyncio.run(run())
+
+
+def _untouched(gw: Gw, user_id: str) -> dict[str, Any]:
+    return {
+        "subject": gw.rows("SELECT auth_subject FROM users WHERE id = :u", {"u": user_id}),
+        "keys": gw.rows("SELECT id FROM api_keys WHERE user_id = :u ORDER BY id", {"u": user_id}),
+        "audit": gw.rows("SELECT id FROM audit_log WHERE target_id = :u ORDER BY id", {"u": user_id}),
+    }
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"user_metadata": {"email": "x"}},  # nothing says the email is verified
+        {"user_metadata": {}, "email_verified": "true"},  # only JSON true counts
+        {"user_metadata": {"email_verified": 1}},
+        {"user_metadata": {"email_verified": True}, "email_verified": False},  # a false wins
+    ],
+)
+def test_an_existing_account_is_linked_only_with_a_verified_email(
+    local: Gw, supabase: SupabaseFake, claims: dict[str, Any]
+) -> None:
+    email = f"linkme-{uuid.uuid4().hex[:8]}@example.com"
+    user_id = operator_user(local.settings, email)
+    before = _untouched(local, user_id)
+    for token in (
+        supabase.sign_hs256(supabase.claims(str(uuid.uuid4()), email, **claims)),
+        supabase.sign(supabase.claims(str(uuid.uuid4()), email, **claims)),
+    ):
+        response = local.session(token)
+        assert response.status_code == 403, response.text
+        error = error_of(response)
+        assert error["code"] == "email_not_verified" and "confirm" in error["message"].lower()
+        assert "gw_live_" not in response.text
+    assert _untouched(local, user_id) == before
+    # The token's top-level `email_verified: true` is enough on its own.
+    verified = local.session(
+        supabase.sign_hs256(supabase.claims(str(uuid.uuid4()), email, user_metadata={}, email_verified=True))
+    )
+    assert verified.status_code == 200 and verified.json()["linked"] is True
+
+
+def test_supabase_auths_record_decides_whether_an_account_is_linked(
+    remote: Gw, supabase: SupabaseFake
+) -> None:
+    email = f"remote-link-{uuid.uuid4().hex[:8]}@example.com"
+    user_id = operator_user(remote.settings, email)
+    sub = str(uuid.uuid4())
+    supabase.user_overrides[sub] = {"email_confirmed_at": None}
+    before = _untouched(remote, user_id)
+    # The token says verified, the server's record says not: not linked.
+    response = remote.session(supabase.sign(supabase.claims(sub, email)))
+    assert response.status_code == 403 and error_of(response)["code"] == "email_not_verified"
+    assert _untouched(remote, user_id) == before
+    supabase.user_overrides[sub] = {"email_confirmed_at": "2026-11-29T00:00:00Z"}
+    linked = remote.session(supabase.sign(supabase.claims(sub, email)))
+    assert linked.status_code == 200 and linked.json()["user"]["id"] == user_id
+
+
+def test_an_admins_account_is_never_linked_nor_given_a_key_by_sign_in(
+    local: Gw, supabase: SupabaseFake
+) -> None:
+    """The probe of issue 10: a validly signed token carrying an operator-made admin's email got
+    that account and a key that could list and revoke the admin's keys."""
+    email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    admin_id = operator_user(local.settings, email, role="admin")
+    before = _untouched(local, admin_id)
+    unverified = supabase.claims(str(uuid.uuid4()), email, user_metadata={})
+    verified = supabase.claims(str(uuid.uuid4()), email)
+    for claims, code in ((unverified, "email_not_verified"), (verified, "admin_account")):
+        response = local.session(supabase.sign_hs256(claims))
+        assert response.status_code == 403, response.text
+        assert error_of(response)["code"] == code
+        assert "gw_live_" not in response.text and admin_id not in response.text
+    assert _untouched(local, admin_id) == before
+
+    # A signed-in user promoted to admin later: sign-in still answers, but mints no key.
+    sub = str(uuid.uuid4())
+    member = local.session(
+        supabase.sign_hs256(supabase.claims(sub, f"promoted-{sub[:8]}@example.com"))
+    ).json()
+    member_id = member["user"]["id"]
+
+    async def promote() -> None:
+        rt = Runtime.build(local.settings)
+        try:
+            await rt.accounts.set_user(member_id, Actor("cli"), role="admin")
+        finally:
+            await rt.close()
+
+    asyncio.run(promote())
+    token = supabase.sign_hs256(supabase.claims(sub, f"promoted-{sub[:8]}@example.com"))
+    plain = local.session(token)
+    assert plain.status_code == 200 and plain.json()["api_key"] is None
+    keys_before = _untouched(local, member_id)
+    asked = local.session(token, body={"create_key": True})
+    assert asked.status_code == 403 and error_of(asked)["code"] == "admin_account"
+    assert _untouched(local, member_id) == keys_before
 
 
 def test_a_suspended_account_cannot_sign_in(local: Gw, supabase: SupabaseFake) -> None:

@@ -12,15 +12,13 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from bench import run
 from bench.procs import tree
 from bench.targets import gatewayz_bin
 
 
-@pytest.mark.skipif(not gatewayz_bin().exists(), reason="the gatewayz console script is not installed")
 def test_bench_smoke(tmp_path: Path) -> None:
+    assert gatewayz_bin().exists(), "the gatewayz console script is not installed (make install)"
     code = run.main(
         [
             "--quick",

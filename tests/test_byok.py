@@ -40,6 +40,7 @@ from shared.store.migrate import migrate, read_migrations
 from tests.conftest import Account, gateway_settings, provision, start_gateway
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayServer
+from tests.services import redis_url
 from tests.store.support import BACKENDS, database_url, query
 
 KEY_OLD = Fernet.generate_key().decode()
@@ -53,7 +54,7 @@ class Gw:
         self.server = server
         self.settings = settings
         self.manager = manager  # a key with the `keys` scope
-        self.reader = reader  # a default key (inference + read)
+        self.reader = reader  # a key without the keys scope
         self.http = httpx.Client(base_url=server.url, timeout=20)
 
     def call(self, method: str, path: str, key: str | None = None, **kwargs: Any) -> httpx.Response:
@@ -83,7 +84,7 @@ def gw(fakes: dict[str, FakeServer], tmp_path_factory: pytest.TempPathFactory) -
     db = f"sqlite:///{tmp_path_factory.mktemp('byok') / 'gatewayz.db'}"
     settings = gateway_settings(fakes, db, GATEWAYZ_ENCRYPTION_KEYS=f"{KEY_NEW},{KEY_OLD}")
     manager = provision(settings, "byok@example.com", Decimal(0), scopes=MANAGER_SCOPES)
-    reader = provision(settings, "byok-reader@example.com", Decimal(0))
+    reader = provision(settings, "byok-reader@example.com", Decimal(0), scopes=["inference", "read"])
     gateway = Gw(start_gateway(settings), settings, manager, reader)
     yield gateway
     gateway.http.close()
@@ -391,7 +392,7 @@ async def test_byok_key_follows_another_instances_change_through_the_epoch(tmp_p
     """Two instances sharing the database and Redis: a change on one is seen by the other once its
     key cache has looked at the epoch (at most a second later), well before the TTL."""
     url = f"sqlite:///{tmp_path / 'g.db'}"
-    redis = "redis://127.0.0.1:6379/0"
+    redis = redis_url(0)
     one = Runtime.build(_settings(url, [KEY_NEW], GATEWAYZ_REDIS_URL=redis))
     two = Runtime.build(_settings(url, [KEY_NEW], GATEWAYZ_REDIS_URL=redis))
     try:

@@ -13,9 +13,10 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import Account
+from tests.conftest import Account, provision
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Reply, ToolCall
+from tests.store.support import query
 
 MODEL = "openai/gpt-4o"
 NATIVE = "gpt-4o"
@@ -328,3 +329,67 @@ def test_models_list_and_retrieve(client: Any) -> None:
     assert one.model_extra["pricing"]["prompt"] == "3.125"  # 2.5 × 1.25 markup, per million tokens
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nope/nothing")
+
+
+def test_a_local_model_is_named_as_the_caller_asked(
+    client: Any, gateway: Any, openai_fake: OpenAIFake
+) -> None:
+    """`local:<id>` reaches a self-hosted server with the native id, and the answer names the
+    model as it was asked for (an id that can be sent again), in the header, the body and the
+    request record."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="local:my-org/my-model:7b", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-gatewayz-model"] == "local:my-org/my-model:7b"
+    assert raw.headers["x-gatewayz-provider"] == "local"
+    assert raw.parse().model == "local:my-org/my-model:7b"
+    assert openai_fake.requests[-1].body["model"] == "my-org/my-model:7b"
+    records = query(
+        gateway.runtime.settings.database_url,
+        "SELECT model FROM request_records WHERE request_id = :r",
+        {"r": raw.headers["x-request-id"]},
+    )
+    assert [r["model"] for r in records] == ["local:my-org/my-model:7b"]
+    again = client.chat.completions.create(
+        model=raw.headers["x-gatewayz-model"], messages=[{"role": "user", "content": "hi"}]
+    )
+    assert again.model == "local:my-org/my-model:7b"
+
+
+def test_a_402_says_what_is_available_and_the_max_tokens_that_fits(
+    gateway: Any, gateway_settings_: Any
+) -> None:
+    """gpt-4o costs 2.5 / 10 USD per million tokens × 1.25; the prompt "hi" is reserved as 65
+    tokens. With $0.001 the largest output that fits is (800 - 162.5) / 10 = 63.75 → 63 tokens."""
+
+    poor = provision(gateway_settings_, "poor@example.com", Decimal("0.001"))
+    hi = [{"role": "user", "content": "hi"}]
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=poor.key, max_retries=0) as sdk:
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk.chat.completions.create(model=MODEL, messages=hi, max_tokens=100)
+        assert caught.value.status_code == 402 and caught.value.code == "insufficient_credits"
+        message = caught.value.message
+        assert "may cost up to $0.001453125" in message and "max_tokens=100" in message
+        assert "$0.001 is available" in message
+        assert "set max_tokens to 63 or less" in message
+        # Without max_tokens the model's whole output limit is reserved, and the message says so.
+        with pytest.raises(openai.APIStatusError) as unbounded:
+            sdk.chat.completions.create(model=MODEL, messages=hi)
+        assert "no max_tokens, so the model's output limit of 16384 tokens" in unbounded.value.message
+        assert "set max_tokens to 63 or less" in unbounded.value.message
+        # The advice is exact: 64 is refused, 63 is served.
+        with pytest.raises(openai.APIStatusError):
+            sdk.chat.completions.create(model=MODEL, messages=hi, max_tokens=64)
+        assert sdk.chat.completions.create(model=MODEL, messages=hi, max_tokens=63).choices
+
+
+def test_a_402_when_not_even_one_token_fits(gateway: Any, gateway_settings_: Any) -> None:
+
+    broke = provision(gateway_settings_, "broke@example.com", Decimal("0.0001"))
+    with (
+        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=broke.key, max_retries=0) as sdk,
+        pytest.raises(openai.APIStatusError) as caught,
+    ):
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+    assert caught.value.status_code == 402
+    assert "$0.0001 is available. Add credits: not even max_tokens=1 fits" in caught.value.message

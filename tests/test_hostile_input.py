@@ -97,6 +97,8 @@ def test_json_nested_up_to_the_limit_goes_through_every_translator(http: httpx.C
         "openai/gpt-4o\r\n",
         "local:" + "x" * 300,
         "gpt-4o\u2028",
+        "local:modèle",  # response headers are Latin-1 at most; ids stay ASCII
+        "local:模型",
     ],
 )
 def test_model_ids_with_control_characters_are_a_400(
@@ -110,12 +112,12 @@ def test_model_ids_with_control_characters_are_a_400(
 
 
 @pytest.mark.parametrize(
-    "native", ["my model", "Qwen/Qwen2.5-7B-Instruct", "llama3.1:8b-q4_K_M", "@cf/meta/llama", "modèle"]
+    "native", ["my model", "Qwen/Qwen2.5-7B-Instruct", "llama3.1:8b-q4_K_M", "@cf/meta/llama"]
 )
 def test_a_local_model_may_have_any_printable_name(http: httpx.Client, openai_fake: Any, native: str) -> None:
     r = http.post("/v1/chat/completions", json={"model": f"local:{native}", "messages": HI})
     assert r.status_code == 200, r.text
-    assert r.headers["x-gatewayz-model"].startswith("local/")
+    assert r.headers["x-gatewayz-model"] == f"local:{native}"
     assert openai_fake.requests[-1].body["model"] == native  # sent as the caller wrote it
 
 

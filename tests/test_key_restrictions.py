@@ -10,15 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from shared.store import now_text
 from tests import test_account_routes as accounts
-from tests.conftest import Account
+from tests.conftest import Account, gateway_settings, provision, start_gateway
 from tests.fakes.openai_fake import OpenAIFake
+from tests.fakes.server import FakeServer, Reply
 from tests.test_account_routes import ALL_BUT_ADMIN, Deployment
 
 deployment = accounts.deployment  # the same fixture: a gateway per backend for this module
@@ -154,6 +158,23 @@ def test_spend_limit(
     assert chat(deployment, roomy).choices
 
 
+@pytest.mark.parametrize("period", ["day", "month", "total"])
+def test_spend_adds_up_over_requests_until_the_limit_refuses(
+    deployment: Deployment, make_key: Callable[..., dict[str, Any]], openai_fake: OpenAIFake, period: str
+) -> None:
+    """Every settlement adds to the key's spend (a key with only this one limit): two requests of
+    $0.015625 fit a $0.025 limit one at a time, the third does not."""
+    key = make_key(spend_limits={period: "0.025"})["key"]
+    openai_fake.script("gpt-4o", *(Reply(input=1000, output=1000) for _ in range(3)))
+    sdk = deployment.sdk(key)
+    for _ in range(2):  # max_tokens 1: each reserves little, the upstream then reports its usage
+        sdk.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        sdk.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+    assert caught.value.code == "key_spend_limit_exceeded"
+    assert len(openai_fake.requests) == 2
+
+
 def test_disabled_then_enabled(
     deployment: Deployment, manager: Account, make_key: Callable[..., dict[str, Any]], openai_fake: OpenAIFake
 ) -> None:
@@ -218,3 +239,35 @@ def test_insufficient_credits(deployment: Deployment, openai_fake: OpenAIFake) -
     assert caught.value.code == "insufficient_credits"
     assert caught.value.type == "insufficient_credits"
     assert openai_fake.requests == []
+
+
+def test_an_unparseable_client_ip_is_refused_by_any_ip_allowlist(
+    fakes: dict[str, FakeServer], tmp_path: Path, openai_fake: OpenAIFake
+) -> None:
+    """Behind a trusted proxy the client's address comes from X-Forwarded-For, where anything can
+    be written. An address that does not parse matches no network, not even 0.0.0.0/0."""
+    settings = gateway_settings(
+        fakes, f"sqlite:///{tmp_path / 'gw.db'}", GATEWAYZ_TRUSTED_PROXIES="127.0.0.1/32"
+    )
+    anywhere = provision(settings, "anywhere@example.com", Decimal(1), ip_allowlist=["0.0.0.0/0", "::/0"])
+    unrestricted = provision(settings, "unrestricted@example.com", Decimal(1))
+    server = start_gateway(settings)
+    try:
+
+        def call(key: str, forwarded: str) -> httpx.Response:
+            return httpx.post(
+                f"{server.url}/v1/chat/completions",
+                json={"model": MODEL, "messages": HELLO},
+                headers={"authorization": f"Bearer {key}", "x-forwarded-for": forwarded},
+                timeout=20,
+            )
+
+        for forwarded in ("not-an-ip", "10.0.0.1.5", "::g", "10.0.0.1/8"):
+            refused = call(anywhere.key, forwarded)
+            assert refused.status_code == 403, (forwarded, refused.text)
+            assert refused.json()["error"]["code"] == "ip_not_allowed"
+        assert openai_fake.requests == []
+        assert call(anywhere.key, "203.0.113.7").status_code == 200  # a real address passes
+        assert call(unrestricted.key, "not-an-ip").status_code == 200  # no allowlist, no IP check
+    finally:
+        server.stop()

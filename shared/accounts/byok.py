@@ -114,17 +114,26 @@ def under_newest(keys: Sequence[str], token: str) -> bool:
 
 # --- validation --------------------------------------------------------------------------------
 def check_provider(provider: str) -> None:
+    """A provider a user may bring a key for: a known row that authenticates with a plain API key
+    and whose public URL the table fixes (`Provider.takes_byok`). A provider whose URL comes from
+    the operator (`local`, a self-hosted server) takes none: the user's key would make the gateway
+    call wherever the operator pointed it, its own network included."""
     row = load_providers().get(provider)
     if row is None:
         raise InvalidRequest(
             f"Unknown provider '{provider[:64]}'.", param="provider", code="unknown_provider"
         )
+    if row.takes_byok:
+        return
     if row.keyless or not (row.auth in _KEY_AUTH or row.auth.startswith("header:")):
-        raise InvalidRequest(
-            f"Provider '{provider}' does not authenticate with an API key, so it takes no BYOK key.",
-            param="provider",
-            code="byok_not_supported",
-        )
+        why = "does not authenticate with an API key"
+    else:
+        why = "has no fixed public URL (the operator configures where it is)"
+    raise InvalidRequest(
+        f"Provider '{provider}' {why}, so it takes no key of yours (BYOK).",
+        param="provider",
+        code="byok_not_supported",
+    )
 
 
 def check_api_key(api_key: str) -> str:

@@ -15,10 +15,20 @@ Local checks: signature, `exp` (30 s leeway for clock skew), `aud` == "authentic
 the project's API keys (`role` anon / service_role) are refused. Any other algorithm (`none`
 included) is refused before anything else is read from the token.
 
-On first sign-in the account is created for the token's email, which must be verified: when a
-Supabase API key is configured the email and its confirmation come from Supabase Auth's user
-record (`email_confirmed_at`), otherwise from the verified token (an `email` claim, and not
-`user_metadata.email_verified == false`).
+On first sign-in the account is created for the token's email, which must not be known to be
+unverified: when a Supabase API key is configured the email and its confirmation come from
+Supabase Auth's user record (`email_confirmed_at`), otherwise from the verified token (an `email`
+claim, and `email_verified`, top-level or in `user_metadata`, not false).
+
+An account that already exists for that email (made by an operator) is linked to the Supabase user
+only when the email is known to be verified: Supabase Auth's record says it is confirmed, or the
+token says `email_verified: true`; otherwise 403 `email_not_verified`, and nothing changes. (Supabase
+lets a user edit their own `user_metadata`: an operator who lets users sign in before confirming
+their email should set a Supabase API key, so that the server's record decides.)
+
+Administrators are never served by this route: an admin-role account is not linked by sign-in and
+gets no key from it (403 `admin_account`); its keys come from the CLI or the admin API, where the
+admin scope rules apply. A session's keys never hold the admin scope (`SESSION_SCOPES`).
 """
 
 from __future__ import annotations
@@ -31,11 +41,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import jwt
 import orjson
 
-from shared.accounts.keys import SCOPES
+from shared.accounts.keys import SCOPES, default_scopes
 from shared.accounts.service import Actor, KeySpec, audit_step
 from shared.config import ConfigError
 from shared.errors import AuthenticationFailed, GatewayError, PermissionDenied, error_for_status
@@ -115,7 +124,7 @@ class Identity:
 
     subject: str
     email: str | None
-    email_verified: bool | None  # None: the token alone cannot say
+    email_verified: bool | None  # None: nothing says (enough to create an account, not to link one)
     anonymous: bool
     verified_by: str  # jwt_secret | jwks | supabase_auth
 
@@ -128,11 +137,16 @@ def _claims_identity(claims: Mapping[str, Any], verified_by: str) -> Identity:
         raise InvalidToken("A Supabase API key is not a user's access token.")
     email = claims.get("email")
     metadata = claims.get("user_metadata")
-    verified = metadata.get("email_verified") if isinstance(metadata, dict) else None
+    said = [
+        claims.get("email_verified"),
+        metadata.get("email_verified") if isinstance(metadata, dict) else None,
+    ]
+    # Only JSON booleans count (1 == True in Python, and "true" is not a boolean); a false wins.
+    verified = False if any(v is False for v in said) else True if any(v is True for v in said) else None
     return Identity(
         subject=subject,
         email=email if isinstance(email, str) and email else None,
-        email_verified=False if verified is False else None,
+        email_verified=verified,
         anonymous=claims.get("is_anonymous") is True,
         verified_by=verified_by,
     )
@@ -255,15 +269,20 @@ class TokenVerifier:
         headers = {"accept": "application/json"}
         if self.config.api_key:
             headers["apikey"] = self.config.api_key
+        import httpx  # on the first asymmetric token only (SPEC §1: httpx serves JWKS fetches)
+
+        raw = b""
         try:
-            timeout = aiohttp.ClientTimeout(total=10)
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(url, headers=headers) as response,
+                httpx.AsyncClient(timeout=10) as client,
+                client.stream("GET", url, headers=headers) as response,
             ):
-                raw = await response.content.read(MAX_JWKS_BYTES + 1)
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError):
+                status = response.status_code
+                async for chunk in response.aiter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_JWKS_BYTES:
+                        break  # refused below: no need to read the rest
+        except httpx.HTTPError:
             raise AuthUnavailable("Supabase Auth's signing keys could not be fetched; try again.") from None
         if status != 200 or len(raw) > MAX_JWKS_BYTES:
             raise AuthUnavailable(f"Supabase Auth's signing keys could not be fetched (HTTP {status}).")
@@ -361,11 +380,10 @@ class SessionRequest:
     scopes: list[str] | None = None
 
 
-def _key_spec(request: SessionRequest) -> KeySpec:
-    spec = KeySpec(name=request.key_name or "supabase-session")
-    if request.scopes is not None:
-        spec.scopes = sorted(set(request.scopes))
-    return spec
+def _key_spec(request: SessionRequest, role: str) -> KeySpec:
+    """A sign-in never grants `admin` (SESSION_SCOPES), whatever the user's role."""
+    scopes = request.scopes if request.scopes is not None else default_scopes(role, SESSION_SCOPES)
+    return KeySpec(name=request.key_name or "supabase-session", scopes=sorted(set(scopes)))
 
 
 async def _confirmed_identity(verifier: TokenVerifier, identity: Identity, token: str) -> Identity:
@@ -392,6 +410,17 @@ async def _confirmed_identity(verifier: TokenVerifier, identity: Identity, token
     return identity
 
 
+def _no_admin(role: str) -> None:
+    """Sign-in never acts for an administrator: no link, no key (the admin scope rules live in the
+    CLI and the admin API, which an operator uses)."""
+    if role == "admin":
+        raise PermissionDenied(
+            "This is an administrator's account: it is not linked to a Supabase sign-in and gets no "
+            "key from it. An operator issues administrators' keys with the CLI or the admin API.",
+            code="admin_account",
+        )
+
+
 LINK = "UPDATE users SET auth_subject = :subject WHERE id = :user_id AND auth_subject IS NULL"
 
 
@@ -411,14 +440,17 @@ async def exchange(
             raise PermissionDenied("This account is suspended.", code="account_suspended")
         key = None
         if request.create_key:
-            key = await accounts.create_key(user["id"], _key_spec(request), Actor("user", user["id"], ip))
+            _no_admin(user["role"])
+            key = await accounts.create_key(
+                user["id"], _key_spec(request, user["role"]), Actor("user", user["id"], ip)
+            )
         return _session(user, key, created=False, linked=False)
 
     # First sign-in: an account for the verified email, or the link to an existing one.
     identity = await _confirmed_identity(verifier, identity, token)
     assert identity.email is not None
     existing = await rt.db.fetch_one(
-        "SELECT id, status, auth_subject FROM users WHERE email = :email",
+        "SELECT id, role, status, auth_subject FROM users WHERE email = :email",
         {"email": identity.email.strip().lower()},
     )
     if existing is not None:
@@ -428,13 +460,21 @@ async def exchange(
                 "This email address belongs to an account linked to another Supabase user.",
                 code="account_conflict",
             )
+        if identity.email_verified is not True:
+            raise PermissionDenied(
+                "An account already exists for this email address: it is linked to a Supabase user "
+                "only when the sign-in says the address is verified (email_verified: true). Confirm "
+                "the email address with Supabase Auth, then sign in again.",
+                code="email_not_verified",
+            )
+        _no_admin(existing["role"])
         if existing["status"] != "active":
             raise PermissionDenied("This account is suspended.", code="account_suspended")
-        return await _link(rt, existing["id"], identity, request, ip)
+        return await _link(rt, existing["id"], existing["role"], identity, request, ip)
     actor = Actor("user", f"supabase:{identity.subject}", ip)
     try:
         user, full_key = await accounts.create_user(
-            identity.email, actor=actor, auth_subject=identity.subject, key=_key_spec(request)
+            identity.email, actor=actor, auth_subject=identity.subject, key=_key_spec(request, "user")
         )
     except Exception:
         # A concurrent first sign-in of the same user won the race: that is a later sign-in.
@@ -447,12 +487,12 @@ async def exchange(
 
 
 async def _link(
-    rt: Runtime, user_id: str, identity: Identity, request: SessionRequest, ip: str | None
+    rt: Runtime, user_id: str, role: str, identity: Identity, request: SessionRequest, ip: str | None
 ) -> dict[str, Any]:
     """Link an account created by an operator for this email to the Supabase user, with the
     first key of that person's own."""
     actor = Actor("user", user_id, ip)
-    full_key, key_steps = rt.accounts.key_steps(user_id, _key_spec(request), actor)
+    full_key, key_steps = rt.accounts.key_steps(user_id, _key_spec(request, role), actor)
     await rt.db.transaction(
         [
             (LINK, {"subject": identity.subject, "user_id": user_id}),

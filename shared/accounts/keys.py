@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -25,10 +25,22 @@ import orjson
 from shared.billing import from_pico, money_pico
 from shared.billing.ledger import SpendLimits
 from shared.hot import HotStore, HotStoreDown
+from shared.providers import load_providers
 from shared.store import Database, now_text
 
 SCOPES = frozenset({"inference", "read", "keys", "billing", "admin"})
-DEFAULT_SCOPES = ("inference", "read")
+USER_SCOPES = ("billing", "inference", "keys", "read")  # every scope but admin
+
+
+def default_scopes(role: str, held: Iterable[str] | None = None) -> list[str]:
+    """The one rule for a new key whose creator names no scopes (CLI, admin API, Supabase session,
+    self-service): every scope its owner's role may hold — `billing, inference, keys, read`, and
+    `admin` too for an admin user — but none that the creating credential lacks (`held`: the
+    calling key's scopes, or what a Supabase sign-in may grant; None for the operator)."""
+    allowed = sorted(SCOPES) if role == "admin" else list(USER_SCOPES)
+    return allowed if held is None else [scope for scope in allowed if scope in set(held)]
+
+
 KEYS_EPOCH = "gw:keys:epoch"
 _EPOCH_CHECK_EVERY = 1.0  # seconds between two reads of the epoch per instance
 
@@ -172,8 +184,14 @@ def record_from_row(row: dict[str, Any], byok: Sequence[str]) -> KeyRecord:
             concurrency=row["concurrency"],
             allowed_models=_json_list(row["plan_allowed_models"]),
         ),
-        byok_providers=frozenset(byok),
+        # A stored key for a provider that takes none (stored before `local` was refused) is ignored.
+        byok_providers=frozenset(p for p in byok if _takes_byok(p)),
     )
+
+
+def _takes_byok(provider_id: str) -> bool:
+    provider = load_providers().get(provider_id)
+    return provider is not None and provider.takes_byok
 
 
 class KeyCache:

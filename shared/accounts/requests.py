@@ -28,6 +28,7 @@ from pydantic import (
     PlainValidator,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -164,9 +165,13 @@ def _email(value: str) -> str:
     return text
 
 
-Money = Annotated[Decimal, PlainValidator(_decimal)]
-NonNegativeMoney = Annotated[Decimal, PlainValidator(_decimal), AfterValidator(_non_negative)]
-CreditAmount = Annotated[Decimal, PlainValidator(_decimal), AfterValidator(_credit_change)]
+# What the OpenAPI document shows for an amount (the validator itself has no schema to offer).
+_USD = WithJsonSchema(
+    {"type": ["string", "number"], "description": "USD, a decimal string such as '12.50' (or a JSON number)"}
+)
+Money = Annotated[Decimal, PlainValidator(_decimal), _USD]
+NonNegativeMoney = Annotated[Decimal, PlainValidator(_decimal), AfterValidator(_non_negative), _USD]
+CreditAmount = Annotated[Decimal, PlainValidator(_decimal), AfterValidator(_credit_change), _USD]
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NO_CONTROL)
 ]

@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from shared.accounts.keys import (
-    DEFAULT_SCOPES,
+    USER_SCOPES,
     KeyCache,
+    default_scopes,
     display_prefix,
     generate_key,
     hash_key,
@@ -41,7 +42,7 @@ class KeySpec:
 
     name: str = "default"
     environment: str = "live"
-    scopes: list[str] = field(default_factory=lambda: list(DEFAULT_SCOPES))
+    scopes: list[str] = field(default_factory=lambda: list(USER_SCOPES))  # a user's default
     expires_at: str | None = None
     ip_allowlist: list[str] | None = None
     allowed_origins: list[str] | None = None
@@ -168,7 +169,7 @@ class Accounts:
             "auth_subject": auth_subject,
             "now": now_text(),
         }
-        full_key, key_steps = self.key_steps(user_id, key or KeySpec(), actor)
+        full_key, key_steps = self.key_steps(user_id, key or KeySpec(scopes=default_scopes(role)), actor)
         steps = [
             (INSERT_USER, params),
             audit_step(

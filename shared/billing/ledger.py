@@ -8,7 +8,9 @@ Invariants, enforced in SQL so that they hold across processes and instances:
 - a request is charged at most once (a unique index on the usage row's request id), and a grant
   with an idempotency key at most once;
 - the balance never goes below zero (a CHECK constraint, and settlement caps a cost that exceeded
-  its reservation at what is left).
+  its reservation at what is left, and says what it charged);
+- reserved money stays reserved: a claw-back (a negative change) takes at most the available
+  credit (balance minus open holds), so that every request in flight is charged in full.
 
 Every operation is a fixed list of statements run in one transaction (`Database.transaction`):
 later statements are made conditional on earlier ones in SQL, so nothing waits on a round trip.
@@ -16,6 +18,7 @@ later statements are made conditional on earlier ones in SQL, so nothing waits o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -31,6 +34,7 @@ from shared.store import Database, Row, Step, now_text
 from shared.store.routines import Routine, Statement
 
 HOLD_TTL = timedelta(minutes=15)  # longer than any request may run (GATEWAYZ_REQUEST_DEADLINE)
+DRAIN_S = 15.0  # seconds a closing runtime waits for settlements still under way
 
 # PostgreSQL only (`row_locks`): a row lock that, unlike an UPDATE, writes no new row version (the
 # user's row is the hottest in the database: under load its version chain cost CPU on every touch).
@@ -44,14 +48,21 @@ ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"  # this tr
 # credit than there is: its hold, the worst case, still counts until the same commit.
 RESERVE_LOCK = "SELECT pg_advisory_xact_lock(7301, hashtext(:user_id))"
 
-# The credit row of a balance change: written only if the change keeps the balance >= 0 and (with
-# an idempotency key) only once. The balance update below applies only if this row was written.
-INSERT_CREDIT = """
+# Open holds that still count: unexpired ones (expired ones are swept by the reaper).
+_OPEN_HOLDS_USER = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE user_id = u.id AND status = 'open' AND expires_at > :now"
+_OPEN_HOLDS_KEY = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE key_id = :key_id AND status = 'open' AND expires_at > :now"
+
+# The credit row of a balance change: written only if the change keeps the balance >= 0 — and a
+# claw-back the balance minus what open holds reserve for requests in flight — and (with an
+# idempotency key) only once. The balance update below applies only if this row was written.
+INSERT_CREDIT = f"""
 INSERT INTO credit_transactions (id, user_id, amount_pico, type, balance_after_pico, payment_id,
                                  idempotency_key, description, metadata, created_at)
 SELECT :tx_id, u.id, :amount, :type, u.balance_pico + :amount, :payment_id, :idempotency_key,
        :description, :metadata, :now
-FROM users u WHERE u.id = :user_id AND u.balance_pico + :amount >= 0
+FROM users u
+WHERE u.id = :user_id AND u.balance_pico + :amount >= 0
+  AND (:amount >= 0 OR u.balance_pico + :amount >= ({_OPEN_HOLDS_USER}))
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 APPLY_TX = """
@@ -68,10 +79,6 @@ SELECT u.balance_pico, (SELECT COUNT(*) FROM credit_transactions WHERE id = :tx_
        (SELECT id FROM credit_transactions WHERE idempotency_key = :idempotency_key) AS existing_tx
 FROM users u WHERE u.id = :user_id
 """
-
-# Open holds that still count: unexpired ones (expired ones are swept by the reaper).
-_OPEN_HOLDS_USER = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE user_id = u.id AND status = 'open' AND expires_at > :now"
-_OPEN_HOLDS_KEY = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE key_id = :key_id AND status = 'open' AND expires_at > :now"
 
 
 def _spend(period: str) -> str:
@@ -129,7 +136,7 @@ VALUES (:request_id, :user_id, :key_id, :model, :provider, :endpoint, :status, :
     COALESCE((SELECT -amount_pico FROM credit_transactions WHERE id = :tx_id), 0),
     :byok, :latency_ms, :attempts, :client_request_id, :now)
 ON CONFLICT (request_id) DO NOTHING
-RETURNING request_id
+RETURNING cost_pico
 """
 TOUCH_KEY = "UPDATE api_keys SET last_used_at = :now WHERE id = :key_id"
 REAP = """
@@ -203,6 +210,7 @@ SETTLE = Routine(
         Statement(TOUCH_KEY, when="touch_key"),
         Statement(INSERT_RECORD),
     ),
+    returns="bigint",  # what was charged (the record's cost); NULL when the request was settled before
 )
 
 
@@ -299,6 +307,7 @@ def _opt_pico(amount: Decimal | None) -> int | None:
 class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._landing: set[asyncio.Task[Any]] = set()  # settlements under way (see `_settle`)
 
     async def change_balance(
         self,
@@ -314,7 +323,8 @@ class Ledger:
         metadata: dict[str, Any] | None = None,
         ip: str | None = None,
     ) -> GrantResult:
-        """Grant (positive) or claw back (negative) credits, with its ledger row and audit entry."""
+        """Grant (positive) or claw back (negative) credits, with its ledger row and audit entry.
+        A claw-back larger than the available credit (balance minus open holds) is not applied."""
         tx_id = new_id("txn")
         params = {
             "tx_id": tx_id,
@@ -393,8 +403,9 @@ class Ledger:
                 return ReserveRefusal(f"spend_limit_{period}", available)
         return ReserveRefusal("insufficient_credits", available)  # a concurrent change; refuse safely
 
-    async def _settle(self, record: RequestRecord, cost: Decimal, hold_status: str) -> None:
-        """Charge `cost` once for the request, close its hold, count key spend, write its record."""
+    async def _settle(self, record: RequestRecord, cost: Decimal, hold_status: str) -> Decimal | None:
+        """Charge `cost` once for the request, close its hold, count key spend, write its record;
+        what was charged (None: settled before)."""
         moment = datetime.now(UTC)
         params = {
             "tx_id": new_id("txn"),
@@ -410,14 +421,34 @@ class Ledger:
             "track_spend": record.key_id is not None and record.track_spend,
             "touch_key": record.key_id is not None and record.touch_key,
         }
-        await self.db.run(SETTLE, params)
+        # A settlement, once asked for, lands even if its caller is cancelled meanwhile (a server
+        # cancels the requests still running when its shutdown grace runs out): it runs in a task
+        # of its own that the caller awaits through a shield, and `drain` waits for it before the
+        # database closes. (A cancel scope's shield does not stop a task's `cancel()`.)
+        task = asyncio.ensure_future(self.db.run(SETTLE, params))
+        self._landing.add(task)
+        task.add_done_callback(self._landing.discard)
+        charged = await asyncio.shield(task)
+        return None if charged is None else from_pico(int(charged))
+
+    async def drain(self) -> None:
+        """Wait (at most DRAIN_S seconds) for the settlements under way, before the database
+        closes: those whose callers were cancelled are still to be charged."""
+        if self._landing:
+            await asyncio.wait(set(self._landing), timeout=DRAIN_S)
 
     def _lock(self, params: dict[str, Any]) -> list[Step]:
-        return [(LOCK_USER, params)] if self.db.row_locks else []
+        """A balance change waits for the user's row and, on PostgreSQL, for the user's reserves in
+        progress (the lock they take turns on), so that it sees every hold they commit."""
+        if not self.db.row_locks:
+            return []
+        return [(LOCK_USER, params)] + ([(RESERVE_LOCK, params)] if self.db.dialect == "postgres" else [])
 
-    async def settle(self, record: RequestRecord, cost: Decimal) -> None:
-        """Exactly once per request id: a replay changes nothing (one round trip)."""
-        await self._settle(record, cost, "settled")
+    async def settle(self, record: RequestRecord, cost: Decimal) -> Decimal | None:
+        """Exactly once per request id: a replay changes nothing (one round trip). Returns what was
+        charged: `cost`, or less when the balance could not cover it (a cost that overran its hold),
+        or None for a replay (nothing charged now)."""
+        return await self._settle(record, cost, "settled")
 
     async def release(self, record: RequestRecord) -> None:
         """A request that produced nothing billable: close its hold, record it, charge nothing."""

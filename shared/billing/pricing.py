@@ -14,7 +14,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from shared.catalog import MILLION, Pricing
 from shared.dialects.base import Usage
 
-# Costs are kept to a picodollar: exact for every price × token count the catalog can express.
+# Costs are kept to a picodollar (the ledger's unit): exact for every price × token count the
+# catalog can express; a markup can leave a remainder below one, rounded to the nearest picodollar,
+# a half to the even one (no drift either way over many requests).
 QUANTUM = Decimal("0.000000000001")
 
 

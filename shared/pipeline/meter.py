@@ -4,7 +4,8 @@ the real cost (or release when nothing billable happened) — two database round
 The worst case is what the most expensive planned offer could charge: the prompt counted
 generously (two characters a token, an upper bound for most text) and the whole output budget
 (`max_tokens`, else the offer's output ceiling), times `n`. A reservation that does not fit is a
-402 (or a 403 for a key's spend limit) before any upstream is called.
+402 (or a 403 for a key's spend limit) before any upstream is called; the 402 says what was
+reserved, what is available, and the largest `max_tokens` that would fit.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 from typing import Any
-
-import anyio
 
 from shared.accounts.keys import KeyRecord
 from shared.billing import money
@@ -45,14 +44,70 @@ def estimate_usage(body: dict[str, Any], output_chars: int) -> Usage:
     return Usage(input_tokens=estimate_prompt(body), output_tokens=-(-output_chars // 4), estimated=True)
 
 
-def worst_case(rt: Runtime, plan: list[Candidate], body: dict[str, object], params: ChatParams) -> Decimal:
-    input_tokens = prompt_chars(body) // 2 + 64
+def prompt_bound(body: dict[str, object]) -> int:
+    """The prompt's tokens, counted generously (two characters a token, plus a margin)."""
+    return prompt_chars(body) // 2 + 64
+
+
+def output_bound(candidate: Candidate, params: ChatParams) -> int:
+    return params.max_output or candidate.offer.max_output_tokens or _DEFAULT_OUTPUT
+
+
+def worst_case(
+    rt: Runtime, plan: list[Candidate], input_tokens: int, params: ChatParams, max_output: int | None = None
+) -> Decimal:
+    """The most the request could cost on any planned offer; `max_output` stands in for the
+    request's own output budget (what a smaller `max_tokens` would reserve)."""
     worst = Decimal(0)
     for candidate in plan:
-        output = params.max_output or candidate.offer.max_output_tokens or _DEFAULT_OUTPUT
+        output = output_bound(candidate, params) if max_output is None else max_output
         usage = Usage(input_tokens=input_tokens, output_tokens=output)
         worst = max(worst, cost_of(usage, candidate.offer.pricing, markup_for(rt, candidate)))
     return worst * params.n
+
+
+def largest_fitting_output(
+    rt: Runtime, plan: list[Candidate], input_tokens: int, params: ChatParams, available: Decimal
+) -> int:
+    """The largest `max_tokens` whose worst case fits in `available` (0 when not even one token
+    does). A binary search over the same computation as the reservation, so the advice is exact;
+    it runs on the refusal path only."""
+    low, high = 0, max(output_bound(c, params) for c in plan)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if worst_case(rt, plan, input_tokens, params, middle) <= available:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def insufficient(
+    rt: Runtime,
+    plan: list[Candidate],
+    input_tokens: int,
+    params: ChatParams,
+    amount: Decimal,
+    available: Decimal,
+) -> InsufficientCredits:
+    """The 402: what was reserved and why, what is available, and what the caller can change."""
+    if params.max_output:
+        budget = f"max_tokens={params.max_output}"
+    else:
+        ceiling = max(output_bound(c, params) for c in plan)
+        budget = f"no max_tokens, so the model's output limit of {ceiling} tokens"
+    copies = f", times n={params.n}" if params.n > 1 else ""
+    fits = largest_fitting_output(rt, plan, input_tokens, params, available)
+    advice = (
+        f"Add credits, or set max_tokens to {fits} or less."
+        if fits
+        else "Add credits: not even max_tokens=1 fits in what is available."
+    )
+    return InsufficientCredits(
+        f"Insufficient credits: this request may cost up to ${money(amount)} (a prompt of up to "
+        f"{input_tokens} tokens and {budget}{copies}, at the dearest eligible provider's price) and "
+        f"${money(available)} is available. {advice}"
+    )
 
 
 class Meter:
@@ -72,7 +127,10 @@ class Meter:
         limits = self.key.spend_limits
         return not (limits.day is None and limits.month is None and limits.total is None)
 
-    async def reserve(self, amount: Decimal) -> None:
+    async def reserve(self, plan: list[Candidate], body: dict[str, object], params: ChatParams) -> None:
+        """Hold the request's worst case; a 402 or 403 when it does not fit."""
+        input_tokens = prompt_bound(body)
+        amount = worst_case(self.rt, plan, input_tokens, params)
         limits = self.key.spend_limits
         if amount <= 0 and not self.tracks_spend:
             return  # a free request needs no hold: one round trip saved
@@ -94,10 +152,7 @@ class Meter:
             )
         if refusal.reason == "inactive":
             raise PermissionDenied("This account is suspended.", code="account_suspended")
-        raise InsufficientCredits(
-            f"Insufficient credits: this request may cost up to ${money(amount)} and "
-            f"${money(refusal.available)} is available. Add credits or lower max_tokens."
-        )
+        raise insufficient(self.rt, plan, input_tokens, params, amount, refusal.available)
 
     def record(self, **fields: object) -> RequestRecord:
         record = RequestRecord(
@@ -117,9 +172,11 @@ class Meter:
 
     async def settle(
         self, candidate: Candidate, usage: Usage, cost: Decimal, attempts: list[str], status: str = "ok"
-    ) -> None:
+    ) -> Decimal:
+        """Charge the request's cost; returns what was charged — less than `cost` when it overran
+        the hold and the balance could not cover it — which is what the caller must be told."""
         if self.closed:
-            return
+            return cost
         self.closed = True
         record = self.record(
             model=candidate.model_id,
@@ -134,9 +191,10 @@ class Meter:
             byok=candidate.byok,
             attempts=attempts,
         )
-        # Shielded: a caller who hangs up mid-stream is still billed for what was generated.
-        with anyio.CancelScope(shield=True):
-            await self.rt.ledger.settle(record, cost)
+        # A caller who hangs up mid-stream is still billed for what was generated: the ledger
+        # finishes a settlement even if this task is cancelled.
+        charged = await self.rt.ledger.settle(record, cost)
+        return cost if charged is None else charged  # None: settled before (not through this meter)
 
     async def release(self, http_status: int, attempts: list[str]) -> None:
         """Nothing billable happened (every provider failed, or the caller erred): charge nothing."""
@@ -144,5 +202,4 @@ class Meter:
             return
         self.closed = True
         record = self.record(status="error", http_status=http_status, attempts=attempts)
-        with anyio.CancelScope(shield=True):
-            await self.rt.ledger.release(record)
+        await self.rt.ledger.release(record)

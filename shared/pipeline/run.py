@@ -26,7 +26,7 @@ from shared.errors import (
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, complete, fan_out_count, gateway_headers
 from shared.pipeline.frontend import FrontEnd, Inbound
-from shared.pipeline.meter import Meter, price, worst_case
+from shared.pipeline.meter import Meter, price
 from shared.pipeline.request import check_chat, upstream_body
 from shared.pipeline.streaming import stream_chat
 from shared.providers import bind
@@ -122,7 +122,7 @@ async def run(
     meter = Meter(rt, principal.key, ctx, front.endpoint, plan[0].model_id) if principal.key else None
     try:
         if meter is not None:
-            await meter.reserve(worst_case(rt, plan, call.body, params))
+            await meter.reserve(plan, call.body, params)
         if params.stream:
             return await stream_chat(rt, call, plan, ctx, front, meter, admission)
         return await _complete(rt, call, plan, ctx, front, meter, admission)
@@ -147,7 +147,7 @@ async def _complete(
     candidate, answer = await complete(rt, call, plan, ctx)
     cost = price(rt, candidate, answer.usage)
     if meter is not None:
-        await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())
+        cost = await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())  # as charged
     await rt.limiter.finish(admission, answer.usage.prompt_tokens + answer.usage.output_tokens)
     out = front.response(answer.body, answer.translator, answer.usage, cost)
     headers = gateway_headers(candidate, ctx, answer.translator)

@@ -258,7 +258,7 @@ async def stream_chat(
             usage = _stream_usage(streams, call.body, output_chars)
             cost = price(rt, candidate, usage)
             if meter is not None:
-                await meter.settle(candidate, usage, cost, attempts, status=status)
+                cost = await meter.settle(candidate, usage, cost, attempts, status=status)  # as charged
             with anyio.CancelScope(shield=True):
                 await rt.limiter.finish(admission, usage.prompt_tokens + usage.output_tokens)
         if status == "ok":

@@ -4,6 +4,12 @@ A row says where to send (base URL, auth style, static headers), which wire form
 (dialect) and what differs (supported features, parameter quirks). Adding an OpenAI-compatible
 provider is one row, no code. `resolve_providers` binds the rows to this process's configuration
 (`<ID>_API_KEY`, `<ID>_BASE_URL`, URL template variables) once.
+
+A row without a `base_url` (`local`: a self-hosted server) is reachable only at the URL the
+operator sets in `<ID>_BASE_URL`; until then it is not configured — there is no placeholder to
+fall back to. Only rows whose table URL fixes a vendor's public host take a user's own key
+(`takes_byok`): a URL that comes from the operator could point anywhere, the gateway's own network
+included, and a user's key must never make the gateway call it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ FEATURES = frozenset(
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _TEMPLATE_VAR = re.compile(r"\{([a-z_]+)\}")
+_KEY_AUTH = ("bearer", "x-api-key", "x-goog-api-key")  # styles that send a plain API key
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +51,7 @@ class Provider:
     id: str
     name: str
     dialect: str
-    base_url: str
+    base_url: str  # "" when only the operator's <ID>_BASE_URL says where the provider is
     auth: str  # one of AUTH_STYLES, or "header:<name>" for a vendor-specific key header
     site_url: str
     docs: str
@@ -64,6 +71,20 @@ class Provider:
     @property
     def env_base_url(self) -> str:
         return env_name(self.id, "BASE_URL")
+
+    @property
+    def takes_byok(self) -> bool:
+        """Whether a user may bring their own key for this provider: it authenticates with a plain
+        API key, and the table fixes the public https host the key goes to (no URL that only the
+        operator supplies, no host filled from a template)."""
+        host = self.base_url.removeprefix("https://").partition("/")[0]
+        return (
+            not self.keyless
+            and (self.auth in _KEY_AUTH or self.auth.startswith("header:"))
+            and self.base_url.startswith("https://")
+            and bool(host)
+            and not _TEMPLATE_VAR.search(host)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +122,12 @@ def _parse_row(raw: Mapping[str, Any]) -> Provider:
     unknown = set(raw) - allowed
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
-    for required in ("id", "name", "dialect", "base_url", "auth", "site_url", "docs"):
+    for required in ("id", "name", "dialect", "auth", "site_url", "docs"):
         if not isinstance(raw.get(required), str) or not raw[required]:
             raise ValueError(f"{where}: '{required}' is required")
+    base_url = raw.get("base_url", "")
+    if not isinstance(base_url, str) or ("base_url" in raw and not base_url):
+        raise ValueError(f"{where}: base_url must be a URL (leave it out when only the operator knows it)")
     if not _ID.match(raw["id"]):
         raise ValueError(f"{where}: id must be lower-case letters, digits and '-'")
     if raw["dialect"] not in DIALECTS:
@@ -115,16 +139,16 @@ def _parse_row(raw: Mapping[str, Any]) -> Provider:
     if supports - FEATURES:
         raise ValueError(f"{where}: unknown feature(s) {sorted(supports - FEATURES)}")
     url_params = dict(raw.get("url_params", {}))
-    missing = set(_TEMPLATE_VAR.findall(raw["base_url"])) - set(url_params)
+    missing = set(_TEMPLATE_VAR.findall(base_url)) - set(url_params)
     if missing:
         raise ValueError(f"{where}: base_url variable(s) {sorted(missing)} have no url_params entry")
-    if not raw["base_url"].startswith(("https://", "http://")):
+    if base_url and not base_url.startswith(("https://", "http://")):
         raise ValueError(f"{where}: base_url must be an http(s) URL")
     return Provider(
         id=raw["id"],
         name=raw["name"],
         dialect=raw["dialect"],
-        base_url=raw["base_url"].rstrip("/"),
+        base_url=base_url.rstrip("/"),
         auth=auth,
         site_url=raw["site_url"],
         docs=raw["docs"],
@@ -177,6 +201,8 @@ def bind(provider: Provider, settings: Settings, key: str | None = None) -> Prov
     base_url = provider.base_url
     if override:
         base_url = override.rstrip("/")
+    elif not base_url:
+        reason = f"{provider.env_base_url} is not set (the URL of the operator's own server)"
     else:
         for var, spec in provider.url_params.items():
             env_var, _, default = spec.partition("=")
@@ -192,7 +218,7 @@ def bind(provider: Provider, settings: Settings, key: str | None = None) -> Prov
     missing_key = False
     if not reason and not (key or provider.keyless or override):
         reason = f"{provider.env_key} is not set"
-        missing_key = True
+        missing_key = provider.takes_byok
     headers = dict(provider.headers)
     if key:
         headers.update(_auth_headers(provider.auth, key))

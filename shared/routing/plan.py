@@ -9,7 +9,6 @@ nothing is left the 503 says why.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -22,7 +21,6 @@ from shared.routing.health import HealthBook
 
 SORTS = frozenset({"price", "latency", "throughput"})
 MAX_MODEL_NAME = 256
-_NOT_IN_MODEL_ID = re.compile(r"[^A-Za-z0-9._:-]")  # what a catalog model id's name part may not hold
 _PREF_KEYS = frozenset(
     {
         "order",
@@ -139,10 +137,11 @@ class Router:
         """A model name → the model and the offers it names (all, one provider's, or the free ones).
 
         Every name a caller writes (`model`, `models`) comes through here and is checked once: it
-        reaches response headers, records and, for `local:`, an upstream request."""
-        if len(name) > MAX_MODEL_NAME or not name.isprintable():
+        reaches response headers (`x-gatewayz-model`), records and, for `local:`, an upstream
+        request — so printable ASCII only."""
+        if len(name) > MAX_MODEL_NAME or not (name.isascii() and name.isprintable()):
             raise InvalidRequest(
-                f"'{param}' must be a model id of at most {MAX_MODEL_NAME} printable characters "
+                f"'{param}' must be a model id of at most {MAX_MODEL_NAME} printable ASCII characters "
                 "(no line breaks or other control characters)",
                 param=param,
             )
@@ -170,10 +169,10 @@ class Router:
         offer = Offer(
             provider="local", native_id=native_id, pricing=Pricing(prompt=Decimal(0), completion=Decimal(0))
         )
-        model = Model(
-            # The served name may hold anything printable (`my model`, `@cf/…`); the gateway's id
-            # keeps to a catalog id's characters.
-            id=f"local/{_NOT_IN_MODEL_ID.sub('-', native_id)}",
+        # Made per request, not catalog data: its id is the `local:` name the caller sent (an id
+        # that resolves again), which the catalog's `org/model` pattern does not admit.
+        model = Model.model_construct(
+            id=f"local:{native_id}",
             name=f"Local: {native_id}",
             owned_by="local",
             created=0,

@@ -35,9 +35,10 @@ class Database(ABC):
     async def transaction(self, steps: Sequence[Step]) -> list[list[Row]]:
         """Run the statements in one transaction; the rows each returned (empty for none)."""
 
-    async def run(self, routine: Routine, values: Params) -> bool:
-        """Run a routine (`shared.store.routines`); whether its last statement touched a row."""
-        return bool((await self.transaction(routine.steps(values, self.dialect)))[-1])
+    async def run(self, routine: Routine, values: Params) -> Any:
+        """Run a routine (`shared.store.routines`): whether its last statement touched a row, or
+        the value it returned (`Routine.returns`)."""
+        return routine.result((await self.transaction(routine.steps(values, self.dialect)))[-1])
 
     async def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
         return (await self.transaction([(sql, params or {})]))[0]

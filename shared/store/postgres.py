@@ -87,7 +87,7 @@ class PostgresDatabase(Database):
                     await conn.execute("ROLLBACK")  # a failed statement left the block aborted
                 raise
 
-    async def run(self, routine: Routine, values: Params) -> bool:
+    async def run(self, routine: Routine, values: Params) -> Any:
         installing = self._routines.get(routine.function)
         if installing is None:
             installing = self._routines[routine.function] = asyncio.ensure_future(self._install(routine))
@@ -95,7 +95,7 @@ class PostgresDatabase(Database):
             return await self._call(routine, values)
         return await super().run(routine, values)
 
-    async def _call(self, routine: Routine, values: Params) -> bool:
+    async def _call(self, routine: Routine, values: Params) -> Any:
         """`SELECT fn(…)` straight on the connection: literals escaped by libpq, the one-cell
         answer read off the result (the cursor machinery measured at a fifth of the gateway's CPU
         on this path)."""
@@ -109,7 +109,7 @@ class PostgresDatabase(Database):
             result = (await conn.wait(generators.execute(pgconn)))[-1]
             if result.status != ExecStatus.TUPLES_OK:
                 raise errors.error_from_result(result, encoding="utf-8")
-            return result.get_value(0, 0) == b"t"
+            return routine.decode(result.get_value(0, 0))
 
     async def _install(self, routine: Routine) -> bool:
         """Create the routine's function unless it exists; False (plain transactions) if we may not."""

@@ -39,7 +39,9 @@ class Statement:
 
 @dataclass(frozen=True)
 class Routine:
-    """Statements run in one transaction; the result is whether the last one touched a row.
+    """Statements run in one transaction; the result is whether the last one touched a row — or,
+    with `returns` (its PostgreSQL type), the one value the last one's `RETURNING` gives (None
+    when it touched no row).
 
     The last statement ends with `RETURNING …` (so that a plain transaction can tell) and is not
     gated. `params` lists every parameter with its PostgreSQL type, in the function's order.
@@ -48,6 +50,7 @@ class Routine:
     name: str
     params: tuple[tuple[str, str], ...]
     statements: tuple[Statement, ...]
+    returns: str | None = None
 
     def __post_init__(self) -> None:
         names = {n for n, _ in self.params}
@@ -56,8 +59,11 @@ class Routine:
         if used - names:
             raise ValueError(f"routine {self.name}: untyped parameters {sorted(used - names)}")
         last = self.statements[-1]
-        if last.when or not _RETURNING.search(last.sql):
+        returning = _RETURNING.search(last.sql)
+        if last.when or not returning:
             raise ValueError(f"routine {self.name}: the last statement must be ungated and RETURNING")
+        if self.returns and "," in returning.group(0):
+            raise ValueError(f"routine {self.name}: a routine that returns a value RETURNING one column")
 
     def steps(self, values: Mapping[str, Any], dialect: str) -> list[Step]:
         return [
@@ -65,6 +71,20 @@ class Routine:
             for s in self.statements
             if s.dialect in (None, dialect) and (s.when is None or values[s.when])
         ]
+
+    def result(self, rows: list[dict[str, Any]]) -> Any:
+        """The routine's result from the rows its last statement returned (plain statements)."""
+        if self.returns is None:
+            return bool(rows)
+        return next(iter(rows[0].values())) if rows else None
+
+    def decode(self, raw: bytes | None) -> Any:
+        """The routine's result from the function's one-cell answer, in PostgreSQL's text form."""
+        if self.returns is None:
+            return raw == b"t"
+        if raw is None:
+            return None
+        return int(raw) if self.returns in ("bigint", "integer") else raw.decode()
 
     @cached_property
     def _body(self) -> str:
@@ -76,7 +96,10 @@ class Routine:
         lines = []
         statements = [s for s in self.statements if s.dialect in (None, "postgres")]
         for i, s in enumerate(statements):
-            sql = positional(_RETURNING.sub("", s.sql) if i == len(statements) - 1 else s.sql)
+            sql = s.sql.strip()
+            if i == len(statements) - 1:
+                sql = sql + " INTO gz_result" if self.returns else _RETURNING.sub("", sql)
+            sql = positional(sql)
             if sql[:6].upper() == "SELECT":  # PL/pgSQL runs a query whose rows it drops as PERFORM
                 sql = "PERFORM" + sql[6:]
             if s.when:
@@ -84,10 +107,17 @@ class Routine:
             else:
                 lines.append(f"  {sql};")
         args = ", ".join(t for _, t in self.params)
+        if self.returns:
+            declare, finish = f"gz_result {self.returns}", "  RETURN gz_result;"
+        else:
+            declare, finish = (
+                "touched bigint",
+                "  GET DIAGNOSTICS touched = ROW_COUNT;\n  RETURN touched > 0;",
+            )
         return (
-            f"({args}) RETURNS boolean LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $routine$\n"
-            "DECLARE touched bigint;\nBEGIN\n" + "\n".join(lines) + "\n"
-            "  GET DIAGNOSTICS touched = ROW_COUNT;\n  RETURN touched > 0;\nEND\n$routine$"
+            f"({args}) RETURNS {self.returns or 'boolean'} LANGUAGE plpgsql "
+            "SET plan_cache_mode = force_generic_plan AS $routine$\n"
+            f"DECLARE {declare};\nBEGIN\n" + "\n".join(lines) + f"\n{finish}\nEND\n$routine$"
         )
 
     @cached_property

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from shared.accounts.keys import SCOPES
+from shared.accounts.keys import default_scopes
 from shared.accounts.requests import CreditChange, UserCreate, UserUpdate
 from shared.accounts.service import Actor, KeySpec
 from shared.auth import Principal
@@ -22,7 +22,6 @@ from shared.runtime import Runtime
 from shared.store import Row, Step
 from shared.views.usage import ledger_row_view
 
-USER_SCOPES = ("billing", "inference", "keys", "read")  # a new user's first key: all but admin
 AUDIT_CURSOR = "SELECT id FROM audit_log WHERE id = :cursor"
 AUDIT_FILTERS = {
     "actor": "actor_id = :actor",
@@ -56,8 +55,7 @@ async def _user(rt: Runtime, user_id: str) -> dict[str, Any]:
 
 async def create_user(rt: Runtime, principal: Principal, body: UserCreate) -> dict[str, Any]:
     """A user, their credits and a first key — the key's secret is in this answer only."""
-    default = sorted(SCOPES) if body.role == "admin" else list(USER_SCOPES)
-    scopes: list[str] = list(body.scopes or default)
+    scopes: list[str] = list(body.scopes or default_scopes(body.role))
     if "admin" in scopes and body.role != "admin":
         raise InvalidRequest("scopes: only an admin user's key may hold the admin scope.", param="scopes")
     await _require_plan(rt, body.plan)
@@ -122,8 +120,9 @@ async def update_user(rt: Runtime, principal: Principal, user_id: str, body: Use
 async def change_credits(
     rt: Runtime, principal: Principal, user_id: str, body: CreditChange
 ) -> dict[str, Any]:
-    """A grant (amount > 0) or an adjustment (< 0) with its reason; with an idempotency key a
-    replay changes nothing and answers with the first transaction."""
+    """A grant (amount > 0) or an adjustment (< 0, at most the available credit: money held for
+    requests in flight stays theirs) with its reason; with an idempotency key a replay changes
+    nothing and answers with the first transaction."""
     actor = admin_actor(principal)
     try:
         result = await rt.ledger.change_balance(
@@ -139,8 +138,11 @@ async def change_credits(
     except LookupError:
         raise NotFound(f"No user {user_id!r}.", param="id", code="user_not_found") from None
     if result.transaction_id is None:
+        balance, held = await rt.ledger.balance(user_id)
         raise InvalidRequest(
-            f"amount: this adjustment would take the balance (${money(result.balance)}) below zero.",
+            f"amount: this adjustment is larger than the available credit, ${money(balance - held)} "
+            f"(the balance ${money(balance)} less ${money(held)} held for requests in flight, which "
+            "will be charged).",
             param="amount",
             code="balance_below_zero",
         )

@@ -1,25 +1,27 @@
 """What a key holder may do to their own account (the `account` function): read it, manage keys.
 
-A key never hands out more than it holds: a key it creates or changes gets only scopes the caller
-has, a key with scopes beyond the caller's cannot be changed or rotated by it (rotation would give
-out that key's powers in a new secret; revoking it is allowed, it only takes power away), and rate
-limits stay within the user's plan. Keys belong to one user: another user's key id is a 404 whose
-answer does not tell whether the key exists.
+A key never hands out more than it holds (`shared.accounts.restrictions`): a key it creates, and a
+key it changes as it stands after the change (itself included), must be at least as restricted as
+the caller in every dimension; a key it rotates must already be (rotation gives out that key's
+powers in a new secret); revoking is always allowed, it only takes power away. A key in its
+rotation grace period creates and rotates nothing. Rate limits also stay within the user's plan.
+Keys belong to one user: another user's key id is a 404 whose answer does not tell whether the key
+exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
-from shared.accounts.keys import DEFAULT_SCOPES, PlanLimits
+from shared.accounts.keys import PlanLimits, default_scopes
 from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, RateLimitsIn
+from shared.accounts.restrictions import Restrictions, check_may_mint, check_within
 from shared.accounts.service import Actor, KeySpec
 from shared.auth import Principal
 from shared.billing import to_pico
-from shared.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.runtime import Runtime
 
 ME_FIELDS = ("id", "email", "role", "status", "plan", "balance")
@@ -35,17 +37,6 @@ async def me(rt: Runtime, principal: Principal) -> dict[str, Any]:
     user_id, _ = _owner(principal)
     user = await rt.accounts.get_user(user_id)
     return {name: user[name] for name in ME_FIELDS}
-
-
-def _within_scopes(principal: Principal, scopes: Iterable[str], doing: str) -> None:
-    assert principal.key is not None
-    beyond = sorted(set(scopes) - principal.key.scopes)
-    if beyond:
-        raise PermissionDenied(
-            f"This API key cannot {doing} a key with scopes it does not hold itself: {', '.join(beyond)}.",
-            param="scopes",
-            code="scope_not_allowed",
-        )
 
 
 def _within_plan(plan: PlanLimits, limits: RateLimitsIn) -> None:
@@ -105,8 +96,7 @@ async def get_key(rt: Runtime, principal: Principal, key_id: str) -> dict[str, A
 async def create_key(rt: Runtime, principal: Principal, body: KeyCreate) -> dict[str, Any]:
     user_id, actor = _owner(principal)
     assert principal.key is not None
-    scopes: list[str] = list(body.scopes or DEFAULT_SCOPES)
-    _within_scopes(principal, scopes, "create")
+    check_may_mint(principal.key)
     limits = body.spend_limits
     rates = body.rate_limits.model_dump(exclude_none=True) if body.rate_limits else {}
     if body.rate_limits is not None:
@@ -114,7 +104,7 @@ async def create_key(rt: Runtime, principal: Principal, body: KeyCreate) -> dict
     spec = KeySpec(
         name=body.name,
         environment=body.environment,
-        scopes=scopes,
+        scopes=list(body.scopes or default_scopes(principal.key.role, principal.key.scopes)),
         expires_at=body.expires_at,
         ip_allowlist=body.ip_allowlist,
         allowed_origins=body.allowed_origins,
@@ -124,31 +114,57 @@ async def create_key(rt: Runtime, principal: Principal, body: KeyCreate) -> dict
         spend_limit_total=limits.total if limits else None,
         rate_limits=rates or None,
     )
+    check_within(principal.key, Restrictions.of_view(_spec_view(spec)), "create")
     return await rt.accounts.create_key(user_id, spec, actor)
 
 
-def _changes(rt: Runtime, principal: Principal, current: dict[str, Any], body: KeyUpdate) -> dict[str, Any]:
-    """The api_keys columns a PATCH sets: left out → kept, null → cleared (nested objects too)."""
+def _spec_view(spec: KeySpec) -> dict[str, Any]:
+    """A new key's settings in the shape of a key object (what `Restrictions.of_view` reads)."""
+    return {
+        "scopes": spec.scopes,
+        "expires_at": spec.expires_at,
+        "ip_allowlist": spec.ip_allowlist,
+        "allowed_origins": spec.allowed_origins,
+        "allowed_models": spec.allowed_models,
+        "spend_limits": {
+            "day": spec.spend_limit_day,
+            "month": spec.spend_limit_month,
+            "total": spec.spend_limit_total,
+        },
+        "rate_limits": spec.rate_limits,
+    }
+
+
+def _changes(
+    rt: Runtime, principal: Principal, current: dict[str, Any], body: KeyUpdate
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The api_keys columns a PATCH sets (left out → kept, null → cleared, nested objects too),
+    and the key as it will stand afterwards, in the shape of a key object."""
     assert principal.key is not None
     sent = body.model_fields_set
     changes: dict[str, Any] = {}
+    after = dict(current)
     if "name" in sent:
         changes["name"] = body.name
     if "scopes" in sent and body.scopes is not None:
-        _within_scopes(principal, body.scopes, "grant")
-        changes["scopes"] = _json(sorted(set(body.scopes)))
+        after["scopes"] = sorted(set(body.scopes))
+        changes["scopes"] = _json(after["scopes"])
     if "expires_at" in sent:
-        changes["expires_at"] = body.expires_at
+        changes["expires_at"] = after["expires_at"] = body.expires_at
     for field in ("ip_allowlist", "allowed_origins"):
         if field in sent:
-            changes[field] = _json(getattr(body, field))
+            after[field] = getattr(body, field)
+            changes[field] = _json(after[field])
     if "allowed_models" in sent:
-        changes["allowed_models"] = _json(_models(rt, body.allowed_models))
+        after["allowed_models"] = _models(rt, body.allowed_models)
+        changes["allowed_models"] = _json(after["allowed_models"])
     if "spend_limits" in sent:
         limits = body.spend_limits
+        after["spend_limits"] = spend = dict(current["spend_limits"])
         for period in ("day", "month", "total"):
             if limits is None or period in limits.model_fields_set:
                 value = None if limits is None else getattr(limits, period)
+                spend[period] = value
                 changes[f"spend_limit_{period}_pico"] = None if value is None else to_pico(value)
     if "rate_limits" in sent:
         rates = body.rate_limits
@@ -162,17 +178,17 @@ def _changes(rt: Runtime, principal: Principal, current: dict[str, Any], body: K
                     merged.pop(name, None)
                 else:
                     merged[name] = value
+        after["rate_limits"] = merged
         changes["rate_limits"] = _json(merged or None)
     if "disabled" in sent:
         changes["disabled"] = bool(body.disabled)
-    return changes
+    return changes, after
 
 
 async def _live_own_key(rt: Runtime, principal: Principal, key_id: str, doing: str) -> dict[str, Any]:
-    """The caller's own, unrevoked key, whose scopes the caller holds (to change or rotate it)."""
+    """The caller's own, unrevoked key (to change or rotate it)."""
     user_id, _ = _owner(principal)
     current = await _own_key(rt, user_id, key_id)
-    _within_scopes(principal, current["scopes"], doing)
     if current["revoked"]:
         raise InvalidRequest(f"This API key is revoked and cannot be {doing}d.", code="key_revoked")
     return current
@@ -180,13 +196,19 @@ async def _live_own_key(rt: Runtime, principal: Principal, key_id: str, doing: s
 
 async def update_key(rt: Runtime, principal: Principal, key_id: str, body: KeyUpdate) -> dict[str, Any]:
     user_id, actor = _owner(principal)
+    assert principal.key is not None
     current = await _live_own_key(rt, principal, key_id, "change")
-    return await rt.accounts.update_key(user_id, key_id, _changes(rt, principal, current, body), actor)
+    changes, after = _changes(rt, principal, current, body)
+    check_within(principal.key, Restrictions.of_view(after), "change")
+    return await rt.accounts.update_key(user_id, key_id, changes, actor)
 
 
 async def rotate_key(rt: Runtime, principal: Principal, key_id: str, body: KeyRotate) -> dict[str, Any]:
     user_id, actor = _owner(principal)
+    assert principal.key is not None
+    check_may_mint(principal.key)
     current = await _live_own_key(rt, principal, key_id, "rotate")
+    check_within(principal.key, Restrictions.of_view(current), "rotate")
     if current["replaced_by"]:
         raise Conflict(
             f"This API key was already rotated; rotate its replacement {current['replaced_by']!r} instead.",

@@ -1,6 +1,6 @@
-"""Fixtures of the limiter suites: the three hot-state backends (memory, the real Redis at
-127.0.0.1:6379, Upstash's REST protocol through a bridge to that Redis), private redis-server
-processes for outage tests, and gateways with limits of their own.
+"""Fixtures of the limiter suites: the three hot-state backends (memory, the real Redis that
+tests/services.py decides on, Upstash's REST protocol through a bridge to that Redis), private
+redis-server processes for outage tests, and gateways with limits of their own.
 
 Isolation: the contract suite works in Redis logical DB 13 under a unique key prefix per test and
 deletes its keys afterwards; the end-to-end suite uses DB 14, flushed before and after each test
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,31 +30,32 @@ from shared.hot import HotStore, MemoryHot
 from tests.conftest import ADMIN_KEY, gateway_settings, start_gateway, upstream_env
 from tests.fakes.upstash_bridge import UpstashBridge
 from tests.harness import GatewayServer
+from tests.services import free_port, redis_address, redis_server_binary
+from tests.services import redis_url as shared_redis_url
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 CONTRACT_DB = 13
 E2E_DB = 14
 BRIDGE_TOKEN = "bridge-test-token-0123456789"
 
 
-def redis_url(db: int, port: int = REDIS_PORT) -> str:
-    return f"redis://{REDIS_HOST}:{port}/{db}"
+def redis_url(db: int, port: int | None = None) -> str:
+    """A DB of the shared test Redis, or of a private server on `port` (on 127.0.0.1)."""
+    return shared_redis_url(db) if port is None else f"redis://127.0.0.1:{port}/{db}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def redis_client(db: int = 0, port: int | None = None) -> redis.Redis:
+    host, shared_port = redis_address() if port is None else ("127.0.0.1", port)
+    return redis.Redis(host=host, port=port or shared_port, db=db, socket_timeout=2)
 
 
 @pytest.fixture(scope="session")
 def real_redis() -> str:
-    """The machine's Redis; the suites talk to it for real and fail (not skip) without it."""
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2)
+    """The shared test Redis; the suites talk to it for real and fail (not skip) without it."""
+    client = redis_client()
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_HOST}:{REDIS_PORT} is not reachable ({exc}); .ci/run starts it")
+        pytest.fail(f"Redis at {redis_address()} is not reachable ({exc}); see tests/services.py")
     finally:
         client.close()
     return redis_url(CONTRACT_DB)
@@ -68,8 +68,8 @@ def upstash_bridge(real_redis: str) -> Iterator[UpstashBridge]:
     bridge.stop()
 
 
-def delete_matching(db: int, pattern: str, port: int = REDIS_PORT) -> int:
-    client = redis.Redis(host=REDIS_HOST, port=port, db=db, socket_timeout=2)
+def delete_matching(db: int, pattern: str, port: int | None = None) -> int:
+    client = redis_client(db, port)
     try:
         keys = list(client.scan_iter(match=pattern, count=1000))
         return int(client.delete(*keys)) if keys else 0
@@ -116,10 +116,7 @@ class RedisProcess:
     read from its pidfile) and restarted by the test; never persists anything."""
 
     def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (Debian package redis-server)")
-        self.binary = binary
+        self.binary = redis_server_binary()
         self.workdir = workdir
         self.port = free_port()
         self.pidfile = workdir / f"redis-{self.port}.pid"
@@ -148,7 +145,7 @@ class RedisProcess:
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while True:
-            client = redis.Redis(host=REDIS_HOST, port=self.port, socket_timeout=0.5)
+            client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
             try:
                 if client.ping() and self.pidfile.exists():
                     self.pid = int(self.pidfile.read_text().strip())
@@ -195,7 +192,7 @@ def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
 @pytest.fixture
 def e2e_redis(real_redis: str) -> Iterator[str]:
     """Redis DB 14 for gateways that share the real Redis; flushed before and after."""
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=E2E_DB, socket_timeout=2)
+    client = redis_client(E2E_DB)
     try:
         client.flushdb()
         yield redis_url(E2E_DB)

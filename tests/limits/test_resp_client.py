@@ -10,12 +10,11 @@ import socket
 import time
 
 import pytest
-import redis
 
 from shared.hot import HotStoreDown
 from shared.hot.redis import RedisHot
 from shared.hot.resp import ReplyError, RespClient, Script
-from tests.limits.conftest import CONTRACT_DB, REDIS_HOST, REDIS_PORT, redis_url
+from tests.limits.conftest import CONTRACT_DB, redis_client, redis_url
 
 
 def client(db: int = CONTRACT_DB) -> RespClient:
@@ -43,8 +42,8 @@ async def test_the_url_selects_the_database(real_redis: str) -> None:
         await c.call("SET", key, "here", "PX", 60000)
     finally:
         await c.close()
-    plain = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=CONTRACT_DB, socket_timeout=2)
-    other = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0, socket_timeout=2)
+    plain = redis_client(CONTRACT_DB)
+    other = redis_client(0)
     try:
         assert plain.get(key) == b"here" and other.get(key) is None
     finally:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -20,28 +21,37 @@ from psycopg import sql
 from shared.billing.ledger import Ledger, new_id
 from shared.store import Database, Row, now_text, open_database
 from shared.store.migrate import migrate, read_migrations
+from tests.services import postgres_url
 
 T = TypeVar("T")
 
 BACKENDS = ("sqlite", "postgres")
-PG_BASE = os.environ.get("GATEWAYZ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def schema_url(schema: str, base: str = PG_BASE) -> str:
-    """The base URL with `search_path` set to the schema (a libpq `options` parameter)."""
+def schema_url(schema: str, base: str | None = None) -> str:
+    """The base URL (tests/services.py decides it) with `search_path` set to the schema (a libpq
+    `options` parameter)."""
+    base = base or postgres_url()
     return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+
+
+def as_user(url: str, user: str) -> str:
+    """The URL with another user name (no password: the test servers trust local connections)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 @contextmanager
 def postgres_schema() -> Iterator[str]:
     """A fresh, empty schema `gwt_<hex>` in the test database, dropped afterwards; yields its URL."""
     schema = "gwt_" + os.urandom(8).hex()
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+    with psycopg.connect(postgres_url(), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     try:
         yield schema_url(schema)
     finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        with psycopg.connect(postgres_url(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 

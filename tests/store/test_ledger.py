@@ -14,6 +14,8 @@ from shared.billing import to_pico
 from shared.billing.ledger import (
     HOLD_TTL,
     LOCK_USER,
+    RESERVE_LOCK,
+    SETTLE,
     Ledger,
     RequestRecord,
     ReserveRefusal,
@@ -574,3 +576,204 @@ async def test_a_reserve_does_not_wait_for_a_settlement_holding_the_users_row() 
                 settling.rollback()
         finally:
             await db.close()
+
+
+# --- reserved money stays reserved (issue 10, defect 14) -----------------------------------------
+
+
+async def test_a_claw_back_takes_at_most_the_available_credit(db: Database) -> None:
+    ledger = Ledger(db)
+    user_id = await new_user(db, D(10))
+    key_id = await new_key(db, user_id)
+    in_flight = new_id("req")
+    assert await ledger.reserve(user_id=user_id, key_id=key_id, request_id=in_flight, amount=D(4)) is None
+    before = await credit_rows(db, user_id)
+    refused = await ledger.change_balance(
+        user_id, D("-6.000000000001"), type="adjustment", description="claw back", actor_type="cli"
+    )
+    assert not refused.applied and refused.transaction_id is None
+    assert await credit_rows(db, user_id) == before  # nothing written, not even an audit entry
+    taken = await ledger.change_balance(
+        user_id, D(-6), type="adjustment", description="claw back", actor_type="cli"
+    )
+    assert taken.applied and taken.balance == D(4)
+    # The request in flight is charged in full, and the ledger says so.
+    assert await ledger.settle(record(user_id, key_id, in_flight), D("3.5")) == D("3.5")
+    assert await balance(db, user_id) == (D("0.5"), D(0))
+    # A grant is never held back by holds.
+    other = new_id("req")
+    assert await ledger.reserve(user_id=user_id, key_id=key_id, request_id=other, amount=D("0.5")) is None
+    assert (
+        await ledger.change_balance(user_id, D(1), type="grant", description="g", actor_type="cli")
+    ).applied
+    assert await assert_ledger_consistent(db, user_id) == to_pico(D("1.5"))
+
+
+async def test_settle_reports_what_it_charged(db: Database) -> None:
+    ledger = Ledger(db)
+    user_id = await new_user(db, D("1.5"))
+    key_id = await new_key(db, user_id)
+    request_id = new_id("req")
+    assert await ledger.reserve(user_id=user_id, key_id=key_id, request_id=request_id, amount=D(1)) is None
+    # The cost overran the hold and the balance: capped, and the cap is what settle reports.
+    assert await ledger.settle(record(user_id, key_id, request_id), D("4.75")) == D("1.5")
+    assert await ledger.settle(record(user_id, key_id, request_id), D("4.75")) is None  # a replay
+    free = new_id("req")
+    assert await ledger.settle(record(user_id, None, free, model="openai/gpt-oss-20b:free"), D(0)) == D(0)
+    assert await rows(db, "SELECT cost_pico FROM request_records WHERE request_id = :r", r=request_id) == [
+        {"cost_pico": to_pico(D("1.5"))}
+    ]
+
+
+async def test_a_claw_back_waits_for_a_reserve_in_progress_and_sees_its_hold() -> None:
+    """PostgreSQL (SQLite serialises every writer): reserves of a user take turns on a lock; a
+    claw-back takes it too, so that a hold a reserve is committing counts against it. Here a
+    transaction plays the reserve: it holds that lock, and commits its hold while the claw-back
+    waits; the claw-back must then refuse what the hold now reserves."""
+    import psycopg
+
+    with postgres_schema() as url:
+        db = open_database(url)
+        try:
+            await migrate(db, read_migrations())
+            user_id = await new_user(db, D(10))
+            ledger = Ledger(db)
+            with psycopg.connect(url, autocommit=False) as reserving:
+                reserving.execute(RESERVE_LOCK.replace(":user_id", "%s"), (user_id,))
+                claw = asyncio.ensure_future(
+                    ledger.change_balance(
+                        user_id, D(-10), type="adjustment", description="x", actor_type="cli"
+                    )
+                )
+                await asyncio.sleep(0.3)
+                assert not claw.done()  # waiting for the reserve in progress
+                reserving.execute(
+                    "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, "
+                    "created_at) VALUES (%s, %s, NULL, %s, %s, 'open', %s, %s)",
+                    (
+                        new_id("hold"),
+                        user_id,
+                        new_id("req"),
+                        to_pico(D(4)),
+                        now_text(datetime.now(UTC) + HOLD_TTL),
+                        now_text(),
+                    ),
+                )
+                reserving.commit()
+                result = await asyncio.wait_for(claw, 5)
+            assert not result.applied and result.balance == D(10)
+            assert (
+                await ledger.change_balance(
+                    user_id, D(-6), type="adjustment", description="x", actor_type="cli"
+                )
+            ).applied
+            assert await balance(db, user_id) == (D(4), D(4))
+        finally:
+            await db.close()
+
+
+async def test_reserves_of_one_user_take_turns_whatever_the_interleaving() -> None:
+    """PostgreSQL (SQLite serialises every writer). Two reserves of one user that each fit alone
+    must not both be held. Without the lock they take turns on, the second could check the balance
+    before the first's hold is committed; a 50-way race shows that only sometimes, so here the
+    interleaving is forced: a transaction of the test holds uncommitted holds with the request ids
+    of both reserves, so that each one, once past its check, waits on that unique index. The first
+    reserve is let in, then the second; then the test's transaction rolls back."""
+    import psycopg
+
+    with postgres_schema() as url:
+        db = open_database(url)
+        try:
+            await migrate(db, read_migrations())
+            user_id = await new_user(db, D(10))
+            ledger = Ledger(db)
+            first, second = new_id("req"), new_id("req")
+            expires = now_text(datetime.now(UTC) + HOLD_TTL)
+
+            def waiting_on(request_id: str) -> bool:
+                with psycopg.connect(url, autocommit=True) as probe:
+                    row = probe.execute(
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                        (f"%{request_id}%",),
+                    ).fetchone()
+                return bool(row and row[0])
+
+            async def until_waiting(request_id: str) -> None:
+                for _ in range(500):
+                    if waiting_on(request_id):
+                        return
+                    await asyncio.sleep(0.01)
+                raise AssertionError(f"the reserve of {request_id} never waited")
+
+            with psycopg.connect(url, autocommit=False) as blocker:
+                for request_id in (first, second):
+                    blocker.execute(
+                        "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, "
+                        "expires_at, created_at) VALUES (%s, %s, NULL, %s, 0, 'released', %s, %s)",
+                        (new_id("hold"), user_id, request_id, expires, now_text()),
+                    )
+                one = asyncio.ensure_future(
+                    ledger.reserve(user_id=user_id, key_id=None, request_id=first, amount=D(10))
+                )
+                await until_waiting(first)  # past its check, holding the user's reserve lock
+                two = asyncio.ensure_future(
+                    ledger.reserve(user_id=user_id, key_id=None, request_id=second, amount=D(10))
+                )
+                await until_waiting(second)  # on that lock — or, without it, past its own check
+                blocker.rollback()
+                results = await asyncio.wait_for(asyncio.gather(one, two), 10)
+            assert results[0] is None
+            assert results[1] == ReserveRefusal("insufficient_credits", D(0))
+            assert await balance(db, user_id) == (D(10), D(10))
+        finally:
+            await db.close()
+
+
+async def settle_dated(db: Database, rec: RequestRecord, cost: Decimal, moment: datetime) -> None:
+    """A settlement exactly as the ledger writes it, dated `moment`: the SETTLE routine run
+    through the store with that moment's time and spend periods (no clock is touched)."""
+    params = {
+        "tx_id": new_id("txn"),
+        "cost": to_pico(cost),
+        "hold_status": "settled",
+        "description": rec.model,
+        "metadata": "{}",
+        "now": now_text(moment),
+        **rec.params(),
+        **periods(moment),
+        "track_spend": True,
+        "touch_key": False,
+    }
+    assert await db.run(SETTLE, params) == to_pico(cost)
+
+
+async def test_a_total_limit_counts_the_spend_of_earlier_days_a_day_or_month_limit_does_not(
+    db: Database,
+) -> None:
+    ledger = Ledger(db)
+    user_id = await new_user(db, D(100))
+    earlier = datetime.now(UTC) - timedelta(days=40)  # another day, and another month
+    capped, daily = await new_key(db, user_id), await new_key(db, user_id)
+    for key_id in (capped, daily):
+        await settle_dated(db, record(user_id, key_id, new_id("req")), D("0.8"), earlier)
+
+    total = SpendLimits(total=D(1))
+    refused = await ledger.reserve(
+        user_id=user_id, key_id=capped, request_id=new_id("req"), amount=D("0.3"), limits=total
+    )
+    assert refused is not None and refused.reason == "spend_limit_total"  # 0.8 then + 0.3 now > 1
+    assert (
+        await ledger.reserve(
+            user_id=user_id, key_id=capped, request_id=new_id("req"), amount=D("0.2"), limits=total
+        )
+        is None
+    )
+    # A day's and a month's limit start afresh: that spend was another day and month.
+    fresh = SpendLimits(day=D(1), month=D(1))
+    assert (
+        await ledger.reserve(
+            user_id=user_id, key_id=daily, request_id=new_id("req"), amount=D("0.9"), limits=fresh
+        )
+        is None
+    )
+    assert await assert_ledger_consistent(db, user_id) == to_pico(D("98.4"))

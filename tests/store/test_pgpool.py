@@ -11,14 +11,14 @@ import pytest
 from psycopg import AsyncConnection
 
 from shared.store.pgpool import ConnectionPool, PoolTimeout
-from tests.store.support import PG_BASE
+from tests.services import postgres_url
 
 
 def pool(max_size: int, **kw: Any) -> tuple[ConnectionPool, list[AsyncConnection[Any]]]:
     opened: list[AsyncConnection[Any]] = []
 
     async def connect() -> AsyncConnection[Any]:
-        conn = await AsyncConnection.connect(PG_BASE, autocommit=True)
+        conn = await AsyncConnection.connect(postgres_url(), autocommit=True)
         opened.append(conn)
         return conn
 
@@ -48,7 +48,9 @@ async def test_a_broken_connection_is_replaced_not_reused() -> None:
     p, opened = pool(1)
     async with p.connection() as conn:
         pid = conn.info.backend_pid
-    with psycopg.connect(PG_BASE, autocommit=True) as admin:  # the server drops it (a restart, a pooler)
+    with psycopg.connect(
+        postgres_url(), autocommit=True
+    ) as admin:  # the server drops it (a restart, a pooler)
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(psycopg.OperationalError):
         async with p.connection() as conn:

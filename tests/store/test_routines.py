@@ -13,7 +13,8 @@ from psycopg import sql
 from shared.billing.ledger import new_id
 from shared.store import Database, now_text, open_database
 from shared.store.routines import Routine, Statement
-from tests.store.support import PG_BASE, postgres_schema
+from tests.services import postgres_url
+from tests.store.support import as_user, postgres_schema
 
 INSERT_USER = "INSERT INTO users (id, email, plan_id, created_at) VALUES (:id, :email, 'free', :now)"
 
@@ -26,6 +27,19 @@ CHARGE = Routine(
         Statement("UPDATE users SET status = 'suspended' WHERE id = :id", when="suspend"),
         Statement("UPDATE users SET email = email WHERE id = :id AND balance_pico >= 10 RETURNING id"),
     ),
+)
+
+# A routine that returns a value: the balance once it reaches 10 (NULL before).
+TOP_UP = Routine(
+    "test_top_up",
+    (("id", "text"), ("amount", "bigint")),
+    (
+        Statement("UPDATE users SET balance_pico = balance_pico + :amount WHERE id = :id"),
+        Statement(
+            "UPDATE users SET email = email WHERE id = :id AND balance_pico >= 10 RETURNING balance_pico"
+        ),
+    ),
+    returns="bigint",
 )
 
 
@@ -57,6 +71,15 @@ async def test_a_routine_runs_its_statements_and_reports_the_last_ones_rows(db: 
         assert await function_exists(db, CHARGE)
 
 
+async def test_a_routine_can_return_the_value_its_last_statement_returns(db: Database) -> None:
+    user_id = await new_user(db)
+    assert await db.run(TOP_UP, {"id": user_id, "amount": 4}) is None  # no row: no value
+    assert await db.run(TOP_UP, {"id": user_id, "amount": 7}) == 11
+    assert await user(db, user_id) == {"balance_pico": 11, "status": "active"}
+    if db.dialect == "postgres":
+        assert await function_exists(db, TOP_UP)
+
+
 async def test_a_failing_routine_changes_nothing(db: Database) -> None:
     user_id = await new_user(db)
     with pytest.raises(Exception, match=r"(?i)constraint|violat"):
@@ -76,6 +99,13 @@ def test_a_routine_declares_every_parameter_and_ends_with_an_ungated_returning()
             (("id", "text"), ("on", "boolean")),
             (Statement("UPDATE users SET status = 'x' WHERE id = :id RETURNING id", when="on"),),
         )
+    with pytest.raises(ValueError, match="one column"):
+        Routine(
+            "bad",
+            (("id", "text"),),
+            (Statement("UPDATE users SET status = 'x' WHERE id = :id RETURNING id, status"),),
+            returns="text",
+        )
 
 
 async def test_without_the_right_to_create_functions_postgres_runs_plain_statements() -> None:
@@ -89,7 +119,7 @@ async def test_without_the_right_to_create_functions_postgres_runs_plain_stateme
             await migrate(owner, read_migrations())
         finally:
             await owner.close()
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        with psycopg.connect(postgres_url(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS").format(sql.Identifier(role)))
             conn.execute(
                 sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(role))
@@ -99,14 +129,16 @@ async def test_without_the_right_to_create_functions_postgres_runs_plain_stateme
                     sql.Identifier(schema), sql.Identifier(role)
                 )
             )
-        db = open_database(owner_url.replace("postgres@", f"{role}@", 1))
+        db = open_database(as_user(owner_url, role))
         try:
             user_id = await new_user(db)
             assert await db.run(CHARGE, {"id": user_id, "amount": 11, "suspend": True}) is True
             assert await user(db, user_id) == {"balance_pico": 11, "status": "suspended"}
             assert not await function_exists(db, CHARGE)  # it could not be created: statements ran
+            assert await db.run(TOP_UP, {"id": user_id, "amount": 1}) == 12
+            assert not await function_exists(db, TOP_UP)
         finally:
             await db.close()
-            with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            with psycopg.connect(postgres_url(), autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shared.billing import money
+from shared.billing import PICO, money, to_pico
 from shared.billing.pricing import cost_of
 from shared.catalog import Pricing
 from shared.dialects.base import Usage
@@ -66,3 +66,20 @@ def test_money_strings() -> None:
     assert money(D("0E-12")) == "0"
     assert money(D("12.50")) == "12.5"
     assert money(D("3")) == "3"
+
+
+def test_a_remainder_below_a_picodollar_is_rounded_half_to_even() -> None:
+    """Costs are whole picodollars (the ledger's unit). A markup can leave a remainder below one:
+    at $0.000001 per million tokens a token costs exactly one picodollar, and the 1.25 markup
+    makes it 1.25. The remainder is rounded to the nearest picodollar, a half to the even one
+    (banker's rounding: no drift up or down over many requests)."""
+    pricing = Pricing(prompt=D("0.000001"), completion=D(0))
+    pico = {1: 1, 2: 2, 3: 4, 4: 5, 6: 8, 10: 12, 14: 18}  # 1.25, 2.5, 3.75, 5, 7.5, 12.5, 17.5
+    for tokens, expected in pico.items():
+        cost = cost_of(Usage(input_tokens=tokens), pricing, D("1.25"))
+        assert cost == D(expected) / PICO, tokens
+        assert to_pico(cost) == expected  # a whole number of picodollars: the ledger takes it as is
+    # Below half a picodollar, nothing; a per-request price is rounded with the rest, once.
+    assert cost_of(Usage(input_tokens=1), pricing, D("0.4")) == 0
+    per_request = Pricing(prompt=D(0), completion=D(0), request=D("0.0000000000015"))
+    assert cost_of(Usage(), per_request, D(1)) == D(2) / PICO

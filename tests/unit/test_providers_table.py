@@ -150,3 +150,41 @@ def test_a_base_url_alone_configures_a_self_hosted_upstream() -> None:
     )
     assert local.configured and local.base_url == "http://127.0.0.1:11434/v1"
     assert "authorization" not in local.headers
+
+
+def test_an_unset_base_url_never_falls_back_to_a_placeholder() -> None:
+    """Without its <ID>_BASE_URL a row goes only to the public URL the table gives it; a row
+    without one (`local`) is not configured, whatever key is offered (issue 10, defect 3)."""
+    empty = Settings.from_env({})
+    for pid, row in load_providers().items():
+        for key in (None, "a-users-own-key"):
+            endpoint = bind(row, empty, key=key)
+            if row.base_url:
+                assert endpoint.base_url.startswith("https://"), pid
+            else:
+                assert not endpoint.configured and not endpoint.missing_key, pid
+                assert endpoint.reason.startswith(f"{row.env_base_url} is not set"), pid
+    local = load_providers()["local"]
+    assert local.base_url == "" and not local.takes_byok
+
+
+def test_only_rows_with_a_fixed_public_host_take_a_users_own_key() -> None:
+    table = load_providers()
+    taking = {pid for pid, row in table.items() if row.takes_byok}
+    # Not: the operator's self-hosted server, service-account and SigV4 rows (no plain key).
+    assert set(table) - taking == {"local", "google-vertex", "aws-bedrock"}
+    for pid in taking:
+        assert table[pid].base_url.startswith("https://"), pid
+    # A row whose host comes from the operator's environment takes none either.
+    templated = parse_providers(
+        _row(base_url='"https://{host}/v1"', url_params='{ host = "ACME_HOST" }')
+        + _row(id='"nowhere"').replace('base_url = "https://api.acme.test/v1"\n', "")
+        + _row(id='"plain"', base_url='"http://api.acme.test/v1"')
+    )
+    assert not any(row.takes_byok for row in templated.values())
+    # Only the API key missing: a user's own key would do — for a row that takes one.
+    assert bind(table["groq"], Settings.from_env({})).missing_key
+    assert not bind(
+        parse_providers(_row(id='"plain"', base_url='"http://api.acme.test/v1"'))["plain"],
+        Settings.from_env({}),
+    ).missing_key
