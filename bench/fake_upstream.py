@@ -1,4 +1,4 @@
-"""A fast fake OpenAI-compatible upstream for 127.0.0.1 (the benchmark's physical floor).
+"""A fast fake OpenAI and Anthropic upstream for 127.0.0.1 (the benchmark's physical floor).
 
 A raw asyncio `Protocol` HTTP/1.1 server (httptools parser, uvloop when installed) with
 keep-alive. Every answer is rendered once at start-up, so a request costs one parse and one
@@ -8,12 +8,20 @@ keep-alive. Every answer is rendered once at start-up, so a request costs one pa
   with `"stream": true`, SSE over chunked transfer encoding: a role chunk, 20 content chunks, a
   finish chunk, a usage chunk (when `stream_options.include_usage` is set, as OpenAI does) and
   `data: [DONE]`.
+- `POST /v1/messages` (Anthropic, https://docs.anthropic.com/en/api/messages) → a fixed `message`
+  with `usage` (input, output, cache creation and cache read tokens); with `"stream": true`, the
+  documented named events (https://docs.anthropic.com/en/docs/build-with-claude/streaming):
+  `message_start`, `ping`, `content_block_start`, 20 `content_block_delta` text deltas,
+  `content_block_stop`, `message_delta` (stop_reason, usage), `message_stop`. Like the real API
+  it refuses a request without `x-api-key` (401) or `anthropic-version` (400), in Anthropic's
+  error envelope.
 - `GET /health`, `GET /v1/models` → small fixed answers.
 
 Delays: `--delay-ms` before the response (headers included) and `--chunk-delay-ms` between two
 stream events. With a zero chunk delay the whole stream goes out in one write. A request can
-override both with a `user` field containing `bench:delay=<ms>` and/or `bench:chunk=<ms>`
-(`user` is a standard OpenAI field that gateways pass through), so one fake serves every point.
+override both with a `user` field (chat) or `metadata.user_id` (Messages) containing
+`bench:delay=<ms>` and/or `bench:chunk=<ms>` (standard fields that gateways pass through), so one
+fake serves every point.
 
 Run: `python -m bench.fake_upstream --port 9100 [--delay-ms 50] [--chunk-delay-ms 0]`; it prints
 `READY <port>` on stdout once it listens.
@@ -103,6 +111,67 @@ def stream_events(include_usage: bool) -> list[bytes]:
     return events
 
 
+# ---- Anthropic Messages -------------------------------------------------------------------------
+
+CLAUDE_MODEL = "claude-sonnet-4-5-20250929"
+MESSAGE_ID = "msg_bench00000000000000000000"
+CLAUDE_USAGE = {
+    "input_tokens": 42,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+    "output_tokens": len(PIECES),
+    "service_tier": "standard",
+}
+
+
+def _message(content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": MESSAGE_ID,
+        "type": "message",
+        "role": "assistant",
+        "model": CLAUDE_MODEL,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def message_body() -> bytes:
+    return orjson.dumps(_message([{"type": "text", "text": CONTENT}], "end_turn", CLAUDE_USAGE))
+
+
+def _named(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps({"type": event, **data}) + b"\n\n"
+
+
+def message_events() -> list[bytes]:
+    """The SSE events of one Messages stream, each `event: X\\ndata: {...}\\n\\n`."""
+    final = {k: v for k, v in CLAUDE_USAGE.items() if k != "service_tier"}  # cumulative, as the API sends
+    events = [
+        _named("message_start", {"message": _message([], None, {**CLAUDE_USAGE, "output_tokens": 1})}),
+        _named("ping", {}),
+        _named("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+    ]
+    events += [
+        _named("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
+        for piece in PIECES
+    ]
+    events += [
+        _named("content_block_stop", {"index": 0}),
+        _named(
+            "message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": final}
+        ),
+        _named("message_stop", {}),
+    ]
+    return events
+
+
+def anthropic_error(status: bytes, kind: str, message: str) -> bytes:
+    body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    return fixed_response(status, b"application/json", body)
+
+
 def http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -135,6 +204,14 @@ MODELS = fixed_response(
         }
     ),
 )
+MESSAGE = fixed_response(b"200 OK", b"application/json", message_body())
+MESSAGE_EVENTS = message_events()
+MESSAGE_STREAM_WHOLE = STREAM_HEAD + b"".join(http_chunk(e) for e in MESSAGE_EVENTS) + LAST_CHUNK
+# https://docs.anthropic.com/en/api/errors
+NO_API_KEY = anthropic_error(b"401 Unauthorized", "authentication_error", "x-api-key header is required")
+NO_VERSION = anthropic_error(
+    b"400 Bad Request", "invalid_request_error", "anthropic-version: header is required"
+)
 HEALTH = fixed_response(b"200 OK", b"text/plain", b"ok")
 NOT_FOUND = fixed_response(
     b"404 Not Found", b"application/json", b'{"error":{"message":"not found","type":"invalid_request_error"}}'
@@ -154,12 +231,13 @@ class Settings:
 
 class FakeProtocol(asyncio.Protocol):
     __slots__ = (
+        "_api_key",
         "_body",
         "_closed",
         "_handles",
         "_keep_alive",
-        "_method",
         "_url",
+        "_version",
         "loop",
         "parser",
         "settings",
@@ -176,6 +254,8 @@ class FakeProtocol(asyncio.Protocol):
         self._closed = False
         self._handles: list[asyncio.TimerHandle] = []
         self._keep_alive = True
+        self._api_key = False
+        self._version = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -205,9 +285,17 @@ class FakeProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._body = []
+        self._api_key = self._version = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Only what the Anthropic API insists on is remembered (the OpenAI side reads no header).
+        if len(name) == 9 and name.lower() == b"x-api-key":
+            self._api_key = bool(value)
+        elif len(name) == 17 and name.lower() == b"anthropic-version":
+            self._version = bool(value)
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -219,6 +307,8 @@ class FakeProtocol(asyncio.Protocol):
         path = self._url.split(b"?", 1)[0]
         if method == b"POST" and path.endswith(b"/completions"):
             self._chat(b"".join(self._body))
+        elif method == b"POST" and path.endswith(b"/messages"):
+            self._messages(b"".join(self._body))
         elif path.endswith(b"/models"):
             self._send(MODELS)
         elif path in (b"/health", b"/", b"/healthz"):
@@ -236,6 +326,19 @@ class FakeProtocol(asyncio.Protocol):
     def _chat(self, body: bytes) -> None:
         stream = _STREAM_TRUE.search(body) is not None
         usage = stream and _USAGE_TRUE.search(body) is not None
+        self._answer(body, stream, COMPLETION, EVENTS[usage], STREAM_WHOLE[usage])
+
+    def _messages(self, body: bytes) -> None:
+        if not self._api_key:
+            self._send(NO_API_KEY)
+        elif not self._version:
+            self._send(NO_VERSION)
+        else:
+            stream = _STREAM_TRUE.search(body) is not None
+            self._answer(body, stream, MESSAGE, MESSAGE_EVENTS, MESSAGE_STREAM_WHOLE)
+
+    def _answer(self, body: bytes, stream: bool, answer: bytes, events: list[bytes], whole: bytes) -> None:
+        """The pre-rendered answer or stream, after the delays (the request may override them)."""
         delay, chunk_delay = self.settings.delay, self.settings.chunk_delay
         if b"bench:" in body:
             for key, value in _OVERRIDE.findall(body):
@@ -244,11 +347,11 @@ class FakeProtocol(asyncio.Protocol):
                 else:
                     chunk_delay = int(value) / 1000.0
         if not stream:
-            self._later(delay, self._send, COMPLETION)
+            self._later(delay, self._send, answer)
         elif chunk_delay <= 0:
-            self._later(delay, self._send, STREAM_WHOLE[usage])
+            self._later(delay, self._send, whole)
         else:
-            self._later(delay, self._stream_step, EVENTS[usage], 0, chunk_delay)
+            self._later(delay, self._stream_step, events, 0, chunk_delay)
 
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
         if delay <= 0:

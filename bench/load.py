@@ -3,7 +3,9 @@
 Both are closed loops: `concurrency` clients, each sending its next request as soon as the last
 answer ended, for `duration` seconds. The Python loop is also the streaming probe: per stream it
 records time to first byte (the first body bytes after the headers) and total time, and it
-counts a stream as an error unless it ends with `data: [DONE]`.
+counts a stream as an error unless it ends the way its API ends one (`routes.Api.stream_end`:
+`data: [DONE]` for chat, `event: message_stop` for Messages), and an answer as an error unless
+it carries its API's mark (`"choices"`, `"stop_reason"`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.routes import CHAT, Api
+
 HERE = Path(__file__).resolve().parent
 WRK_LUA = HERE / "wrk_post.lua"
 
@@ -31,7 +35,7 @@ class LoadResult:
     concurrency: int
     duration: float  # seconds actually measured
     requests: int  # completed answers (2xx and non-2xx)
-    errors_status: int = 0  # non-2xx answers (wrk: status > 399) and, for streams, no [DONE]
+    errors_status: int = 0  # non-2xx answers (wrk: status > 399) and, for streams, no stream end
     errors_socket: int = 0  # connect/read/write errors and timeouts
     p50_ms: float = 0.0
     p90_ms: float = 0.0
@@ -94,12 +98,13 @@ def run_wrk(
     wrk: str,
     url: str,
     body_file: Path,
-    token: str | None,
+    headers: Mapping[str, str],
     concurrency: int,
     duration: float,
     timeout_s: float = 10.0,
 ) -> LoadResult:
-    env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_AUTH": token or ""}
+    lines = "\n".join(f"{name}: {value}" for name, value in headers.items())
+    env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": lines}
     seconds = max(1, round(duration))
     cmd = [
         wrk,
@@ -144,8 +149,16 @@ def _session(concurrency: int, timeout_s: float) -> aiohttp.ClientSession:
     )
 
 
+TAIL = 128  # bytes kept of a stream's end: more than its last event (`event: message_stop` …)
+
+
 async def _one(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str], stream: bool
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    stream: bool,
+    api: Api,
 ) -> tuple[bool, float, float | None]:
     """(ok, total seconds, ttfb seconds); raises on socket errors."""
     t0 = time.perf_counter()
@@ -154,16 +167,16 @@ async def _one(
         if stream:
             first = await resp.content.readany()
             ttfb = time.perf_counter() - t0
-            tail = first[-64:]
+            tail = first[-TAIL:]
             while True:
                 chunk = await resp.content.readany()
                 if not chunk:
                     break
-                tail = (tail + chunk)[-64:]
-            ok = resp.status == 200 and tail.rstrip().endswith(b"data: [DONE]")
+                tail = (tail + chunk)[-TAIL:]
+            ok = resp.status == 200 and api.stream_end in tail
         else:
             data = await resp.read()
-            ok = resp.status == 200 and b'"choices"' in data
+            ok = resp.status == 200 and api.answer_mark in data
     return ok, time.perf_counter() - t0, ttfb
 
 
@@ -175,6 +188,7 @@ async def _closed_loop(
     duration: float,
     stream: bool,
     timeout_s: float,
+    api: Api,
 ) -> LoadResult:
     lat: list[float] = []
     ttfbs: list[float] = []
@@ -188,7 +202,7 @@ async def _closed_loop(
         async def worker() -> None:
             while loop.time() < deadline:
                 try:
-                    ok, total, ttfb = await _one(session, url, body, hdrs, stream)
+                    ok, total, ttfb = await _one(session, url, body, hdrs, stream, api)
                 except (aiohttp.ClientError, OSError, TimeoutError):
                     counts["socket"] += 1
                     await asyncio.sleep(0.01)
@@ -237,8 +251,9 @@ def run_python(
     duration: float,
     stream: bool,
     timeout_s: float = 30.0,
+    api: Api = CHAT,
 ) -> LoadResult:
-    return asyncio.run(_closed_loop(url, body, headers, concurrency, duration, stream, timeout_s))
+    return asyncio.run(_closed_loop(url, body, headers, concurrency, duration, stream, timeout_s, api))
 
 
 # ---- many concurrent slow streams (memory) ---------------------------------------------------
@@ -289,7 +304,7 @@ async def _slow_streams(
 
         async def one() -> None:
             try:
-                ok, total, ttfb = await _one(session, url, body, hdrs, True)
+                ok, total, ttfb = await _one(session, url, body, hdrs, True, CHAT)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 errors.append(type(exc).__name__ + ": " + str(exc)[:120])
                 return

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Ctx(work, up_port, upstream.pid, not args.no_install, say, detect_features())
         run = start(TARGETS[args.target], ctx)
         try:
-            load.run_python(run.url, chat_body(run.spec.model, False), run.headers, 4, 1.0, False)
+            load.run_python(run.url(), chat_body(run.spec.model, False), run.headers(), 4, 1.0, False)
             for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
                 stream = mode == "stream"
                 raw = work / f"{mode}.raw.txt"
@@ -200,10 +200,12 @@ def main(argv: list[str] | None = None) -> int:
                     if wrk:
                         f = work / f"{mode}-body.json"
                         f.write_bytes(body)
-                        result.append(load.run_wrk(wrk, run.url, f, run.token, args.concurrency, load_s))
+                        result.append(
+                            load.run_wrk(wrk, run.url(), f, run.headers(), args.concurrency, load_s)
+                        )
                     else:
                         result.append(
-                            load.run_python(run.url, body, run.headers, args.concurrency, load_s, stream)
+                            load.run_python(run.url(), body, run.headers(), args.concurrency, load_s, stream)
                         )
 
                 t = threading.Thread(target=drive)

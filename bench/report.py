@@ -1,4 +1,10 @@
-"""From the run's raw data (`results` JSON) to the markdown report and the issue-5 checks."""
+"""From the run's raw data (`results` JSON) to the markdown report, the issue-5 checks and the
+route comparisons (issue 12: every route within 10 % of the chat route it is compared with).
+
+A point's JSON names its route, its floor (the direct target's point it is measured against) and
+its reference (the same target's point it is compared with); results written before routes
+existed have none of these and read as the chat route, measured against the same point.
+"""
 
 from __future__ import annotations
 
@@ -85,12 +91,19 @@ def by_key(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["key"]: t for t in results["targets"]}
 
 
+def point_info(target: dict[str, Any], point: str) -> dict[str, Any]:
+    entry = (target.get("points") or {}).get(point)
+    return dict(entry["point"]) if entry else {}
+
+
 def added(results: dict[str, Any], target: dict[str, Any], point: str, name: str) -> float | None:
-    """The target's figure minus the direct call's at the same point (means over the runs)."""
+    """The target's figure minus the direct call's at the point's floor (the same upstream API
+    called directly, at the same kind and concurrency), means over the runs."""
     direct = by_key(results).get("direct")
     if direct is None or direct.get("status") != "ok":
         return None
-    mine, floor = mean(runs_of(target, point), name), mean(runs_of(direct, point), name)
+    floor_key = point_info(target, point).get("floor") or point
+    mine, floor = mean(runs_of(target, point), name), mean(runs_of(direct, floor_key), name)
     if mine is None or floor is None:
         return None
     return mine - floor
@@ -237,6 +250,90 @@ def checks(results: dict[str, Any]) -> list[Check]:
     return out
 
 
+# ---- routes next to their reference (issue 12) -------------------------------------------------
+
+WITHIN = 0.10  # a route's added latency p50 and CPU per answer may exceed its reference's by this much
+PCT = f"{100 * WITHIN:.0f} %"
+# The latency a comparison reads, by kind of point: (p50 field, p99 field, what it times).
+LATENCY = {
+    "chat": ("p50_ms", "p99_ms", "answer"),
+    "stream": ("p50_ms", "p99_ms", "whole stream"),
+    "probe": ("ttfb_p50_ms", "ttfb_p99_ms", "TTFB"),
+}
+
+
+@dataclass
+class RouteRow:
+    target: str
+    point: str
+    route: str
+    reference: str
+    measures: str  # what the latency times
+    p50: tuple[float | None, float | None]  # added latency p50 (ms): this point, its reference
+    p99: tuple[float | None, float | None]
+    cpu: tuple[float | None, float | None]  # CPU ms per answer
+    errors: int
+    met: bool | None  # None: a figure is missing
+
+    @property
+    def verdict(self) -> str:
+        return {True: "**met**", False: "**missed**", None: "not measured"}[self.met]
+
+
+def within(mine: float | None, ref: float | None) -> bool | None:
+    if mine is None or ref is None:
+        return None
+    return mine <= ref + WITHIN * abs(ref)
+
+
+def route_rows(results: dict[str, Any]) -> list[RouteRow]:
+    out = []
+    for t in results["targets"]:
+        if t.get("status") != "ok":
+            continue
+        for key, entry in (t.get("points") or {}).items():
+            info = entry["point"]
+            ref = info.get("reference")
+            if not ref or not runs_of(t, ref) or info["kind"] not in LATENCY:
+                continue
+            p50, p99, measures = LATENCY[info["kind"]]
+            runs = entry["runs"]
+            row = RouteRow(
+                t["key"],
+                key,
+                info.get("route", "chat"),
+                ref,
+                measures,
+                (added(results, t, key, p50), added(results, t, ref, p50)),
+                (added(results, t, key, p99), added(results, t, ref, p99)),
+                (cpu_ms_per_req(runs), cpu_ms_per_req(runs_of(t, ref))),
+                total_errors(runs),
+                None,
+            )
+            verdicts = [within(*row.p50), within(*row.cpu)]
+            row.met = None if None in verdicts else (row.errors == 0 and all(verdicts))
+            out.append(row)
+    return out
+
+
+def f_pair(pair: tuple[float | None, float | None], fmt: Any) -> str:
+    """`this / reference (±n %)`."""
+    mine, ref = pair
+    text = f"{fmt(mine)} / {fmt(ref)}"
+    if mine is not None and ref:
+        text += f" ({100.0 * (mine - ref) / abs(ref):+.0f} %)"
+    return text
+
+
+def route_verdict_line(rows: list[RouteRow]) -> str:
+    met = [r for r in rows if r.met]
+    missed = [r for r in rows if r.met is False]
+    line = f"Routes within {PCT} of their reference (issue 12): {len(met)} met, {len(missed)} missed."
+    if missed:
+        line += " Missed: " + "; ".join(f"{r.target} {r.point} vs {r.reference}" for r in missed) + "."
+    return line
+
+
 # ---- the report ----------------------------------------------------------------------------------
 
 
@@ -319,6 +416,55 @@ def render(results: dict[str, Any]) -> str:
         )
         lines.append("")
 
+    # Routes next to their reference
+    rrows = route_rows(results)
+    if rrows:
+        lines.append(f"## Routes next to chat (issue 12: within {PCT} of the reference)")
+        lines.append("")
+        lines.append(
+            "Each row is a point of a route and the same target's point it is compared with, measured "
+            "one after the other: `msg` (Messages translated to the OpenAI upstream) against `chat` on "
+            "that upstream, `msg-native` (Messages passed through to the Anthropic upstream) against "
+            "`chat-claude` (chat translated to that same upstream). *Added* is over the direct call to "
+            "the same upstream API; the latency is the whole answer, the whole stream (wrk) or the "
+            f"TTFB (probe). **Met** when the added p50 and the CPU per answer are at most {PCT} "
+            "above the reference's and there are no errors (p99 is shown, not judged: one slow "
+            "answer in a thousand moves it by more than that)."
+        )
+        lines.append("")
+        lines.append(
+            table(
+                [
+                    "target",
+                    "point",
+                    "vs",
+                    "latency",
+                    "added p50 ms (this / ref)",
+                    "added p99 ms (this / ref)",
+                    "CPU ms/answer (this / ref)",
+                    "errors",
+                    "verdict",
+                ],
+                [
+                    [
+                        r.target,
+                        r.point,
+                        r.reference,
+                        r.measures,
+                        f_pair(r.p50, f_ms),
+                        f_pair(r.p99, f_ms),
+                        f_pair(r.cpu, f_abs_ms),
+                        str(r.errors),
+                        r.verdict,
+                    ]
+                    for r in rrows
+                ],
+            )
+        )
+        lines.append("")
+        lines.append(route_verdict_line(rrows))
+        lines.append("")
+
     # Details per kind of point
     def detail(kind: str, title: str, cols: list[tuple[str, Any]]) -> None:
         rows = []
@@ -328,11 +474,12 @@ def render(results: dict[str, Any]) -> str:
                 if p["kind"] != kind:
                     continue
                 runs = entry["runs"]
-                rows.append([t["key"], str(p["concurrency"]), *(fn(t, key, runs) for _, fn in cols)])
+                route = p.get("route", "chat")
+                rows.append([t["key"], route, str(p["concurrency"]), *(fn(t, key, runs) for _, fn in cols)])
         if rows:
             lines.append(f"## {title}")
             lines.append("")
-            lines.append(table(["target", "c", *(name for name, _ in cols)], rows))
+            lines.append(table(["target", "route", "c", *(name for name, _ in cols)], rows))
             lines.append("")
 
     def add(name: str) -> Any:
@@ -456,10 +603,18 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(f"  - {note}")
     for note in meta.get("notes", []):
         lines.append(f"- {note}")
+    if meta.get("routes"):
+        lines.append(
+            "- Routes (the `route` column): "
+            + "; ".join(f"`{key}` {title}" for key, title in meta["routes"].items())
+            + ". `direct` calls each upstream API in its own shape: its `chat` points are the floor of "
+            "`chat` and `msg`, its `msg-native` points the floor of `msg-native` and `chat-claude`."
+        )
     lines.append("")
     lines.append(
         "Figures: *req/s* and *streams/s* count 2xx answers per second of the run; *added* is the "
-        "target's figure minus the direct call's at the same point; *TTFB* is the time from sending "
+        "target's figure minus the direct call's at the same point (for a route that ends on another "
+        "upstream API, at the direct call of that API: see Routes above); *TTFB* is the time from sending "
         "the request to the first body bytes; *proxy CPU %* is utime+stime of the target's process "
         "tree over the run (100 % = one core), read from /proc/PID/stat; *RSS* is VmRSS from "
         "/proc/PID/status; *steal %* is the hypervisor's steal time over the run and *others %* the CPU "
@@ -467,7 +622,8 @@ def render(results: dict[str, Any]) -> str:
         "*CPU ms/answer* is the target's CPU time per 2xx answer (proxy CPU over the rate): unlike "
         "requests/s it barely moves when other work shares the machine, and 1,000 / it is the rate "
         "one fully busy core could sustain; "
-        "*errors* are non-2xx answers, streams without `[DONE]` and socket errors/timeouts."
+        "*errors* are non-2xx answers, answers without their API's mark, streams without their "
+        "API's end (`data: [DONE]`, `event: message_stop`) and socket errors/timeouts."
     )
     lines.append("")
     return "\n".join(lines)
@@ -501,4 +657,7 @@ def summary_block(results: dict[str, Any], path: str) -> str:
                 + "; ".join(f"{c.target} {c.what} ({c.measured}, goal {c.goal})" for c in missed)
                 + "."
             )
+    rrows = route_rows(results)
+    if rrows:
+        lines += ["", route_verdict_line(rrows)]
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench import fake_upstream, load, report
 from bench.procs import CpuMeter, Proc, free_port, raise_nofile, rss_mb, spawn, wait_for_line
+from bench.routes import ROUTES, levels, point_key, with_dependencies
 from bench.targets import (
     LITELLM_VERSION,
     ROOT,
@@ -51,22 +52,43 @@ README_END = "<!-- bench-results:end -->"
 @dataclass(frozen=True)
 class Point:
     key: str
-    kind: str  # "chat" | "stream" | "probe" | "chat-delay"
+    kind: str  # "chat" (not streamed, wrk) | "stream" (wrk) | "probe" (Python, TTFB) | "chat-delay"
     concurrency: int
     delay_ms: int = 0
+    route: str = "chat"  # a key of routes.ROUTES
+    floor: str = ""  # the direct target's point that is this one's floor ("": the same key)
+    reference: str = ""  # the same target's point this one is compared with ("": none)
 
     @property
     def stream(self) -> bool:
         return self.kind in ("stream", "probe")
 
 
-def plan_points(concurrency: list[int], use_wrk: bool, quick: bool) -> list[Point]:
-    pts = [Point(f"chat-c{c}", "chat", c) for c in concurrency]
-    if use_wrk:
-        pts += [Point(f"stream-c{c}", "stream", c) for c in concurrency if c > 1]
-    pts += [Point(f"probe-c{c}", "probe", c) for c in concurrency]
+def plan_points(
+    concurrency: list[int], use_wrk: bool, quick: bool, routes: list[str] | None = None
+) -> list[Point]:
+    """Every route's points, a route's next to its reference's (measured one after the other, so
+    that a comparison sees the same machine); the 50 ms point last."""
+    kinds = ["chat", *(["stream"] if use_wrk else []), "probe"]
+    pts = []
+    for kind in kinds:
+        for c in concurrency:
+            if kind == "stream" and c == 1:
+                continue  # wrk's whole-stream latency at c=1 says nothing the probe does not
+            for route in ROUTES.values():
+                if (
+                    (routes is not None and route.key not in routes)
+                    or c not in levels(route, concurrency, quick)
+                    or (kind != "chat" and not route.api.streams)
+                ):
+                    continue
+                key = point_key(route.key, kind, c)
+                floor = point_key(route.floor, kind, c)
+                ref = point_key(route.reference, kind, c) if route.reference else ""
+                pts.append(Point(key, kind, c, 0, route.key, "" if floor == key else floor, ref))
     if not quick:
-        pts.append(Point(f"chat-delay50-c{max(concurrency)}", "chat-delay", max(concurrency), 50))
+        c = max(concurrency)
+        pts.append(Point(point_key("chat", "chat-delay", c, 50), "chat-delay", c, 50))
     return pts
 
 
@@ -189,7 +211,10 @@ def versions(wrk: str | None) -> dict[str, Any]:
 def measure_point(
     run: Running, ctx: Ctx, point: Point, duration: float, wrk: str | None, body_file: Path
 ) -> load.LoadResult:
-    body = chat_body(run.spec.model, point.stream, point.delay_ms)
+    route = ROUTES[point.route]
+    api = route.api
+    body = api.body(run.spec.models[route.upstream], point.stream, point.delay_ms)
+    url, headers = run.url(api), run.headers(api)
     pids = {"proxy": run.pid, "upstream": ctx.upstream_pid}
     meter, steal = CpuMeter(pids), StealMeter()
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -199,11 +224,11 @@ def measure_point(
     t0 = time.perf_counter()
     if wrk and point.kind != "probe":
         body_file.write_bytes(body)
-        result = load.run_wrk(wrk, run.url, body_file, run.token, point.concurrency, duration)
+        result = load.run_wrk(wrk, url, body_file, headers, point.concurrency, duration)
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         loadgen = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     else:
-        result = load.run_python(run.url, body, run.headers, point.concurrency, duration, point.stream)
+        result = load.run_python(url, body, headers, point.concurrency, duration, point.stream, api=api)
         loadgen = time.process_time() - self0
     wall = time.perf_counter() - t0
     result.cpu = meter.stop()
@@ -216,10 +241,16 @@ def measure_point(
     return result
 
 
-def warm_up(run: Running, seconds: float) -> None:
-    """Open the pools and let lazy caches fill before anything is recorded."""
-    load.run_python(run.url, chat_body(run.spec.model, False), run.headers, 4, seconds / 2, False)
-    load.run_python(run.url, chat_body(run.spec.model, True), run.headers, 4, seconds / 2, True)
+def warm_up(run: Running, seconds: float, routes: list[str]) -> None:
+    """Open the pools and let lazy caches fill, on every route to be measured, before anything is
+    recorded."""
+    share = seconds / (2 * max(1, len(routes)))
+    for key in routes:
+        route = ROUTES[key]
+        model = run.spec.models[route.upstream]
+        for stream in (False, True) if route.api.streams else (False,):
+            body = route.api.body(model, stream)
+            load.run_python(run.url(route.api), body, run.headers(route.api), 4, share, stream, api=route.api)
 
 
 def bench_target(
@@ -259,8 +290,9 @@ def bench_target(
             rss_idle_mb=rss_mb(run.pid),
         )
         say(f"[{spec.key}] up in {run.startup_s or 0:.2f} s, RSS {out['rss_idle_mb']:.0f} MB; warming up")
+        points = [p for p in points if p.route in spec.routes]
         if args.warmup > 0:
-            warm_up(run, args.warmup)
+            warm_up(run, args.warmup, [r for r in spec.routes if any(p.route == r for p in points)])
         body_file = ctx.work / f"{spec.key}-body.json"
         for point in points:
             runs = []
@@ -285,9 +317,9 @@ def bench_target(
                 f"[{spec.key}] {n} concurrent slow streams ({chunk_ms} ms between events, ~{args.slow_stream_seconds:g} s each)"
             )
             slow = load.run_slow_streams(
-                run.url,
+                run.url(),
                 chat_body(spec.model, True, chunk_ms=chunk_ms),
-                run.headers,
+                run.headers(),
                 n,
                 lambda: rss_mb(run.pid),
             )
@@ -319,6 +351,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per point and run (default 10)")
     p.add_argument("--runs", type=int, help="runs per point (default 2; 1 with --quick)")
     p.add_argument("--concurrency", help="comma-separated concurrency levels (default 1,10,50)")
+    p.add_argument(
+        "--routes",
+        help=f"comma-separated, from: {', '.join(ROUTES)} (default: all; chat, and the references and "
+        "floors of those named, are always added)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -367,6 +404,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     else:
         args.concurrency = [1, 10] if args.quick else [1, 10, 50]
+    keys = [k.strip() for k in (args.routes or ",".join(ROUTES)).split(",") if k.strip()]
+    unknown = [k for k in keys if k not in ROUTES]
+    if unknown:
+        p.error(f"unknown route(s) {', '.join(unknown)}; known: {', '.join(ROUTES)}")
+    args.routes = with_dependencies(keys)
     if args.slow_streams is None:
         args.slow_streams = 100 if args.quick else 1000
     if args.targets:
@@ -444,10 +486,13 @@ def _run(args: argparse.Namespace, argv: list[str] | None, say: Callable[[str], 
             say("wrk is required (--loadgen wrk) but missing")
             return 2
     loadgen = "wrk" if wrk else "python"
-    points = plan_points(args.concurrency, wrk is not None, args.quick)
-    est = len(points) * args.runs * args.duration * len(args.targets)
+    points = plan_points(args.concurrency, wrk is not None, args.quick, args.routes)
+    est = sum(
+        len([p for p in points if p.route in TARGETS[k].routes]) * args.runs * args.duration
+        for k in args.targets
+    )
     say(
-        f"targets {', '.join(args.targets)}; {len(points)} points × {args.runs} runs × {args.duration:g} s; ~{est / 60:.1f} min of load"
+        f"targets {', '.join(args.targets)}; up to {len(points)} points each (those of the routes it serves) × {args.runs} runs × {args.duration:g} s; ~{est / 60:.1f} min of load"
     )
 
     work = WORK / f"run-{started:%Y%m%dT%H%M%SZ}"
@@ -463,6 +508,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None, say: Callable[[str], 
         "duration": args.duration,
         "runs": args.runs,
         "concurrency": args.concurrency,
+        "routes": {key: ROUTES[key].title for key in args.routes},
         "loadgen": loadgen,
         "slow_stream_s": args.slow_stream_seconds,
         "notes": [],

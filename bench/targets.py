@@ -2,10 +2,11 @@
 
 Every target runs as ONE worker process on 127.0.0.1 against the same fake upstream. Adding a
 target is adding a `TargetSpec`: `kind` picks the starter, `requires` names the gateway features
-it needs (detected from the `gatewayz` CLI, so a target switches itself on when they land), and
-`env` adds settings. The Gatewayz starter takes the real pipeline as far as it exists: with
-accounts it creates a user with credits and benchmarks with that user's API key; until then it
-uses the bootstrap admin key and says so in the report.
+it needs (detected from the `gatewayz` CLI, so a target switches itself on when they land),
+`routes` lists the bench routes it serves (`bench/routes.py`), `models` names the model its
+callers send for each of the fake's APIs, and `env` adds settings. The Gatewayz starter takes the
+real pipeline as far as it exists: with accounts it creates a user with credits and benchmarks
+with that user's API key; until then it uses the bootstrap admin key and says so in the report.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.procs import LOOPBACK, Proc, base_env, free_port, spawn, wait_first_completion
+from bench.routes import CHAT, Api
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
@@ -52,7 +54,8 @@ class TargetSpec:
     key: str
     title: str
     kind: str  # "direct" | "gatewayz" | "litellm"
-    model: str  # the model id this target's callers send
+    models: dict[str, str]  # upstream (a key of routes.UPSTREAMS) → the model id this target's callers send
+    routes: tuple[str, ...] = ("chat",)  # the bench routes it serves (keys of routes.ROUTES)
     server: str = "gatewayz-serve"  # gatewayz only: "gatewayz-serve" (uvicorn) | "granian"
     backend: str = "embedded"  # gatewayz only: "embedded" | "postgres-redis"
     requires: tuple[str, ...] = ()  # gateway features, see `detect_features`
@@ -62,16 +65,33 @@ class TargetSpec:
     issue_targets: bool = False  # the issue-5 targets are checked against it
     min_x_litellm: float = 0.0  # the throughput multiple of LiteLLM it must reach
 
+    @property
+    def model(self) -> str:
+        """The chat route's model: the one of the start-up check, the warm-up and the memory test."""
+        return self.models["openai"]
+
+
+# Gatewayz serves every route: chat and Messages, each to the OpenAI and the Anthropic upstream.
+GATEWAYZ_MODELS = {"openai": "openai/gpt-4o", "anthropic": "anthropic/claude-sonnet-4.5"}
+GATEWAYZ_ROUTES = ("chat", "msg", "chat-claude", "msg-native")
 
 TARGETS: dict[str, TargetSpec] = {
     t.key: t
     for t in (
-        TargetSpec("direct", "Upstream direct (the floor)", "direct", "gpt-4o"),
+        # The fake called directly, in each API's own shape: the floor of every route that ends on it.
+        TargetSpec(
+            "direct",
+            "Upstream direct (the floor)",
+            "direct",
+            {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5-20250929"},
+            routes=("chat", "msg-native"),
+        ),
         TargetSpec(
             "gatewayz",
             "Gatewayz, embedded default (SQLite + memory), `gatewayz serve`",
             "gatewayz",
-            "openai/gpt-4o",
+            GATEWAYZ_MODELS,
+            routes=GATEWAYZ_ROUTES,
             memory_test=True,
             issue_targets=True,
             min_x_litellm=15.0,
@@ -80,20 +100,25 @@ TARGETS: dict[str, TargetSpec] = {
             "gatewayz-pg",
             "Gatewayz on PostgreSQL + Redis, `gatewayz serve`",
             "gatewayz",
-            "openai/gpt-4o",
+            GATEWAYZ_MODELS,
+            routes=GATEWAYZ_ROUTES,
             backend="postgres-redis",
             requires=("accounts",),
             env={"GATEWAYZ_DATABASE_URL": PG_URL, "GATEWAYZ_REDIS_URL": REDIS_URL},
             issue_targets=True,
             min_x_litellm=8.0,
         ),
-        TargetSpec("litellm", f"LiteLLM proxy {LITELLM_VERSION} (1 worker, no DB)", "litellm", "gpt-4o"),
+        # Chat only: LiteLLM is the issue-5 comparison, and its own /v1/messages is not benchmarked.
+        TargetSpec(
+            "litellm", f"LiteLLM proxy {LITELLM_VERSION} (1 worker, no DB)", "litellm", {"openai": "gpt-4o"}
+        ),
         # Experiment, not in the default set: the same app under granian instead of uvicorn.
         TargetSpec(
             "gatewayz-granian",
             f"Gatewayz, embedded default, under granian {GRANIAN_VERSION} (experiment)",
             "gatewayz",
-            "openai/gpt-4o",
+            GATEWAYZ_MODELS,
+            routes=GATEWAYZ_ROUTES,
             server="granian",
             default=False,
         ),
@@ -113,13 +138,11 @@ class Running:
     notes: list[str] = field(default_factory=list)
     version: str = ""
 
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/v1/chat/completions"
+    def url(self, api: Api = CHAT) -> str:
+        return f"http://{LOOPBACK}:{self.port}{api.path}"
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+    def headers(self, api: Api = CHAT) -> dict[str, str]:
+        return api.request_headers(self.token)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -136,29 +159,18 @@ class Ctx:
     features: set[str]
 
     @property
+    def upstream_origin(self) -> str:
+        return f"http://{LOOPBACK}:{self.upstream_port}"
+
+    @property
     def upstream_base(self) -> str:
-        return f"http://{LOOPBACK}:{self.upstream_port}/v1"
+        """OpenAI's base URL includes /v1; Anthropic's (the origin) does not."""
+        return f"{self.upstream_origin}/v1"
 
 
 def chat_body(model: str, stream: bool, delay_ms: int = 0, chunk_ms: int = 0) -> bytes:
-    """A realistic small chat request; `user` carries the fake upstream's per-request delays."""
-    body: dict[str, object] = {
-        "model": model,
-        "messages": [
-            {"role": "system", "content": "You are a concise, helpful assistant."},
-            {"role": "user", "content": "In one paragraph: what does an LLM gateway do for a team?"},
-        ],
-        "max_tokens": 256,
-        "temperature": 0.7,
-    }
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    tags = [f"delay={delay_ms}"] if delay_ms else []
-    tags += [f"chunk={chunk_ms}"] if chunk_ms else []
-    if tags:
-        body["user"] = "bench:" + ";bench:".join(tags)
-    return json.dumps(body).encode()
+    """A realistic small chat request (`routes.chat_request`); `user` carries the fake's delays."""
+    return CHAT.body(model, stream, delay_ms, chunk_ms)
 
 
 # ---- feature detection ---------------------------------------------------------------------
@@ -213,7 +225,14 @@ def skip_reason(spec: TargetSpec, ctx: Ctx) -> str | None:
 def start(spec: TargetSpec, ctx: Ctx) -> Running:
     if spec.kind == "direct":
         return Running(
-            spec, ctx.upstream_port, None, None, None, ctx.upstream_pid, "none", version="bench fake"
+            spec,
+            ctx.upstream_port,
+            UPSTREAM_KEY,  # what a direct call to the provider carries (the fake's Anthropic API insists)
+            None,
+            None,
+            ctx.upstream_pid,
+            "the upstream's key",
+            version="bench fake",
         )
     if spec.kind == "gatewayz":
         return _start_gatewayz(spec, ctx)
@@ -293,6 +312,8 @@ def _gatewayz_env(spec: TargetSpec, ctx: Ctx) -> dict[str, str]:
             "GATEWAYZ_DATABASE_URL": f"sqlite:///{ctx.work / (spec.key + '.db')}",
             "OPENAI_BASE_URL": ctx.upstream_base,
             "OPENAI_API_KEY": UPSTREAM_KEY,
+            "ANTHROPIC_BASE_URL": ctx.upstream_origin,
+            "ANTHROPIC_API_KEY": UPSTREAM_KEY,
             # API keys are stored as an HMAC under this secret (required with PostgreSQL).
             "GATEWAYZ_KEY_SECRET": KEY_SECRET,
             **LIMIT_ENV,

@@ -1,6 +1,7 @@
 -- wrk script for the Gatewayz bench: POST a JSON body, print the run's figures as one JSON line.
 --
--- Environment: BENCH_BODY_FILE (the JSON body to POST), BENCH_AUTH (optional bearer token).
+-- Environment: BENCH_BODY_FILE (the JSON body to POST), BENCH_HEADERS (optional request headers,
+-- one `name: value` a line: the route's credential, e.g. `authorization: Bearer …` or `x-api-key: …`).
 -- Usage: BENCH_BODY_FILE=body.json wrk -t1 -c10 -d10s -s bench/wrk_post.lua http://127.0.0.1:9100/v1/chat/completions
 -- The `done` hook prints `BENCH_JSON {...}`: requests, duration, socket errors, non-2xx/3xx
 -- responses (wrk's `status` errors count codes > 399) and latency percentiles in microseconds.
@@ -13,9 +14,11 @@ f:close()
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
-local auth = os.getenv("BENCH_AUTH")
-if auth and auth ~= "" then
-  wrk.headers["Authorization"] = "Bearer " .. auth
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name then
+    wrk.headers[name] = value
+  end
 end
 
 done = function(summary, latency, requests)

@@ -62,17 +62,36 @@ def _limits(env: Mapping[str, str]) -> LimitSettings:
     factor = float(_decimal(env, "GATEWAYZ_VELOCITY_FACTOR", str(d.velocity_factor)))
     if not 0 < rate <= 1 or not 0 < factor <= 1:
         raise ConfigError("GATEWAYZ_VELOCITY_ERROR_RATE and GATEWAYZ_VELOCITY_FACTOR must be in (0, 1]")
+    min_requests = _int(env, "GATEWAYZ_VELOCITY_MIN_REQUESTS", d.velocity_min_requests)
+    min_sources = _int(env, "GATEWAYZ_VELOCITY_MIN_SOURCES", d.velocity_min_sources)
+    if min_sources > min_requests:
+        raise ConfigError(
+            "GATEWAYZ_VELOCITY_MIN_SOURCES must not exceed GATEWAYZ_VELOCITY_MIN_REQUESTS "
+            f"({min_sources} > {min_requests}): each source counts for min_requests // min_sources"
+        )
     return LimitSettings(
         ip_rpm=_int(env, "GATEWAYZ_IP_RPM", d.ip_rpm),
         ip_auth_failures=_int(env, "GATEWAYZ_IP_AUTH_FAILURES_PER_MINUTE", d.ip_auth_failures),
         velocity_error_rate=rate,
-        velocity_min_requests=_int(env, "GATEWAYZ_VELOCITY_MIN_REQUESTS", d.velocity_min_requests),
+        velocity_min_requests=min_requests,
+        velocity_min_sources=min_sources,
         velocity_seconds=_seconds(env, "GATEWAYZ_VELOCITY_SECONDS", d.velocity_seconds),
         velocity_factor=factor,
         anonymous=_flag(env, "GATEWAYZ_ANONYMOUS"),
         anonymous_per_day=_int(env, "GATEWAYZ_ANONYMOUS_PER_DAY", d.anonymous_per_day),
+        max_n=_max_n(env),
         fail_closed=_flag(env, "GATEWAYZ_LIMITS_FAIL_CLOSED"),
     )
+
+
+DEFAULT_MAX_N = 16
+
+
+def _max_n(env: Mapping[str, str]) -> int:
+    value = _int(env, "GATEWAYZ_MAX_N", DEFAULT_MAX_N)
+    if value > 128:
+        raise ConfigError(f"GATEWAYZ_MAX_N must be at most 128 (OpenAI's own bound), got {value}")
+    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -96,10 +115,16 @@ class LimitSettings:
     ip_auth_failures: int = 20  # failed authentications per IP per minute
     velocity_error_rate: float = 0.25
     velocity_min_requests: int = 50
+    # Velocity needs that volume from at least this many networks (IPv4 /24, IPv6 /64): each
+    # counts for at most velocity_min_requests // velocity_min_sources responses a minute.
+    velocity_min_sources: int = 5
     velocity_seconds: float = 180.0
     velocity_factor: float = 0.5  # layer-1 limits are multiplied by this in velocity mode
     anonymous: bool = False
     anonymous_per_day: int = 10
+    # The most choices (`n`) one request may ask for. Where a provider cannot return several, each
+    # choice is a call of its own, counted against the request and concurrency limits.
+    max_n: int = DEFAULT_MAX_N
     fail_closed: bool = False
     lease_ms: int = 660_000  # a concurrency slot outlives the longest request (deadline + margin)
 

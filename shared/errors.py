@@ -124,6 +124,15 @@ class DependencyUnavailable(GatewayError):
     default_code = "dependency_unavailable"
 
 
+class LoopDetected(GatewayError):
+    """508: a request this gateway sent upstream came back to it (its own `via` mark)."""
+
+    status = 508
+    type = "api_error"
+    anthropic_type = "api_error"
+    default_code = "loop_detected"
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     type = "timeout_error"

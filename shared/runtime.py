@@ -29,7 +29,8 @@ from shared.routing.plan import Router
 from shared.store import Database, open_database
 from shared.store.responses import ResponseStore
 from shared.store.sqlite import SQLiteDatabase, sqlite_path
-from shared.transport.upstream import UpstreamClient
+from shared.transport.proxies import ProxyConfig
+from shared.transport.upstream import UpstreamClient, loop_mark
 
 
 def key_secret(settings: Settings) -> str:
@@ -87,14 +88,15 @@ class Runtime:
             fail_closed=settings.limits.fail_closed,
         )
         ledger = Ledger(db)
-        keys = KeyCache(db, hot, key_secret(settings), settings.key_cache_ttl)
+        secret = key_secret(settings)
+        keys = KeyCache(db, hot, secret, settings.key_cache_ttl)
         runtime = cls(
             settings=settings,
             catalog=catalog,
             endpoints=endpoints,
             health=health,
             router=Router(catalog, endpoints, health),
-            http=UpstreamClient(settings.timeouts),
+            http=UpstreamClient(settings.timeouts, ProxyConfig.from_env(settings.env), loop_mark(secret)),
             db=db,
             hot=hot,
             ledger=ledger,

@@ -211,7 +211,7 @@ async def test_timeouts_first_byte_between_reads_and_total(client: HttpClient) -
 
     async def trickle(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
         await chunked(w, 20, b"x", 0.05)
-        return False
+        return True
 
     url = await Server(silent).start()
     loop = asyncio.get_running_loop()

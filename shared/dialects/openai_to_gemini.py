@@ -214,6 +214,14 @@ def _function_output(content: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"output": value}
 
 
+def _signature_of(call: Mapping[str, Any]) -> Any:
+    """The thought signature a caller handed back on a tool call (`extra_content.google`, Google's
+    extension of the OpenAI shape); anything shaped otherwise is no signature."""
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    return google.get("thought_signature") if isinstance(google, dict) else None
+
+
 def _data_url(url: str, param: str) -> tuple[str, str]:
     header, sep, data = url.partition(",")
     fields = header[5:].split(";")
@@ -365,7 +373,7 @@ class OpenAIToGemini(ChatTranslator):
             fn = call.get("function") or {}
             args = _arguments(fn.get("arguments"), f"{where}.tool_calls[{j}].function.arguments")
             part: dict[str, Any] = {"functionCall": {"name": fn["name"], "args": args}}
-            signature = ((call.get("extra_content") or {}).get("google") or {}).get("thought_signature")
+            signature = _signature_of(call)
             if isinstance(signature, str) and signature:
                 part["thoughtSignature"] = signature
             names[call["id"]] = fn["name"]

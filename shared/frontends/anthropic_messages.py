@@ -57,6 +57,21 @@ def _bad(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(f"{param}: {message}", param=param)
 
 
+# The fields of the content blocks that the translation reads, with their JSON types and whether
+# they are required (https://platform.claude.com/docs/en/api/messages): a wrong type is a 400, as
+# Anthropic answers it, before any translator reads it. Other block types pass as written.
+BLOCK_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...], bool], ...]] = {
+    "text": (("text", (str,), True),),
+    "image": (("source", (dict,), True),),
+    "document": (("source", (dict,), True), ("title", (str,), False)),
+    "tool_use": (("id", (str,), True), ("name", (str,), True), ("input", (dict,), True)),
+    "tool_result": (("tool_use_id", (str,), True), ("content", (str, list), False)),
+    "thinking": (("thinking", (str,), True), ("signature", (str,), True)),
+    "redacted_thinking": (("data", (str,), True),),
+}
+SOURCE_FIELDS = {"base64": ("media_type", "data"), "url": ("url",), "text": ("data",)}
+
+
 def _check_content(content: Any, where: str) -> None:
     if isinstance(content, str):
         return
@@ -65,6 +80,19 @@ def _check_content(content: Any, where: str) -> None:
     for j, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             raise _bad("each content block must be an object with a type", f"{where}.{j}")
+        for name, kinds, required in BLOCK_FIELDS.get(block["type"], ()):
+            value = block.get(name)
+            if (value is not None or required) and not isinstance(value, kinds):
+                raise _bad(
+                    f"Input should be a valid {' or '.join(k.__name__ for k in kinds)}", f"{where}.{j}.{name}"
+                )
+        source = block.get("source")
+        if isinstance(source, dict) and block["type"] in ("image", "document"):
+            for name in SOURCE_FIELDS.get(str(source.get("type")), ()):
+                if not isinstance(source.get(name), str):
+                    raise _bad("Input should be a valid string", f"{where}.{j}.source.{name}")
+        if isinstance(block.get("content"), list) and block["type"] == "tool_result":
+            _check_content(block["content"], f"{where}.{j}.content")
 
 
 def _text_blocks(value: Any) -> bool:

@@ -40,7 +40,9 @@ class Rule:
 
 @dataclass(slots=True)
 class Slot:
-    """A concurrency slot: at most `limit` live leases in the set at `key`."""
+    """A concurrency slot: at most `limit` live leases in the set at `key`. A request that needs
+    several (one per upstream call of a fanned-out `n`) lists one Slot per lease, each with its
+    own member: they are taken together or not at all."""
 
     key: str
     member: str
@@ -91,17 +93,21 @@ def check(
             if wait > retry:
                 retry, refused_by = wait, rule.name or rule.key
         planned.append((rule, tat, new_tat))
+    adding: dict[str, int] = {}  # leases this decision takes per key, before any is stored
     for slot in slot_list if allowed else ():
         leases = slots.setdefault(slot.key, {})
         for member, expiry in list(leases.items()):
             if expiry <= now:
                 del leases[member]
-        if len(leases) >= slot.limit and slot.member not in leases:
+        if slot.member in leases:
+            continue  # already held: renewed below
+        if len(leases) + adding.get(slot.key, 0) >= slot.limit:
             allowed = False
             # A slot frees when a request ends (soon, usually), or at the latest when a lease expires.
             retry = min(CONCURRENCY_RETRY_MS, min(leases.values()) - now) if leases else 0.0
             refused_by = "concurrency"
             break
+        adding[slot.key] = adding.get(slot.key, 0) + 1
     if not allowed:
         return Decision(False, math.ceil(retry), tuple(_state(r, t, now) for r, t, _ in planned), refused_by)
     for rule, _, new_tat in planned:
@@ -144,18 +150,23 @@ end
 local base = 2 + n * 4
 local m = tonumber(ARGV[base])
 if allowed == 1 then
+  local adding = {}
   for j = 1, m do
     local slot_key = KEYS[n + j]
     local member = ARGV[base + 1 + (j - 1) * 3]
     local slot_limit = tonumber(ARGV[base + 2 + (j - 1) * 3])
     redis.call('ZREMRANGEBYSCORE', slot_key, '-inf', now)
-    if redis.call('ZCARD', slot_key) >= slot_limit and not redis.call('ZSCORE', slot_key, member) then
-      allowed = 0
-      refused = -1
-      retry = 1000
-      local first = redis.call('ZRANGE', slot_key, 0, 0, 'WITHSCORES')
-      if first[2] and tonumber(first[2]) - now < retry then retry = tonumber(first[2]) - now end
-      break
+    if not redis.call('ZSCORE', slot_key, member) then
+      local taking = adding[slot_key] or 0
+      if redis.call('ZCARD', slot_key) + taking >= slot_limit then
+        allowed = 0
+        refused = -1
+        retry = 1000
+        local first = redis.call('ZRANGE', slot_key, 0, 0, 'WITHSCORES')
+        if first[2] and tonumber(first[2]) - now < retry then retry = tonumber(first[2]) - now end
+        break
+      end
+      adding[slot_key] = taking + 1
     end
   end
 end

@@ -18,20 +18,17 @@ headers.
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.accounts.keys import KeyRecord
 from shared.config import LimitSettings
-from shared.errors import NoProviderAvailable, RateLimited
+from shared.errors import InvalidRequest, NoProviderAvailable, RateLimited
 from shared.hot import HotStore, HotStoreDown
 from shared.hot.gcra import Decision, Rule, RuleState, Slot
+from shared.limits.velocity import Velocity
 
 MINUTE = 60_000
 DAY = 86_400_000
-VELOCITY_KEY = "gw:velocity"
 
 
 def duration(ms: int) -> str:
@@ -89,70 +86,20 @@ class Admission:
         return rate_headers(self.states)
 
 
-class Velocity:
-    """This instance's error rate over the last minute; crossing the threshold sets a shared flag
-    (read at most once a second) that tightens layer 1 on every instance for a while."""
-
-    def __init__(self, settings: LimitSettings) -> None:
-        self.settings = settings
-        # Per-second buckets [second, requests, errors] over the last minute, with running sums:
-        # recording a response is O(1) whatever the traffic.
-        self._buckets: deque[list[int]] = deque()
-        self._total = 0
-        self._errors = 0
-        self._active_until = 0.0
-        self._checked = 0.0
-
-    def _expire(self, second: int) -> None:
-        while self._buckets and self._buckets[0][0] <= second - 60:
-            _, total, errors = self._buckets.popleft()
-            self._total -= total
-            self._errors -= errors
-
-    def record(self, error: bool) -> bool:
-        """Note one response; True when this instance just crossed the threshold."""
-        second = int(time.monotonic())
-        self._expire(second)
-        if not self._buckets or self._buckets[-1][0] != second:
-            self._buckets.append([second, 0, 0])
-        bucket = self._buckets[-1]
-        bucket[1] += 1
-        self._total += 1
-        if error:
-            bucket[2] += 1
-            self._errors += 1
-        if self._total < self.settings.velocity_min_requests or self._active_until > time.time():
-            return False
-        return self._errors / self._total >= self.settings.velocity_error_rate
-
-    async def active(self, hot: HotStore) -> bool:
-        now = time.monotonic()
-        if now - self._checked >= 1.0:
-            self._checked = now
-            try:
-                until = await hot.get(VELOCITY_KEY)
-            except HotStoreDown:
-                until = None
-            self._active_until = max(self._active_until, float(until)) if until else self._active_until
-        return self._active_until > time.time()
-
-    async def trigger(self, hot: HotStore) -> None:
-        until = time.time() + self.settings.velocity_seconds
-        self._active_until = until
-        try:
-            await hot.set(VELOCITY_KEY, str(until), ttl=self.settings.velocity_seconds)
-        except HotStoreDown:
-            pass
-
-    def state(self) -> dict[str, Any]:
-        self._expire(int(time.monotonic()))
-        return {
-            "active": self._active_until > time.time(),
-            "active_until": self._active_until if self._active_until > time.time() else None,
-            "requests_last_minute": self._total,
-            "error_rate_last_minute": round(self._errors / self._total, 4) if self._total else 0.0,
-            "threshold": self.settings.velocity_error_rate,
-        }
+def _check_calls(
+    calls: int, request_limits: list[tuple[int, str]], slot_specs: list[tuple[str, int]]
+) -> None:
+    """A request of `calls` upstream calls that no limit could ever admit: a 400 naming `n`, not a
+    429 whose retry-after would never come."""
+    bounds = [(limit, name) for limit, name in request_limits]
+    bounds += [(limit, "concurrent requests") for _, limit in slot_specs]
+    for limit, name in bounds:
+        if calls > limit:
+            raise InvalidRequest(
+                f"'n' of {calls} takes {calls} upstream calls with this model (its providers return one "
+                f"choice per call), more than the {name} limit of {limit}.",
+                param="n",
+            )
 
 
 class Limiter:
@@ -211,9 +158,9 @@ class Limiter:
             failures = max(1, int(failures * self.settings.velocity_factor))
         await self._rate([Rule(f"rl:ip:{ip}:authfail", failures, MINUTE, 1, name="failed authentications")])
 
-    async def record_response(self, status: int) -> None:
+    async def record_response(self, status: int, ip: str) -> None:
         """Velocity: authentication failures and server errors are the signals of abuse/overload."""
-        if self.velocity.record(status == 401 or status >= 500):
+        if self.velocity.record(status == 401 or status >= 500, ip):
             await self.velocity.trigger(self.hot)
 
     # --- layer 2 ----------------------------------------------------------------------------
@@ -250,17 +197,30 @@ class Limiter:
         return rules, slots
 
     async def admit(
-        self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None
+        self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None, calls: int = 1
     ) -> Admission:
         """Layer 2 for a request; with `ip`, layer 1 for it too, in the same atomic call (the
-        gateway defers layer 1 here when the key was already known: one round trip less)."""
+        gateway defers layer 1 here when the key was already known: one round trip less).
+
+        `calls`: the upstream calls the request may make at once — `n` of them when its choices
+        are fanned out to a provider that returns one per call. Each counts as a request and holds
+        a concurrency slot of its own; more than a limit could ever admit is the caller's 400."""
         specs, slot_specs = self._key_limits(key)
+        if calls > 1:
+            _check_calls(
+                calls, [(limit, name) for _, name, limit, _, kind in specs if kind == "requests"], slot_specs
+            )
         rules = [
-            Rule(rkey, limit, period, 1 if kind == "requests" else estimate_tokens, kind=kind, name=name)
+            Rule(rkey, limit, period, calls if kind == "requests" else estimate_tokens, kind=kind, name=name)
             for rkey, name, limit, period, kind in specs
         ]
-        member = request_id  # unique per request (server-generated)
-        slots = [Slot(skey, member, limit, self.settings.lease_ms) for skey, limit in slot_specs]
+        # Members are unique per request (the billing id is server-generated), one per call.
+        members = [request_id] + [f"{request_id}#{i}" for i in range(1, calls)]
+        slots = [
+            Slot(skey, member, limit, self.settings.lease_ms)
+            for skey, limit in slot_specs
+            for member in members
+        ]
         ip_rules = await self.ip_rules(ip) if ip is not None else []
         decision = await self._rate(ip_rules + rules, slots)
         if not decision.allowed:
@@ -297,10 +257,11 @@ class Limiter:
             pass  # the slots expire by themselves; the budgets heal with time
 
     # --- layer 3 ----------------------------------------------------------------------------
-    async def admit_anonymous(self, ip: str) -> Admission:
-        rule = Rule(
-            f"rl:anon:{ip}:rpd", self.settings.anonymous_per_day, DAY, 1, name="anonymous requests per day"
-        )
+    async def admit_anonymous(self, ip: str, calls: int = 1) -> Admission:
+        limit = self.settings.anonymous_per_day
+        if calls > 1:
+            _check_calls(calls, [(limit, "anonymous requests per day")], [])
+        rule = Rule(f"rl:anon:{ip}:rpd", limit, DAY, calls, name="anonymous requests per day")
         decision = await self._rate([rule])
         if not decision.allowed:
             self.rejections["anonymous"] += 1

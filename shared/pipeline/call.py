@@ -48,6 +48,7 @@ class Call:
     native: dict[str, Any] | None = None  # the caller's own body, for offers that speak its API
     headers: Mapping[str, str] = field(default_factory=dict)  # caller headers sent with `native`
     dropped: list[str] = field(default_factory=list)  # named when the pivot goes out
+    via: str | None = None  # the request came through proxies: theirs and ours (else the client's own)
 
 
 @dataclass(slots=True)
@@ -86,6 +87,8 @@ def prepare(candidate: Candidate, call: Call, stream: bool, fan_out: bool) -> Pr
     headers.update(tr.extra_headers)
     if stream:
         headers["accept"] = "text/event-stream"
+    if call.via is not None:
+        headers["via"] = call.via
     return Prepared(tr, candidate.endpoint.base_url + tr.path(stream), headers, orjson.dumps(vendor))
 
 

@@ -11,10 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.config import DEFAULT_MAX_N
 from shared.errors import InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+# Each content part's payload field and the fields inside it that the translators read, with
+# their JSON types, as OpenAI documents them
+# (https://platform.openai.com/docs/api-reference/chat/create#chat-create-messages); a wrong type
+# is a 400 here, for every dialect, rather than a translator failing on it. `image_url` may also
+# be the URL itself, a shorthand many clients send.
+PART_FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
+    "text": ("text", (str,)),
+    "refusal": ("refusal", (str,)),
+    "image_url": ("image_url", (dict, str)),
+    "input_audio": ("input_audio", (dict,)),
+    "file": ("file", (dict,)),
+}
+PART_INNER: dict[str, tuple[tuple[str, bool], ...]] = {  # (string field, required)
+    "image_url": (("url", True), ("detail", False)),
+    "input_audio": (("data", True), ("format", True)),
+    "file": (("file_data", False), ("file_id", False), ("filename", False)),
+}
+PART_TYPES = frozenset(PART_FIELDS)
 REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
 # Consumed by Gatewayz and never sent upstream (real vendors reject unknown fields).
 GATEWAY_FIELDS = ("models", "provider", "route", "transforms", "usage", "reasoning")
@@ -78,6 +96,7 @@ def _check_messages(messages: Any, needs: set[str]) -> None:
                         f"'{where}.content[{j}].type' must be one of {', '.join(sorted(PART_TYPES))}",
                         param=f"{where}.content[{j}].type",
                     )
+                _check_part(part, ptype, f"{where}.content[{j}]")
                 if ptype == "image_url":
                     needs.add("vision")
                 elif ptype == "input_audio":
@@ -110,6 +129,22 @@ def _check_messages(messages: Any, needs: set[str]) -> None:
                         f"'{where}.tool_calls[{j}]' needs an id and a function name",
                         param=f"{where}.tool_calls[{j}]",
                     )
+
+
+def _check_part(part: dict[str, Any], ptype: str, where: str) -> None:
+    name, kinds = PART_FIELDS[ptype]
+    value = part.get(name)
+    if not isinstance(value, kinds):
+        what = "a string" if kinds == (str,) else "an object" if kinds == (dict,) else "a string or an object"
+        raise InvalidRequest(f"'{where}.{name}' must be {what}", param=f"{where}.{name}")
+    if isinstance(value, dict):
+        for field, required in PART_INNER[ptype]:
+            inner = value.get(field)
+            if (inner is not None or required) and not isinstance(inner, str):
+                param = f"{where}.{name}.{field}"
+                raise InvalidRequest(f"'{param}' must be a string", param=param)
+        if ptype == "file" and value.get("file_data") is None and value.get("file_id") is None:
+            raise InvalidRequest(f"'{where}.file' needs file_data or file_id", param=f"{where}.file")
 
 
 def _check_tools(body: dict[str, Any], needs: set[str]) -> None:
@@ -163,7 +198,8 @@ def _check_response_format(body: dict[str, Any], needs: set[str]) -> None:
         )
 
 
-def check_chat(body: Any) -> ChatParams:
+def check_chat(body: Any, max_n: int = DEFAULT_MAX_N) -> ChatParams:
+    """`max_n`: the most choices a request may ask for (`GATEWAYZ_MAX_N`)."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     needs: set[str] = set()
@@ -181,7 +217,7 @@ def check_chat(body: Any) -> ChatParams:
             raise InvalidRequest(
                 "'stream_options' is only allowed when 'stream' is true", param="stream_options"
             )
-    n = _integer(body, "n", 1, 128) or 1
+    n = _integer(body, "n", 1, max_n) or 1
     max_tokens = _integer(body, "max_tokens", 1)
     max_completion = _integer(body, "max_completion_tokens", 1)
     _number(body, "temperature", 0, 2)

@@ -24,7 +24,7 @@ from shared.errors import (
     status_of,
 )
 from shared.limits.limiter import Admission
-from shared.pipeline.call import Call, complete, gateway_headers
+from shared.pipeline.call import Call, complete, fan_out_count, gateway_headers
 from shared.pipeline.frontend import FrontEnd, Inbound
 from shared.pipeline.meter import Meter, price
 from shared.pipeline.request import check_chat, upstream_body
@@ -98,7 +98,7 @@ async def run(
     rt: Runtime, inbound: Inbound, ctx: RequestContext, principal: Principal, front: FrontEnd
 ) -> Response:
     body = inbound.body
-    params = check_chat(body)
+    params = check_chat(body, rt.settings.limits.max_n)
     prefs = parse_preferences(body.get("provider"), rt.endpoints)
     requested = str(body.get("model"))
     byok = principal.key.byok_providers if principal.key else frozenset()
@@ -109,14 +109,20 @@ async def run(
         plan = await with_own_keys(rt, plan, principal)
     if principal.kind == "anonymous":
         plan = free_only(plan, requested)
-        admission = await rt.limiter.admit_anonymous(principal.ip or "unknown")
+        calls = max(fan_out_count(c, params) for c in plan) or 1
+        admission = await rt.limiter.admit_anonymous(principal.ip or "unknown", calls)
     else:
         plan = allowed(plan, principal, requested)
         assert principal.key is not None  # inference routes admit user keys only
-        estimate = estimate_prompt(body) + (params.max_output or 0) * params.n
-        admission = await rt.limiter.admit(principal.key, ctx.billing_id, estimate, ctx.take_deferred_ip())
+        # A fanned-out `n` is n calls, each with the whole prompt: each counts (SPEC §7).
+        calls = max(fan_out_count(c, params) for c in plan) or 1
+        estimate = estimate_prompt(body) * calls + (params.max_output or 0) * params.n
+        admission = await rt.limiter.admit(
+            principal.key, ctx.billing_id, estimate, ctx.take_deferred_ip(), calls
+        )
     native = upstream_body(inbound.native, front.consumed) if inbound.native is not None else None
     call = Call(upstream_body(body), params, front.api, native, inbound.headers, inbound.dropped)
+    call.via = rt.http.forwarded_via(ctx.incoming_via())
     meter = Meter(rt, principal.key, ctx, front.endpoint, plan[0].model_id) if principal.key else None
     try:
         if meter is not None:

@@ -33,6 +33,10 @@ class RequestContext:
     def take_deferred_ip(self) -> str | None:
         return self.state.pop("deferred_ip", None) if self.state is not None else None
 
+    def incoming_via(self) -> str | None:
+        """The request's own `via` (it came through proxies), which upstream calls pass on."""
+        return self.state.get("via") if self.state is not None else None
+
     def overhead_ms(self) -> str:
         return f"{max(0.0, (time.perf_counter() - self.started - self.upstream_s) * 1000):.2f}"
 

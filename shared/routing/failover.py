@@ -13,13 +13,24 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from shared.config import Timeouts
-from shared.errors import GatewayError, RateLimited, UpstreamFailed, UpstreamTimeout, error_for_status
+from shared.errors import (
+    GatewayError,
+    LoopDetected,
+    RateLimited,
+    UpstreamFailed,
+    UpstreamTimeout,
+    error_for_status,
+)
 from shared.routing.context import Attempt, RequestContext
 from shared.routing.health import HealthBook
 from shared.routing.plan import Candidate
 from shared.transport.errors import UpstreamError
 
 T = TypeVar("T")
+LOOP_HINT = (
+    "The upstream answered 508 Loop Detected: its base URL leads back to this gateway (check the "
+    "<ID>_BASE_URL settings; OPENAI_BASE_URL is also the OpenAI SDK's variable)."
+)
 
 
 def _redact(message: str, candidate: Candidate) -> str:
@@ -47,6 +58,8 @@ def exhausted(errors: list[UpstreamError], model: str, ctx: RequestContext) -> G
         return RateLimited(message, code="upstream_rate_limited", headers=headers)
     if not errors or all(e.kind == "timeout" for e in errors):
         return UpstreamTimeout(message, headers=headers)
+    if all(e.status == 508 for e in errors):  # each offer led back to a gateway already on the way
+        return LoopDetected(f"{message}. {LOOP_HINT}", headers=headers)
     return UpstreamFailed(message, headers=headers)
 
 

@@ -20,6 +20,7 @@ from shared.providers import ProviderEndpoint
 from shared.routing.health import HealthBook
 
 SORTS = frozenset({"price", "latency", "throughput"})
+MAX_MODEL_NAME = 256
 _PREF_KEYS = frozenset(
     {
         "order",
@@ -133,7 +134,17 @@ class Router:
         self.health = health
 
     def resolve(self, name: str, param: str) -> tuple[Model, list[ResolvedOffer]]:
-        """A model name → the model and the offers it names (all, one provider's, or the free ones)."""
+        """A model name → the model and the offers it names (all, one provider's, or the free ones).
+
+        Every name a caller writes (`model`, `models`) comes through here and is checked once: it
+        reaches response headers (`x-gatewayz-model`), records and, for `local:`, an upstream
+        request — so printable ASCII only."""
+        if len(name) > MAX_MODEL_NAME or not (name.isascii() and name.isprintable()):
+            raise InvalidRequest(
+                f"'{param}' must be a model id of at most {MAX_MODEL_NAME} printable ASCII characters "
+                "(no line breaks or other control characters)",
+                param=param,
+            )
         model = self.catalog.resolve(name)
         if model is not None:
             return model, list(self.catalog.offers[model.id])

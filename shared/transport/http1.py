@@ -8,25 +8,41 @@ is one write, the parser's callbacks fill the response, and one timer per respon
 read and total deadlines (re-armed only when it fires early, not on every read).
 
 What it speaks: HTTP/1.1 over TCP or TLS (the system's trust store, SNI, hostname checks);
-bodies by Content-Length, chunked, or to the end of the connection; gzip/deflate when a server
-compresses anyway (none is asked for: answers are small, and streams must not wait on a
-compressor). No proxies, no redirects, no cookies: upstream APIs use none of them.
+bodies by Content-Length, chunked, or to the end of the connection; gzip and deflate, the only
+codings it offers (`accept-encoding`; a server that answers with another one is an error rather
+than bytes nobody can read). Proxies from the environment (`shared.transport.proxies`): a CONNECT
+tunnel for https origins, absolute-form requests for http ones, decided once per origin. No
+redirects, no cookies: upstream APIs use neither.
+
+A request is sent once. Upstream calls are paid, so nothing that may have reached the server is
+sent again: a failed connect raises `Refused` (nothing was sent; the caller may try again), and
+any failure after the request was written raises `Disconnected` or `ReadTimeout`. The one
+exception is a pooled connection found closed before anything was written on it (its close was
+already pending, or the write itself failed at once): the request then goes on a fresh connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import zlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httptools
 
-_OURS = frozenset({"host", "content-length", "transfer-encoding", "connection", "user-agent"})
+if TYPE_CHECKING:
+    from shared.transport.proxies import Proxy, ProxyConfig
+
+# Headers the client writes: framing is always its own; the defaulted ones (user-agent, via)
+# give way to a caller's value.
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
+_DEFAULTED = frozenset({"user-agent", "via"})
+_OURS = _FRAMING | _DEFAULTED
 _IDLE_PER_ORIGIN = 64  # idle keep-alive connections kept per origin; beyond, they are closed
 # An idle connection older than this is not reused: a NAT or load balancer on the way may have
 # forgotten it without telling either end, and a request sent on it would wait for its read timeout.
@@ -34,6 +50,11 @@ KEEPALIVE_S = 15.0
 # A response buffers at most about this much before its connection stops reading (a caller slower
 # than the upstream, e.g. a stream to a slow client): TCP then slows the upstream down.
 _HIGH_WATER = 256 * 1024
+# A pooled connection idle for longer than this is polled for a pending close before it is used
+# (a server's idle timeout, or a Lambda thaw, can leave one the event loop has not yet seen
+# closed). Busier connections skip the system call: servers do not time out a connection used
+# a moment ago.
+_PROBE_IDLE_S = 1.0
 
 
 class Disconnected(ConnectionError):
@@ -46,6 +67,10 @@ class Refused(ConnectionError):
 
 class ReadTimeout(TimeoutError):
     """No bytes within the read timeout, or the response's total deadline passed."""
+
+
+class _NotSent(ConnectionError):
+    """A pooled connection failed the request's write at once: nothing reached the server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,23 +185,24 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.headers_waiter: asyncio.Future[Response] | None = None
         self.closed = False
-        self.got_bytes = False  # of the current response
         self.last_read = 0.0
         self.read_limit = 0.0
         self.deadline: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.idle_since = 0.0
         self.paused = False  # reading paused: the response's caller is behind
+        self.fd = -1  # the socket's descriptor, to poll an idle connection for a pending close
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
         if self.response is None:  # bytes nobody asked for: the connection is unusable
             self.abort()
             return
-        self.got_bytes = True
         self.last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
@@ -209,11 +235,17 @@ class _Connection(asyncio.Protocol):
             response.headers = {}
             response.status = 0
             return
-        encoding = response.headers.get("content-encoding", "").lower()
-        if encoding in ("gzip", "x-gzip"):
-            response._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            response._decoder = zlib.decompressobj()
+        encoding = response.headers.get("content-encoding")
+        if encoding is not None:
+            encoding = encoding.strip().lower()
+            if encoding in ("gzip", "x-gzip"):
+                response._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif encoding == "deflate":
+                response._decoder = zlib.decompressobj()
+            elif encoding not in ("", "identity"):
+                self._fail(Disconnected(f"the response is encoded with {encoding!r}, which was not offered"))
+                self.abort()
+                return
         waiter = self.headers_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
@@ -231,18 +263,25 @@ class _Connection(asyncio.Protocol):
             self._complete(reuse=self.parser.should_keep_alive())
 
     # -- one exchange -----------------------------------------------------------------------------
-    async def send(self, head: bytes, body: bytes, limits: Limits) -> Response:
-        assert self.transport is not None
+    async def send(self, head: bytes, body: bytes, limits: Limits, *, reused: bool) -> Response:
+        transport = self.transport
+        assert transport is not None
         self.response = Response(self)
         self.pool.client.waiting += 1  # until the response's _finish
-        self.got_bytes = False
         self.headers_waiter = waiter = self.loop.create_future()
         now = self.loop.time()
         self.last_read = now
         self.read_limit = limits.read
         self.deadline = None if limits.total is None else now + limits.total
         self._arm(now)
-        self.transport.write(head + body)
+        transport.write(head + body)
+        if reused and transport.is_closing():
+            # The write failed at once (the socket refused it: the server had reset the
+            # connection), so not a byte left: the caller may send on a fresh connection.
+            self._fail(_NotSent("the pooled connection was closed"))
+            waiter.exception()  # retrieved: the caller raises its own
+            self.abort()
+            raise _NotSent("the pooled connection was closed")
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -317,12 +356,44 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class _Pool:
-    """The idle keep-alive connections to one origin, most recently used first."""
+class _ConnectAnswer(asyncio.Protocol):
+    """A proxy's answer to CONNECT: its status, once the head has arrived (a 2xx has no body)."""
 
-    def __init__(self, client: HttpClient, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if self.status.done():
+            return
+        if end < 0:
+            if len(self.buffer) > 16384:
+                self.status.set_exception(ConnectionError("the proxy's answer to CONNECT has no end"))
+            return
+        fields = self.buffer[: self.buffer.find(b"\r\n")].split(b" ", 2)
+        status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+        if 200 <= status < 300 and end + 4 != len(self.buffer):
+            self.status.set_exception(ConnectionError("the proxy sent bytes before the tunnel was used"))
+        else:
+            self.status.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.status.done():
+            self.status.set_exception(ConnectionError("the proxy closed the connection during CONNECT"))
+
+
+class _Pool:
+    """The idle keep-alive connections to one origin, most recently used first, and how a new one
+    is opened: directly, to the proxy (plain http), or through a proxy's CONNECT tunnel (https)."""
+
+    def __init__(
+        self, client: HttpClient, host: str, port: int, tls: ssl.SSLContext | None, proxy: Proxy | None
+    ) -> None:
         self.client = client
         self.host, self.port, self.tls, self.keepalive = host, port, tls, client.keepalive
+        self.proxy = proxy
         self.idle: list[_Connection] = []
 
     def put(self, conn: _Connection) -> None:
@@ -338,29 +409,59 @@ class _Pool:
 
     async def connection(self, connect_timeout: float) -> tuple[_Connection, bool]:
         """An open connection, and whether it was reused (a reused one may have been closed by
-        the server in the meantime: its first request may fail without reaching it)."""
+        the server in the meantime)."""
         loop = asyncio.get_running_loop()
         while self.idle:
             conn = self.idle.pop()
-            if loop.time() - conn.idle_since > self.keepalive:
+            idle = loop.time() - conn.idle_since
+            if idle > self.keepalive:
                 conn.abort()  # the most recent is the freshest: the rest are older still
                 self.close()
-            elif not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            elif conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue
+            elif idle > _PROBE_IDLE_S and _close_pending(conn.fd):
+                conn.abort()  # the server's close (or stray bytes) arrived while it was idle
+            else:
                 return conn, True
         try:
             async with asyncio.timeout(connect_timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(self),
-                    self.host,
-                    self.port,
-                    ssl=self.tls,
-                    server_hostname=self.host if self.tls else None,
-                )
+                return await self._open(loop), False
         except TimeoutError:
             raise Refused("connect timeout") from None
+        except Refused:
+            raise
         except OSError as exc:  # ssl.SSLError (a failed handshake, an unknown CA) included
             raise Refused(f"{type(exc).__name__}: {exc}") from None
-        return protocol, False
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        proxy = self.proxy
+        if proxy is None or self.tls is None:  # direct, or plain http to the proxy itself
+            host, port = (self.host, self.port) if proxy is None else (proxy.host, proxy.port)
+            _, protocol = await loop.create_connection(
+                lambda: _Connection(self),
+                host,
+                port,
+                ssl=self.tls,
+                server_hostname=self.host if self.tls else None,
+            )
+            return protocol
+        transport, answer = await loop.create_connection(_ConnectAnswer, proxy.host, proxy.port)
+        try:
+            target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            auth = f"proxy-authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+            transport.write(f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n{auth}\r\n".encode("latin-1"))
+            status = await answer.status
+            if not 200 <= status < 300:
+                raise Refused(f"the proxy {proxy.url} refused a tunnel to {target}: HTTP {status}")
+            conn = _Connection(self)
+            tls_transport = await loop.start_tls(transport, conn, self.tls, server_hostname=self.host)
+            if tls_transport is None:  # only a loop whose transport went away meanwhile
+                raise ConnectionError("the tunnel closed during the TLS handshake")
+            conn.connection_made(tls_transport)  # start_tls does not tell the protocol
+            return conn
+        except BaseException:
+            transport.abort()
+            raise
 
     def close(self) -> None:
         for conn in list(self.idle):
@@ -368,17 +469,42 @@ class _Pool:
         self.idle.clear()
 
 
+def _close_pending(fd: int) -> bool:
+    """Whether an idle connection's socket has something to read: the server's close, a reset,
+    or bytes nobody asked for — in each case it cannot carry a request."""
+    if fd < 0:
+        return False
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
 class HttpClient:
     """POST a body to a URL: `await client.post(url, headers, body, limits)` → a `Response`
-    whose status and headers arrived. Raises `Refused`, `Disconnected` or `ReadTimeout`."""
+    whose status and headers arrived. Raises `Refused`, `Disconnected` or `ReadTimeout`.
+
+    `proxies` (from the environment, see `shared.transport.proxies`) are decided once per origin;
+    `via` is sent as the `via` header of every request that does not bring its own."""
 
     def __init__(
-        self, *, user_agent: str, tls: ssl.SSLContext | None = None, keepalive: float = KEEPALIVE_S
+        self,
+        *,
+        user_agent: str,
+        tls: ssl.SSLContext | None = None,
+        keepalive: float = KEEPALIVE_S,
+        proxies: ProxyConfig | None = None,
+        via: str | None = None,
     ) -> None:
         self.keepalive = keepalive
         self.waiting = 0  # responses asked for and not yet complete (streams included)
-        self._agent = f"user-agent: {user_agent}\r\n".encode()
+        self._defaults = {"user-agent": f"user-agent: {user_agent}\r\n".encode()}
+        if via:
+            self._defaults["via"] = f"via: {via}\r\n".encode()
+        # Offered once for all: the only codings the response side decodes.
+        self._default_head = b"".join(self._defaults.values()) + b"accept-encoding: gzip, deflate\r\n"
         self._tls = tls
+        self._proxies = proxies if proxies else None
         self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._targets: dict[str, tuple[_Pool, bytes]] = {}  # url → (pool, request-line + host)
 
@@ -399,7 +525,10 @@ class HttpClient:
         key = (parts.scheme, parts.hostname, port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _Pool(self, parts.hostname, port, self._tls_context() if tls else None)
+            written = parts.netloc.rpartition("@")[2]  # the host as the URL writes it (NO_PROXY)
+            proxy = self._proxies.for_origin(parts.scheme, written) if self._proxies else None
+            tls_context = self._tls_context() if tls else None
+            pool = self._pools[key] = _Pool(self, parts.hostname, port, tls_context, proxy)
         default_port = port == (443 if tls else 80)
         host = parts.hostname if default_port else f"{parts.hostname}:{port}"
         if ":" in parts.hostname and not parts.hostname.startswith("["):  # an IPv6 literal
@@ -407,37 +536,44 @@ class HttpClient:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if any(c <= " " or c == "\x7f" for c in path + host):  # would break the request line
             raise ValueError(f"unencoded space or control character in {url!r}")
-        line = f"POST {path} HTTP/1.1\r\nhost: {host}\r\n".encode()
+        if pool.proxy is not None and not tls:
+            # Plain http through a proxy: the absolute form names the origin (RFC 9112 §3.2.2).
+            auth = pool.proxy.authorization
+            line = f"POST http://{host}{path} HTTP/1.1\r\nhost: {host}\r\n"
+            line += f"proxy-authorization: {auth}\r\n" if auth else ""
+        else:
+            line = f"POST {path} HTTP/1.1\r\nhost: {host}\r\n"
         if len(self._targets) < 4096:  # URLs come from the provider table: a handful
-            self._targets[url] = (pool, line)
-        return pool, line
+            self._targets[url] = (pool, line.encode())
+        return pool, line.encode()
 
     async def post(self, url: str, headers: Mapping[str, str], body: bytes, limits: Limits) -> Response:
         pool, line = self._target(url)
         head = [line]
-        agent = True
+        given: set[str] | None = None  # defaulted headers the caller set
         for name, value in headers.items():
             lower = name.lower()
             if lower in _OURS:
-                if lower != "user-agent":
+                if lower in _FRAMING:
                     continue  # framing is ours to write
-                agent = False
+                given = {lower} if given is None else given | {lower}
             text = f"{name}: {value}\r\n"
             if "\r" in text[:-2] or "\n" in text[:-2]:  # a key pasted with a newline must not add headers
                 raise ValueError(f"invalid character in the {name!r} header")
             head.append(text.encode("latin-1"))
-        if agent:
-            head.append(self._agent)
+        if given is None:
+            head.append(self._default_head)
+        else:
+            head += [v for k, v in self._defaults.items() if k not in given]
+            head.append(b"accept-encoding: gzip, deflate\r\n")
         head.append(b"content-length: %d\r\n\r\n" % len(body))
         request = b"".join(head)
         while True:
             conn, reused = await pool.connection(limits.connect)
             try:
-                return await conn.send(request, body, limits)
-            except Disconnected:
-                if reused and not conn.got_bytes:
-                    continue  # a keep-alive connection the server had closed: try a fresh one
-                raise
+                return await conn.send(request, body, limits, reused=reused)
+            except _NotSent:
+                continue  # nothing was written: the next connection is a fresh one or a live one
 
     def close(self) -> None:
         for pool in self._pools.values():

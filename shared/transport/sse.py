@@ -1,7 +1,10 @@
 """Server-sent events, in and out (https://html.spec.whatwg.org/multipage/server-sent-events.html).
 
 `SSEParser` turns the byte chunks of an upstream response into (event, data) pairs, whatever the
-chunk boundaries and line endings (`\\n`, `\\r\\n`). `frame` writes one `data:` frame.
+chunk boundaries and line endings (`\\n`, `\\r\\n`, `\\r`) — a CRLF may arrive split across two
+reads, its `\\r` ending one and its `\\n` starting the next (Gemini frames with CRLF) — and with
+the stream's leading byte-order mark, if any, dropped as the standard says. `frame` writes one
+`data:` frame.
 """
 
 from __future__ import annotations
@@ -17,13 +20,31 @@ def frame(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 class SSEParser:
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_cr", "_started")
 
     def __init__(self) -> None:
         self._buf = b""
+        self._cr = False  # the last chunk ended with \r: a \n that starts the next one is its pair
+        self._started = False  # past the stream's first bytes (where a BOM may be)
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
+        if not chunk:
+            return []
+        if not self._started:
+            head = self._buf + chunk  # nothing is parsed before the first three bytes are known
+            if len(head) < len(BOM) and BOM.startswith(head):
+                self._buf = head
+                return []
+            self._started = True
+            self._buf = b""
+            chunk = head[len(BOM) :] if head.startswith(BOM) else head
+        if self._cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]  # the second half of a CRLF whose \r ended the last chunk
+        self._cr = chunk[-1:] == b"\r"
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -45,6 +66,7 @@ class SSEParser:
     def close(self) -> list[tuple[str | None, bytes]]:
         """Whatever a stream left without a final blank line."""
         rest, self._buf = self._buf.strip(), b""
+        self._started = self._cr = False
         parsed = _parse_block(rest) if rest else None
         return [parsed] if parsed is not None else []
 

@@ -11,18 +11,34 @@ Lambda, across warm invocations.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping
 
 from shared.config import Timeouts
 from shared.transport.errors import UpstreamError
 from shared.transport.http1 import Disconnected, HttpClient, Limits, ReadTimeout, Refused, Response
+from shared.transport.proxies import ProxyConfig
 
 USER_AGENT = "gatewayz/0.1"
 
 
+def loop_mark(key_secret: str) -> str:
+    """This deployment's name in the `via` header of its upstream calls: the same on every instance
+    that shares the key secret (and so the database), different between deployments, and telling
+    nothing about the secret. A request that arrives carrying it was sent by this deployment to
+    itself (SPEC §1: `OPENAI_BASE_URL` is also the OpenAI SDK's variable)."""
+    digest = hashlib.sha256(b"gatewayz loop mark\0" + key_secret.encode()).hexdigest()
+    return f"gatewayz-{digest[:12]}"
+
+
 class UpstreamClient:
-    def __init__(self, timeouts: Timeouts) -> None:
+    def __init__(
+        self, timeouts: Timeouts, proxies: ProxyConfig | None = None, mark: str | None = None
+    ) -> None:
         self.timeouts = timeouts
+        self.proxies = proxies
+        self.mark = mark  # see `loop_mark`; every upstream call says `via: 1.1 <mark>`
+        self.via = f"1.1 {mark}" if mark else None
         self._client: HttpClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Streams: every wait for bytes (the headers, each event) may last `stream_idle`; a stream
@@ -34,7 +50,7 @@ class UpstreamClient:
         if self._client is None or self._loop is not loop:
             # Connections belong to the loop that opened them (a new loop per test, or per
             # Mangum invocation when no loop survives): start over with a new pool.
-            self._client = HttpClient(user_agent=USER_AGENT)
+            self._client = HttpClient(user_agent=USER_AGENT, proxies=self.proxies, via=self.via)
             self._loop = loop
         return self._client
 
@@ -49,19 +65,30 @@ class UpstreamClient:
             connect=self.timeouts.connect, read=self.timeouts.first_byte, total=max(remaining, 0.001)
         )
 
+    def forwarded_via(self, incoming: str | None) -> str | None:
+        """The `via` of an upstream call made for a request that came through proxies (`incoming`
+        is its own `via`): theirs, then ours, so that a loop through other gateways comes back
+        marked (RFC 9110 §7.6.3). None: the client's default (ours alone)."""
+        if not incoming or not self.via:
+            return None
+        return f"{incoming}, {self.via}"
+
     async def post(self, url: str, headers: Mapping[str, str], body: bytes, *, limits: Limits) -> Response:
         """Send one request; return the response once its headers arrived.
 
-        Transport failures become `UpstreamError(None, kind=connect|timeout)`. A failed connect,
-        or a connection dropped before any answer, is retried once at once: nothing reached the
-        upstream's model, and trying again costs nothing.
+        Transport failures become `UpstreamError(None, kind=connect|timeout)`. Only a failed
+        connect is tried again (once, at once): nothing was sent. A connection lost after the
+        request was written is never retried here — the upstream may have received it, and it is
+        paid for (failover to another offer is the pipeline's decision).
         """
         for attempt in (0, 1):
             try:
                 return await self.client().post(url, headers, body, limits)
-            except (Refused, Disconnected) as exc:
+            except Refused as exc:
                 if attempt:
                     raise UpstreamError(None, f"could not connect: {exc}", kind="connect") from None
+            except Disconnected as exc:
+                raise UpstreamError(None, f"connection lost: {exc}", kind="connect") from None
             except ReadTimeout:
                 raise UpstreamError(None, "no response before the timeout", kind="timeout") from None
             except ValueError as exc:  # a URL or header the client refuses to send

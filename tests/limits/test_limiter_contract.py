@@ -19,11 +19,12 @@ import pytest
 
 from shared.accounts.keys import KeyRecord, PlanLimits
 from shared.config import LimitSettings
-from shared.errors import RateLimited
+from shared.errors import InvalidRequest, RateLimited
 from shared.hot import HotStore, HotStoreDown, MemoryHot
 from shared.hot.fallback import FallbackHot
 from shared.hot.gcra import Rule, Slot
 from shared.limits.limiter import Limiter, duration, rate_headers
+from shared.limits.velocity import VELOCITY_KEY, source_of
 from tests.fakes.upstash_bridge import UpstashBridge
 from tests.limits.conftest import BRIDGE_TOKEN, RedisProcess, free_port, redis_url
 
@@ -188,6 +189,28 @@ async def test_a_slot_refusal_consumes_no_rule_and_a_rule_refusal_takes_no_slot(
     assert (await hot.rate([], [Slot(key, "d", 1, 60_000)])).allowed
 
 
+async def test_several_leases_of_one_request_are_taken_together_or_not_at_all(
+    hot: HotStore, prefix: str
+) -> None:
+    """A fanned-out `n` holds one lease per upstream call: all of them fit, or none is taken."""
+    key = f"{prefix}conc"
+
+    def leases(request: str, count: int) -> list[Slot]:
+        return [Slot(key, f"{request}#{i}", 5, 60_000) for i in range(count)]
+
+    assert (await hot.rate([], leases("a", 3))).allowed
+    rule = rpm(f"{prefix}rpm", 100, cost=3)
+    refused = await hot.rate([rule], leases("b", 3))  # 3 held + 3 > 5
+    assert not refused.allowed and refused.refused_by == "concurrency"
+    assert refused.states[0].remaining == 100  # nothing consumed
+    assert (await hot.rate([], leases("c", 2))).allowed  # the last two: b took none
+    assert not (await hot.rate([], leases("d", 1))).allowed
+    await hot.release(leases("a", 3))
+    assert (await hot.rate([rule], leases("b", 3))).allowed
+    again = await hot.rate([], leases("b", 3))  # the same request asking again holds what it has
+    assert again.allowed
+
+
 async def test_a_lease_expires_by_itself(hot: HotStore, prefix: str) -> None:
     """An instance that dies never releases its slots: the lease frees them."""
     key = f"{prefix}conc"
@@ -317,6 +340,60 @@ async def test_limiter_concurrency_slot_is_released_by_finish(hot: HotStore, pre
     with pytest.raises(RateLimited):
         await limiter.admit(key_record(prefix, "k3", concurrency=1), "r5", 1)
     await limiter.finish(a, None)
+
+
+async def test_limiter_counts_each_fanned_out_call(hot: HotStore, prefix: str) -> None:
+    """`n` answered by n calls (a provider without `n`): n requests and n concurrent slots."""
+    limiter = Limiter(hot, LimitSettings())
+    key = key_record(prefix, requests_per_minute=10, concurrency=4)
+    held = await limiter.admit(key, "r1", 1, calls=3)
+    assert held.headers()["x-ratelimit-remaining-requests"] == "7"
+    with pytest.raises(RateLimited) as refused:
+        await limiter.admit(key, "r2", 1, calls=3)  # 3 + 3 calls > 4 at once
+    assert "concurrent requests" in refused.value.message
+    one = await limiter.admit(key, "r3", 1)  # the refusal took nothing: one slot is left
+    await limiter.finish(held, None)  # releases all three
+    await limiter.finish(await limiter.admit(key, "r4", 1, calls=3), None)
+    await limiter.finish(one, None)
+    with pytest.raises(InvalidRequest) as never:  # no concurrency limit of 4 admits 5 at once
+        await limiter.admit(key, "r5", 1, calls=5)
+    assert never.value.param == "n" and "concurrent requests limit of 4" in never.value.message
+    with pytest.raises(InvalidRequest):
+        await limiter.admit(key_record(prefix, "k2", requests_per_minute=2), "r6", 1, calls=3)
+    anonymous = Limiter(hot, LimitSettings(anonymous=True, anonymous_per_day=5))
+    await anonymous.admit_anonymous(f"{prefix}192.0.2.9", calls=4)
+    with pytest.raises(RateLimited):
+        await anonymous.admit_anonymous(f"{prefix}192.0.2.9", calls=2)
+
+
+async def test_velocity_needs_volume_from_several_networks_and_is_shared(hot: HotStore, prefix: str) -> None:
+    """Velocity mode is decided by one instance from its own responses and switched on for all
+    through the store: one network cannot switch it on, five can (the defaults)."""
+    settings = LimitSettings()
+    first, other = Limiter(hot, settings), Limiter(hot, settings)
+    await hot.set(VELOCITY_KEY, "0", ttl=1)  # the key is shared by design: start it clean
+    for i in range(55):
+        await first.record_response(401, f"203.0.113.{i % 11}")  # one /24: counts for 10
+    for i in range(40):
+        await first.record_response(401, f"2001:db8:{prefix[1:5]}::{i}")  # one /64
+    assert not await other.velocity.active(hot)
+    assert first.velocity.state()["requests_last_minute"] == 20
+    for network in ("198.51.100", "192.0.2", "100.64.1"):
+        for _ in range(10):
+            await first.record_response(401, f"{network}.9")
+    assert first.velocity.state()["active"]
+    # Another instance reads the store's flag (`other` read it a moment ago: it reads once a second).
+    assert await Limiter(hot, settings).velocity.active(hot)
+    await hot.set(VELOCITY_KEY, "0", ttl=1)
+
+
+def test_velocity_sources_are_networks() -> None:
+    assert source_of("203.0.113.7") == source_of("203.0.113.200") == "203.0.113.0/24"
+    assert source_of("203.0.114.7") != source_of("203.0.113.7")
+    assert source_of("2001:db8:1:2::1") == source_of("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert source_of("2001:db8:1:3::1") != source_of("2001:db8:1:2::1")
+    assert source_of("::ffff:203.0.113.9") == "203.0.113.0/24"  # an IPv4 client over IPv6
+    assert source_of("unknown") == "unknown" and source_of("not:an:ip") == "not:an:ip"
 
 
 async def test_limiter_failed_authentications_close_the_ip(hot: HotStore, prefix: str) -> None:

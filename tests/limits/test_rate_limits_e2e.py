@@ -384,7 +384,8 @@ def test_velocity_mode_tightens_layer_one(gateways: Gateways) -> None:
     settings = gateways.settings(
         **PROXY,
         GATEWAYZ_IP_RPM="20",
-        GATEWAYZ_VELOCITY_MIN_REQUESTS="5",
+        GATEWAYZ_VELOCITY_MIN_REQUESTS="6",
+        GATEWAYZ_VELOCITY_MIN_SOURCES="3",  # each network counts for at most 2 responses a minute
         GATEWAYZ_VELOCITY_ERROR_RATE="0.5",
         GATEWAYZ_VELOCITY_FACTOR="0.5",
         GATEWAYZ_VELOCITY_SECONDS="60",
@@ -394,10 +395,11 @@ def test_velocity_mode_tightens_layer_one(gateways: Gateways) -> None:
     before = status(gw)["velocity"]
     assert before["active"] is False
     with httpx.Client(base_url=gw.url, timeout=10) as http:
-        bad = {"authorization": "Bearer gw_live_wrong", "x-forwarded-for": "203.0.113.66"}
-        for _ in range(6):
-            r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": HELLO}, headers=bad)
-            assert r.status_code == 401
+        for ip in ("203.0.113.66", "198.51.100.5", "192.0.2.9"):  # three networks
+            bad = {"authorization": "Bearer gw_live_wrong", "x-forwarded-for": ip}
+            for _ in range(2):
+                r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": HELLO}, headers=bad)
+                assert r.status_code == 401
         after = status(gw)["velocity"]
         assert after["active"] is True
         assert after["error_rate_last_minute"] >= 0.5
@@ -410,6 +412,37 @@ def test_velocity_mode_tightens_layer_one(gateways: Gateways) -> None:
         assert refused.headers["x-ratelimit-limit-requests"] == "10"
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
         assert 1 <= int(refused.headers["retry-after"]) <= 6
+
+
+def test_one_client_cannot_switch_velocity_mode_on(gateways: Gateways) -> None:
+    """The probe of issue 10: 55 bad-key requests from one client on a quiet instance tightened
+    layer 1 for everyone. With the defaults (50 responses from at least 5 networks), one network
+    — its neighbouring addresses included — counts for 10 and cannot; five networks can."""
+    settings = gateways.settings(**PROXY, GATEWAYZ_IP_RPM="20")
+    migrated(settings, "velocity-one@example.com")
+    gw = gateways.start(settings)
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+
+        def bad_keys(ip: str, count: int) -> None:
+            headers = {"authorization": "Bearer gw_live_wrong", "x-forwarded-for": ip}
+            for _ in range(count):
+                r = http.post(
+                    "/v1/chat/completions", json={"model": MODEL, "messages": HELLO}, headers=headers
+                )
+                assert r.status_code == 401
+
+        for last in range(11):  # 55 from one /24
+            bad_keys(f"203.0.113.{last + 1}", 5)
+        quiet = status(gw)["velocity"]
+        assert quiet["active"] is False  # was True: layer 1 halved for every caller for 180 s
+        assert quiet["requests_last_minute"] == 10
+        # Layer 1 is untouched for everyone else: 20 a minute, not 10.
+        fresh = {"x-forwarded-for": "172.16.5.7"}
+        codes = [http.get("/v1/models", headers=fresh).status_code for _ in range(21)]
+        assert codes == [200] * 20 + [429]
+        for network in ("198.51.100", "192.0.2", "100.64.1", "100.64.2"):  # four more networks
+            bad_keys(f"{network}.1", 10)
+        assert status(gw)["velocity"]["active"] is True
 
 
 # --- layer 3 -------------------------------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""What the bench's callers send, as data: the API shapes (`Api`) and the rows of points (`ROUTES`).
+
+An `Api` is a wire shape a caller speaks: its path, a realistic request body, its headers, and
+how to tell a whole answer and a whole stream. A `Route` is one row of points in the report: an
+`Api` sent through a target to one of the fake upstream's APIs (`upstream`), the direct call that
+is its floor, and the route whose figures it must stay within 10 % of (issue 12: a new endpoint
+costs about what chat costs). Every target names its own model for each upstream
+(`TargetSpec.models`) and lists the routes it serves (`TargetSpec.routes`).
+
+Adding an endpoint (`/v1/responses`, `/v1/embeddings`) is one `Api` and one `Route` row here, and
+its key in the `routes` of the targets that serve it; the fake upstream needs an answer for it
+only when the endpoint reaches an upstream API the fake does not serve yet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM = "You are a concise, helpful assistant."
+QUESTION = "In one paragraph: what does an LLM gateway do for a team?"
+# https://docs.anthropic.com/en/api/versioning — what the anthropic SDK sends.
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+def _user_tag(delay_ms: int, chunk_ms: int) -> str | None:
+    """The fake upstream's per-request delays, as a string every gateway passes through."""
+    tags = [f"delay={delay_ms}"] if delay_ms else []
+    tags += [f"chunk={chunk_ms}"] if chunk_ms else []
+    return "bench:" + ";bench:".join(tags) if tags else None
+
+
+def chat_request(model: str, stream: bool, tag: str | None) -> dict[str, Any]:
+    """OpenAI chat: `user` carries the delay tag (a standard field every gateway forwards)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+        "max_tokens": 256,
+        "temperature": 0.7,
+    }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if tag:
+        body["user"] = tag
+    return body
+
+
+def messages_request(model: str, stream: bool, tag: str | None) -> dict[str, Any]:
+    """Anthropic Messages, the same conversation as chat's: `metadata.user_id` carries the tag
+    (forwarded as is to Anthropic, and as `user` when the gateway translates to chat)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 256,
+        "system": SYSTEM,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "temperature": 0.7,
+    }
+    if stream:
+        body["stream"] = True
+    if tag:
+        body["metadata"] = {"user_id": tag}
+    return body
+
+
+@dataclass(frozen=True)
+class Api:
+    """A wire shape callers speak."""
+
+    key: str
+    path: str
+    build: Callable[[str, bool, str | None], dict[str, Any]]  # (model, stream, delay tag) → body
+    answer_mark: bytes  # found in every whole non-streamed answer, and in no error envelope
+    stream_end: bytes  # found in the last bytes of every whole stream
+    auth_header: str = "authorization"  # "authorization" (a bearer token) or "x-api-key"
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent on every request
+    streams: bool = True  # False for endpoints that never stream (embeddings)
+
+    def body(self, model: str, stream: bool, delay_ms: int = 0, chunk_ms: int = 0) -> bytes:
+        return json.dumps(self.build(model, stream, _user_tag(delay_ms, chunk_ms))).encode()
+
+    def request_headers(self, token: str | None) -> dict[str, str]:
+        out = dict(self.headers)
+        if token:
+            out[self.auth_header] = f"Bearer {token}" if self.auth_header == "authorization" else token
+        return out
+
+
+CHAT = Api("chat", "/v1/chat/completions", chat_request, b'"choices"', b"data: [DONE]")
+# The anthropic SDK and Claude Code authenticate with x-api-key and name the API version.
+MESSAGES = Api(
+    "messages",
+    "/v1/messages",
+    messages_request,
+    b'"stop_reason"',
+    b"event: message_stop",
+    auth_header="x-api-key",
+    headers={"anthropic-version": ANTHROPIC_VERSION},
+)
+
+# The fake upstream's APIs, by the `TargetSpec.models` key that names a model for them.
+UPSTREAMS = {
+    "openai": "the fake's OpenAI `POST /v1/chat/completions`",
+    "anthropic": "the fake's Anthropic `POST /v1/messages`",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    key: str  # the prefix of its points' names; the chat route keeps the historical bare names
+    title: str
+    api: Api
+    upstream: str  # a key of UPSTREAMS
+    floor: str  # the route whose direct call is this one's floor: the same upstream API, called directly
+    reference: str | None = None  # the route it is compared with (within 10 %)
+    every_level: bool = False  # at every concurrency level; others run at c ≤ 10 (the highest with --quick)
+
+
+ROUTES: dict[str, Route] = {
+    r.key: r
+    for r in (
+        Route("chat", "chat, OpenAI upstream", CHAT, "openai", floor="chat", every_level=True),
+        Route(
+            "msg",
+            "Messages, OpenAI upstream (translated)",
+            MESSAGES,
+            "openai",
+            floor="chat",
+            reference="chat",
+        ),
+        # The reference of native Messages: the same Anthropic upstream, reached from OpenAI chat
+        # through the openai_to_anthropic translator.
+        Route("chat-claude", "chat, Anthropic upstream (translated)", CHAT, "anthropic", floor="msg-native"),
+        Route(
+            "msg-native",
+            "Messages, Anthropic upstream (native pass-through)",
+            MESSAGES,
+            "anthropic",
+            floor="msg-native",
+            reference="chat-claude",
+        ),
+    )
+}
+
+KIND_NAMES = {"chat": "", "stream": "stream-", "probe": "probe-", "chat-delay": "delay-"}
+
+
+def point_key(route: str, kind: str, concurrency: int, delay_ms: int = 0) -> str:
+    """`chat-c10`, `stream-c10`, `probe-c1`, `chat-delay50-c50` on the chat route (the names every
+    earlier report used); `msg-c10`, `msg-stream-c10`, `msg-native-probe-c10` … on the others."""
+    if route == "chat":
+        name = f"chat-delay{delay_ms}" if kind == "chat-delay" else kind
+        return f"{name}-c{concurrency}"
+    return f"{route}-{KIND_NAMES[kind]}c{concurrency}"
+
+
+def with_dependencies(keys: list[str]) -> list[str]:
+    """The routes asked for, plus what their figures need: chat, their references and floors."""
+    wanted: set[str] = set()
+    todo = ["chat", *keys]
+    while todo:
+        key = todo.pop()
+        if key not in wanted:
+            wanted.add(key)
+            route = ROUTES[key]
+            todo.append(route.floor)
+            if route.reference:
+                todo.append(route.reference)
+    return [key for key in ROUTES if key in wanted]
+
+
+def levels(route: Route, concurrency: list[int], quick: bool) -> list[int]:
+    """The concurrency levels a route's points run at."""
+    if route.every_level:
+        return list(concurrency)
+    low = sorted(c for c in concurrency if c <= 10)
+    return low[-1:] if quick else low
