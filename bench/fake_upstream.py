@@ -15,11 +15,17 @@ keep-alive. Every answer is rendered once at start-up, so a request costs one pa
   `content_block_stop`, `message_delta` (stop_reason, usage), `message_stop`. Like the real API
   it refuses a request without `x-api-key` (401) or `anthropic-version` (400), in Anthropic's
   error envelope.
+- `POST …/responses` (OpenAI Responses, https://platform.openai.com/docs/api-reference/responses)
+  → a fixed `response` with `usage`; with `"stream": true`, the documented named events
+  (https://platform.openai.com/docs/api-reference/responses-streaming): `response.created`,
+  `response.in_progress`, `response.output_item.added`, `response.content_part.added`, 20
+  `response.output_text.delta`, `response.output_text.done`, `response.content_part.done`,
+  `response.output_item.done`, `response.completed` (with the usage).
 - `GET /health`, `GET /v1/models` → small fixed answers.
 
 Delays: `--delay-ms` before the response (headers included) and `--chunk-delay-ms` between two
 stream events. With a zero chunk delay the whole stream goes out in one write. A request can
-override both with a `user` field (chat) or `metadata.user_id` (Messages) containing
+override both with a `user` field (chat, Responses) or `metadata.user_id` (Messages) containing
 `bench:delay=<ms>` and/or `bench:chunk=<ms>` (standard fields that gateways pass through), so one
 fake serves every point.
 
@@ -167,6 +173,89 @@ def message_events() -> list[bytes]:
     return events
 
 
+# ---- OpenAI Responses --------------------------------------------------------------------------
+
+RESPONSE_OBJECT_ID = "resp_bench0000000000000000000000000000"
+ITEM_ID = "msg_bench0000000000000000000000000000"
+RESPONSES_USAGE = {
+    "input_tokens": 42,
+    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    "output_tokens": len(PIECES),
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 42 + len(PIECES),
+}
+_TEXT_PART = {"type": "output_text", "annotations": [], "logprobs": [], "text": CONTENT}
+_ITEM = {
+    "id": ITEM_ID,
+    "type": "message",
+    "status": "completed",
+    "role": "assistant",
+    "content": [_TEXT_PART],
+}
+
+
+def _response(status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": RESPONSE_OBJECT_ID,
+        "object": "response",
+        "created_at": CREATED,
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "max_output_tokens": 256,
+        "model": MODEL,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "store": False,
+        "temperature": 0.7,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage,
+        "user": None,
+        "metadata": {},
+    }
+
+
+def response_body() -> bytes:
+    return orjson.dumps(_response("completed", [_ITEM], RESPONSES_USAGE))
+
+
+def response_events() -> list[bytes]:
+    """The SSE events of one Responses stream, each `event: X\ndata: {...}\n\n`."""
+    objs: list[dict[str, Any]] = [
+        {"type": "response.created", "response": _response("in_progress", [], None)},
+        {"type": "response.in_progress", "response": _response("in_progress", [], None)},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**_ITEM, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", "item_id": ITEM_ID, "output_index": 0, "content_index": 0,
+         "part": {**_TEXT_PART, "text": ""}},
+    ]  # fmt: skip
+    objs += [
+        {"type": "response.output_text.delta", "item_id": ITEM_ID, "output_index": 0, "content_index": 0,
+         "delta": piece, "logprobs": []}
+        for piece in PIECES
+    ]  # fmt: skip
+    objs += [
+        {"type": "response.output_text.done", "item_id": ITEM_ID, "output_index": 0, "content_index": 0,
+         "text": CONTENT, "logprobs": []},
+        {"type": "response.content_part.done", "item_id": ITEM_ID, "output_index": 0, "content_index": 0,
+         "part": _TEXT_PART},
+        {"type": "response.output_item.done", "output_index": 0, "item": _ITEM},
+        {"type": "response.completed", "response": _response("completed", [_ITEM], RESPONSES_USAGE)},
+    ]  # fmt: skip
+    out = []
+    for seq, obj in enumerate(objs):
+        kind = obj.pop("type")
+        out.append(_named(kind, {"sequence_number": seq, **obj}))
+    return out
+
+
 def anthropic_error(status: bytes, kind: str, message: str) -> bytes:
     body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
     return fixed_response(status, b"application/json", body)
@@ -205,6 +294,9 @@ MODELS = fixed_response(
     ),
 )
 MESSAGE = fixed_response(b"200 OK", b"application/json", message_body())
+RESPONSE = fixed_response(b"200 OK", b"application/json", response_body())
+RESPONSE_EVENTS = response_events()
+RESPONSE_STREAM_WHOLE = STREAM_HEAD + b"".join(http_chunk(e) for e in RESPONSE_EVENTS) + LAST_CHUNK
 MESSAGE_EVENTS = message_events()
 MESSAGE_STREAM_WHOLE = STREAM_HEAD + b"".join(http_chunk(e) for e in MESSAGE_EVENTS) + LAST_CHUNK
 # https://docs.anthropic.com/en/api/errors
@@ -309,6 +401,10 @@ class FakeProtocol(asyncio.Protocol):
             self._chat(b"".join(self._body))
         elif method == b"POST" and path.endswith(b"/messages"):
             self._messages(b"".join(self._body))
+        elif method == b"POST" and path.endswith(b"/responses"):
+            body = b"".join(self._body)
+            stream = _STREAM_TRUE.search(body) is not None
+            self._answer(body, stream, RESPONSE, RESPONSE_EVENTS, RESPONSE_STREAM_WHOLE)
         elif path.endswith(b"/models"):
             self._send(MODELS)
         elif path in (b"/health", b"/", b"/healthz"):

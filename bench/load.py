@@ -149,9 +149,6 @@ def _session(concurrency: int, timeout_s: float) -> aiohttp.ClientSession:
     )
 
 
-TAIL = 128  # bytes kept of a stream's end: more than its last event (`event: message_stop` …)
-
-
 async def _one(
     session: aiohttp.ClientSession,
     url: str,
@@ -167,12 +164,12 @@ async def _one(
         if stream:
             first = await resp.content.readany()
             ttfb = time.perf_counter() - t0
-            tail = first[-TAIL:]
+            tail = first[-api.stream_tail :]
             while True:
                 chunk = await resp.content.readany()
                 if not chunk:
                     break
-                tail = (tail + chunk)[-TAIL:]
+                tail = (tail + chunk)[-api.stream_tail :]
             ok = resp.status == 200 and api.stream_end in tail
         else:
             data = await resp.read()

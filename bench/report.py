@@ -608,7 +608,8 @@ def render(results: dict[str, Any]) -> str:
             "- Routes (the `route` column): "
             + "; ".join(f"`{key}` {title}" for key, title in meta["routes"].items())
             + ". `direct` calls each upstream API in its own shape: its `chat` points are the floor of "
-            "`chat` and `msg`, its `msg-native` points the floor of `msg-native` and `chat-claude`."
+            "`chat` and `msg`, its `msg-native` points the floor of `msg-native`, `chat-claude` and "
+            "`resp-claude`, its `resp` points the floor of `resp`."
         )
     lines.append("")
     lines.append(

@@ -65,6 +65,23 @@ def messages_request(model: str, stream: bool, tag: str | None) -> dict[str, Any
     return body
 
 
+def responses_request(model: str, stream: bool, tag: str | None) -> dict[str, Any]:
+    """OpenAI Responses, the same conversation as chat's: `user` carries the tag (passed through as
+    written to OpenAI's Responses API, and as chat's `user` when the gateway translates)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "instructions": SYSTEM,
+        "input": QUESTION,
+        "max_output_tokens": 256,
+        "temperature": 0.7,
+    }
+    if stream:
+        body["stream"] = True
+    if tag:
+        body["user"] = tag
+    return body
+
+
 @dataclass(frozen=True)
 class Api:
     """A wire shape callers speak."""
@@ -77,6 +94,7 @@ class Api:
     auth_header: str = "authorization"  # "authorization" (a bearer token) or "x-api-key"
     headers: Mapping[str, str] = field(default_factory=dict)  # sent on every request
     streams: bool = True  # False for endpoints that never stream (embeddings)
+    stream_tail: int = 128  # bytes of a stream's end that hold `stream_end`: more than its last event
 
     def body(self, model: str, stream: bool, delay_ms: int = 0, chunk_ms: int = 0) -> bytes:
         return json.dumps(self.build(model, stream, _user_tag(delay_ms, chunk_ms))).encode()
@@ -99,10 +117,19 @@ MESSAGES = Api(
     auth_header="x-api-key",
     headers={"anthropic-version": ANTHROPIC_VERSION},
 )
+# A Responses stream ends with `response.completed`, whose data is the whole response object.
+RESPONSES = Api(
+    "responses",
+    "/v1/responses",
+    responses_request,
+    b'"output"',
+    b"event: response.completed",
+    stream_tail=8192,
+)
 
 # The fake upstream's APIs, by the `TargetSpec.models` key that names a model for them.
 UPSTREAMS = {
-    "openai": "the fake's OpenAI `POST /v1/chat/completions`",
+    "openai": "the fake's OpenAI `POST /v1/chat/completions` (and `POST /v1/responses`)",
     "anthropic": "the fake's Anthropic `POST /v1/messages`",
 }
 
@@ -137,6 +164,24 @@ ROUTES: dict[str, Route] = {
             "msg-native",
             "Messages, Anthropic upstream (native pass-through)",
             MESSAGES,
+            "anthropic",
+            floor="msg-native",
+            reference="chat-claude",
+        ),
+        # Responses to OpenAI passes through to the fake's own /v1/responses (its floor: that API
+        # called directly); to Anthropic it is translated over the pivot, like chat-claude.
+        Route(
+            "resp",
+            "Responses, OpenAI upstream (native pass-through)",
+            RESPONSES,
+            "openai",
+            floor="resp",
+            reference="chat",
+        ),
+        Route(
+            "resp-claude",
+            "Responses, Anthropic upstream (translated)",
+            RESPONSES,
             "anthropic",
             floor="msg-native",
             reference="chat-claude",

@@ -71,9 +71,10 @@ class TargetSpec:
         return self.models["openai"]
 
 
-# Gatewayz serves every route: chat and Messages, each to the OpenAI and the Anthropic upstream.
+# Gatewayz serves every route: chat, Messages and Responses, each to the OpenAI and the Anthropic
+# upstream.
 GATEWAYZ_MODELS = {"openai": "openai/gpt-4o", "anthropic": "anthropic/claude-sonnet-4.5"}
-GATEWAYZ_ROUTES = ("chat", "msg", "chat-claude", "msg-native")
+GATEWAYZ_ROUTES = ("chat", "msg", "chat-claude", "msg-native", "resp", "resp-claude")
 
 TARGETS: dict[str, TargetSpec] = {
     t.key: t
@@ -84,7 +85,7 @@ TARGETS: dict[str, TargetSpec] = {
             "Upstream direct (the floor)",
             "direct",
             {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5-20250929"},
-            routes=("chat", "msg-native"),
+            routes=("chat", "msg-native", "resp"),
         ),
         TargetSpec(
             "gatewayz",

@@ -1,9 +1,9 @@
-"""A smoke run of the benchmark (issues 5 and 12): the bench's own code, ~0.5 s per point, no timing
-assertions.
+"""A smoke run of the benchmark (issues 5, 12 and 13): the bench's own code, ~0.5 s per point, no
+timing assertions.
 
 It starts the fake upstream and `gatewayz serve` as subprocesses on free loopback ports, drives
-them with the Python load loop (no wrk, no LiteLLM) at concurrency 2 on every route (chat and
-Messages, to the fake's OpenAI and Anthropic APIs), and checks that every answer and stream was
+them with the Python load loop (no wrk, no LiteLLM) at concurrency 2 on every route (chat,
+Messages and Responses, to the fake's OpenAI and Anthropic APIs), and checks that every answer and stream was
 whole, that every route was compared with its reference and that the markdown report was
 written. Every process it starts is stopped before it returns.
 """
@@ -27,7 +27,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
             "--targets",
             "direct,gatewayz",
             "--duration",
-            "0.5",  # 12 points in all: every route on gatewayz, the two floors on direct
+            "0.5",  # 18 points in all: every route on gatewayz, the three floors on direct
             "--concurrency",
             "2",
             "--loadgen",
@@ -52,13 +52,21 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert "## Summary" in text and "## Issue-5 targets" in text
     assert "| gatewayz | chat | 2 |" in text  # a detail row of the measured point
     assert "| gatewayz | msg-native | 2 |" in text
+    assert "| gatewayz | resp | 2 |" in text
     assert "## Routes next to chat" in text
 
     results = json.loads(reports[0].with_suffix(".json").read_text())
     targets = {t["key"]: t for t in results["targets"]}
     assert set(targets) == {"direct", "gatewayz"}
     # The direct target calls each of the fake's APIs in its own shape: the floors.
-    assert set(targets["direct"]["points"]) == {"chat-c2", "probe-c2", "msg-native-c2", "msg-native-probe-c2"}
+    assert set(targets["direct"]["points"]) == {
+        "chat-c2",
+        "probe-c2",
+        "msg-native-c2",
+        "msg-native-probe-c2",
+        "resp-c2",
+        "resp-probe-c2",
+    }
     assert set(targets["gatewayz"]["points"]) == {
         "chat-c2",
         "probe-c2",
@@ -68,6 +76,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "chat-claude-probe-c2",
         "msg-native-c2",
         "msg-native-probe-c2",
+        "resp-c2",
+        "resp-probe-c2",
+        "resp-claude-c2",
+        "resp-claude-probe-c2",
     }
     for t in targets.values():
         assert t["status"] == "ok", t.get("note")
@@ -78,9 +90,20 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
     # Every Messages point was set against its reference, with every figure measured.
     rows = {r.point: r for r in report.route_rows(results)}
-    assert set(rows) == {"msg-c2", "msg-probe-c2", "msg-native-c2", "msg-native-probe-c2"}
+    assert set(rows) == {
+        "msg-c2",
+        "msg-probe-c2",
+        "msg-native-c2",
+        "msg-native-probe-c2",
+        "resp-c2",
+        "resp-probe-c2",
+        "resp-claude-c2",
+        "resp-claude-probe-c2",
+    }
     assert rows["msg-c2"].reference == "chat-c2"
     assert rows["msg-native-probe-c2"].reference == "chat-claude-probe-c2"
+    assert rows["resp-probe-c2"].reference == "probe-c2"
+    assert rows["resp-claude-c2"].reference == "chat-claude-c2"
     for row in rows.values():
         assert row.met is not None, row
     slow = targets["gatewayz"]["slow_streams"]
