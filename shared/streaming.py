@@ -21,6 +21,7 @@ from shared import http1
 from shared.billing.meter import Meter
 from shared.chat_request import ChatParams
 from shared.dialects.base import ChatTranslator, UpstreamError, Usage
+from shared.errors import GatewayError, openai_body
 from shared.failover import (
     Candidate,
     RequestContext,
@@ -260,6 +261,7 @@ async def stream_chat(
 
     async def events() -> AsyncIterator[bytes]:
         output_chars = 0
+        unsettled: GatewayError | None = None
         last: dict[str, Any] | None = None
         status = "cancelled"  # until the stream ends, by itself or with an error
         try:
@@ -289,11 +291,19 @@ async def stream_chat(
             # Whatever ended the stream, what was generated is billed (SPEC §4), exactly once.
             usage = _stream_usage(streams, body, output_chars)
             cost = price(rt, candidate, usage)
-            if meter is not None:
-                await meter.settle(candidate, usage, cost, attempts, status=status)
-            with anyio.CancelScope(shield=True):
-                await rt.limiter.finish(admission, usage.prompt_tokens + usage.output_tokens)
+            try:
+                if meter is not None:
+                    await meter.settle(candidate, usage, cost, attempts, status=status)
+            except GatewayError as exc:  # the database went away: the stream cannot be billed
+                unsettled = exc
+            finally:  # the slot is released whatever the settlement did
+                with anyio.CancelScope(shield=True):
+                    await rt.limiter.finish(admission, usage.prompt_tokens + usage.output_tokens)
         if status != "ok":
+            return
+        if unsettled is not None:  # its hold stays until the reaper: the caller is told, not billed
+            yield frame(openai_body(unsettled, ctx.request_id))
+            yield DONE
             return
         if params.include_usage:
             base = last or {}
