@@ -25,7 +25,7 @@ from typing import Any
 
 from shared.accounts.keys import KeyRecord
 from shared.config import LimitSettings
-from shared.errors import NoProviderAvailable, RateLimited
+from shared.errors import DependencyUnavailable, RateLimited
 from shared.hot import HotStore, HotStoreDown
 from shared.limits.gcra import Decision, Rule, RuleState, Slot
 
@@ -164,9 +164,7 @@ class Limiter:
         try:
             return await self.hot.rate(rules, slots)
         except HotStoreDown as exc:  # only when configured fail-closed
-            raise NoProviderAvailable(
-                f"Rate limiting is unavailable: {exc}", code="limits_unavailable"
-            ) from None
+            raise DependencyUnavailable(f"Rate limiting is unavailable: {exc}") from None
 
     # --- layer 1 ----------------------------------------------------------------------------
     def _ip_rules(self, ip: str, factor: float) -> list[Rule]:

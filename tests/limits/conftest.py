@@ -115,7 +115,9 @@ class RedisProcess:
     """A redis-server of this test's own on a free port: started, stopped (SIGTERM to its own pid,
     read from its pidfile) and restarted by the test; never persists anything."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *args: str, password: str | None = None) -> None:
+        """`args`: more redis-server options (`--cluster-enabled`, `--tls-port`...); `password`:
+        started with `--requirepass` (and checked with it)."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (Debian package redis-server)")
@@ -124,6 +126,8 @@ class RedisProcess:
         self.port = free_port()
         self.pidfile = workdir / f"redis-{self.port}.pid"
         self.pid: int | None = None
+        self.password = password
+        self.args = [*args, *(["--requirepass", password] if password else [])]
 
     @property
     def url(self) -> str:
@@ -142,13 +146,14 @@ class RedisProcess:
                 "--dir", str(self.workdir),
                 "--pidfile", str(self.pidfile),
                 "--logfile", str(self.workdir / f"redis-{self.port}.log"),
+                *self.args,
             ],
             check=True,
             timeout=10,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while True:
-            client = redis.Redis(host=REDIS_HOST, port=self.port, socket_timeout=0.5)
+            client = redis.Redis(host=REDIS_HOST, port=self.port, socket_timeout=0.5, password=self.password)
             try:
                 if client.ping() and self.pidfile.exists():
                     self.pid = int(self.pidfile.read_text().strip())
