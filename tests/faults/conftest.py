@@ -173,3 +173,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+# The limiter suites' Redis fixtures (private redis-server processes, the Upstash bridge), shared.
+from tests.limits.conftest import real_redis, redis_process, upstash_bridge  # noqa: E402, F401
