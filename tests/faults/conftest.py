@@ -87,7 +87,7 @@ class Faulty:
             u=self.account.user_id,
         )
 
-    def invariants(self, *, open_holds: int = 0) -> int:
+    def invariants(self, *, open_holds: int = 0, model: str = MODEL) -> int:
         """Ledger == balance (>= 0); `open_holds` holds stranded, none past the reaper's window; no
         concurrency slot held (the key allows one: a leaked slot makes this request a 429).
         Returns the balance in picodollars (before this check's own request)."""
@@ -96,7 +96,7 @@ class Faulty:
         assert len(holds) == open_holds, holds
         window = now_text(datetime.now(UTC) + HOLD_TTL)
         assert all(str(h["expires_at"]) <= window for h in holds), holds
-        answer = self.chat()
+        answer = self.chat(model=model)
         assert answer.status_code == 200, answer.text
         return balance
 
@@ -116,9 +116,11 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert response.headers["retry-after"].isdigit()
 
 
-def start_faulty(fakes: dict[str, Any], backend: str, directory: Path, stack: Any, **env: str) -> Faulty:
+def start_faulty(
+    fakes: dict[str, Any], backend: str, directory: Path, stack: Any, *, warm: str = MODEL, **env: str
+) -> Faulty:
     """A gateway on a fresh database of `backend` (PostgreSQL behind a proxy), warmed up by one
-    request (routines installed, the key cached, a pooled connection)."""
+    request for the model `warm` (routines installed, the key cached, a pooled connection)."""
     url = stack.enter_context(database_url(backend, directory))
     direct = gateway_settings(fakes, url, **env)
     account = provision(
@@ -132,8 +134,8 @@ def start_faulty(fakes: dict[str, Any], backend: str, directory: Path, stack: An
     settings = gateway_settings(fakes, proxied(url, proxy), **env) if proxy else direct
     gw = Faulty(backend, url, start_gateway(settings), account, proxy)
     stack.callback(gw.close)
-    warm = gw.chat()
-    assert warm.status_code == 200, warm.text
+    first = gw.chat(model=warm)
+    assert first.status_code == 200, first.text
     return gw
 
 
