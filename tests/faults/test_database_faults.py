@@ -10,7 +10,11 @@ the caller's one concurrency slot is free again — even while the database is s
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +156,21 @@ def test_connections_cut_and_restored_meanwhile_fail_no_request(pg: Faulty) -> N
         response = pg.chat()
         assert response.status_code == 200, response.text
     pg.invariants()
+
+
+def test_the_cli_says_the_database_is_unavailable_instead_of_a_traceback(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "GATEWAYZ_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing_listens_here",
+        "GATEWAYZ_KEY_SECRET": "cli-faults-key-secret-0123456789abcdef",
+    }
+    binary = Path(sys.executable).with_name("gatewayz")
+    done = subprocess.run(
+        [str(binary), "users", "create", "--email", "cli@example.com"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "database is unavailable" in done.stderr and "Traceback" not in done.stderr
