@@ -23,7 +23,7 @@ from shared.limits.gcra import Rule
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Reply
 from tests.fakes.upstash_bridge import UpstashBridge
-from tests.faults.conftest import Faulty, in_background, start_faulty, wait_until
+from tests.faults.conftest import Faulty, assert_unavailable, in_background, start_faulty, wait_until
 from tests.faults.proxy import TcpProxy
 from tests.limits.conftest import RedisProcess, free_port, redis_url
 
@@ -162,3 +162,16 @@ def test_a_key_revoked_while_redis_is_down_stops_working_within_seconds(
         assert b.send("DELETE", f"/v1/keys/{manager.json()['id']}").status_code == 200
         assert b.chat(key=victim).status_code == 401  # at once where it was revoked
         wait_until(lambda: a.chat(key=victim).status_code == 401, "the revocation on instance A", 4)
+
+
+def test_limits_configured_fail_closed_refuse_with_a_503_while_redis_is_down(
+    fakes: dict[str, Any], redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    redis_process.start()
+    with ExitStack() as stack:
+        env = {"GATEWAYZ_REDIS_URL": redis_process.url, "GATEWAYZ_LIMITS_FAIL_CLOSED": "true"}
+        gw = start_faulty(fakes, "sqlite", tmp_path, stack, **env)
+        before = gw.balance_pico()
+        redis_process.stop()
+        assert_unavailable(gw.chat())
+        assert gw.balance_pico() == before and not gw.open_holds()  # refused before any reservation
