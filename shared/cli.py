@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from shared.config import ConfigError, Settings
+from shared.errors import GatewayError
 
 
 class CliError(Exception):
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (CliError, ConfigError, ValueError) as exc:
+    except (CliError, ConfigError, ValueError, GatewayError) as exc:  # GatewayError: the database is down
         print(f"gatewayz: {exc}", file=sys.stderr)
         return 2
 

@@ -116,12 +116,18 @@ class NoProviderAvailable(GatewayError):
 
 
 class DependencyUnavailable(GatewayError):
-    """A store this instance needs (the database) does not answer: not ready for traffic."""
+    """A store this instance needs (the database, or the limiter's store configured fail-closed)
+    does not answer. Always carries `retry-after`: an outage is worth retrying shortly."""
 
     status = 503
     type = "service_unavailable"
     anthropic_type = "overloaded_error"
     default_code = "dependency_unavailable"
+    RETRY_AFTER = "2"  # seconds: a restart or fail-over of a managed database takes a few
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("retry-after", self.RETRY_AFTER)
 
 
 class LoopDetected(GatewayError):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from shared.config import Timeouts
-from shared.dialects.base import UpstreamError
+from shared.transport.errors import UpstreamError
 from shared.transport.http1 import Disconnected, HttpClient, Limits
 from shared.transport.upstream import UpstreamClient
 from tests.test_http1 import LIMITS, Server, answer, stop_servers

@@ -4,7 +4,10 @@ A key is `gw_live_` / `gw_test_` + 32 random bytes; only HMAC-SHA256(server secr
 display prefix and the last four characters are stored. Lookups go through a per-process cache
 (the hot path makes no database call for a known key); every key or user change bumps an epoch in
 the hot-state store, and each instance drops its cache when it sees the epoch move (checked at most
-once a second), so a revoke or disable is effective everywhere within seconds.
+once a second), so a revoke or disable is effective everywhere within seconds. While the shared
+epoch cannot be read (the hot-state store is down, or this instance serves from its own memory),
+nobody's change can be seen: entries then live `BLIND_TTL` seconds instead of the cache's TTL, and
+the cache is dropped when the epoch can be read again.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def default_scopes(role: str, held: Iterable[str] | None = None) -> list[str]:
 
 KEYS_EPOCH = "gw:keys:epoch"
 _EPOCH_CHECK_EVERY = 1.0  # seconds between two reads of the epoch per instance
+BLIND_TTL = 2.0  # seconds an entry may be used while the epoch cannot be read (a revoke's delay)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -205,6 +209,7 @@ class KeyCache:
         self._entries: dict[str, tuple[KeyRecord, float]] = {}
         self._epoch: str | None = None
         self._epoch_checked = 0.0
+        self._blind = False  # the epoch could not be read at the last check
         self._touched: dict[str, float] = {}
         self._digests: dict[str, str] = {}  # presented key → its HMAC (keys already live here)
 
@@ -223,11 +228,18 @@ class KeyCache:
         self._epoch_checked = now
         try:
             epoch = await self.hot.get(KEYS_EPOCH)
+            blind = self.hot.degraded  # answered from this instance's memory: no one else writes there
         except HotStoreDown:
-            return  # the local TTL still bounds how stale an entry can be
-        if epoch != self._epoch:
+            epoch, blind = None, True
+        if self._blind and not blind:
+            self._entries.clear()  # changes made meanwhile bumped an epoch nobody could see
+        self._blind = blind
+        if not blind and epoch != self._epoch:
             self._entries.clear()
             self._epoch = epoch
+
+    def _fresh(self, entry: tuple[KeyRecord, float] | None, now: float) -> bool:
+        return entry is not None and now - entry[1] < (BLIND_TTL if self._blind else self.ttl)
 
     def _digest(self, key: str) -> str:
         digest = self._digests.get(key)
@@ -241,15 +253,14 @@ class KeyCache:
         """Whether `key` is a live entry of this cache: no I/O, no hashing (a key never seen
         before, say a brute-force guess, is not known)."""
         digest = self._digests.get(key)
-        entry = self._entries.get(digest) if digest is not None else None
-        return entry is not None and time.monotonic() - entry[1] < self.ttl
+        return digest is not None and self._fresh(self._entries.get(digest), time.monotonic())
 
     async def lookup(self, key: str) -> KeyRecord | None:
         digest = self._digest(key)
         now = time.monotonic()
         await self._check_epoch(now)
         entry = self._entries.get(digest)
-        if entry is not None and now - entry[1] < self.ttl:
+        if entry is not None and self._fresh(entry, now):
             return entry[0]
         rows, byok = await self.db.transaction(
             [(LOOKUP, {"key_hash": digest}), (LOOKUP_BYOK, {"key_hash": digest})]

@@ -544,10 +544,10 @@ class ChatToResponsesStream:
         self._emit(f"response.{status}", response=final)
         return self._flush(), final
 
-    def failed(self, message: str, code: str) -> bytes:
-        """response.failed: the upstream failed after the first event."""
+    def failed(self, error: dict[str, Any]) -> bytes:
+        """response.failed (with its `error`: code, message): the upstream failed after the first
+        event, or the answer could not be billed."""
         if not self.started:
             self._start()
-        error = {"code": code, "message": message}
         self._emit("response.failed", response=self.echo.response("failed", self.output, error=error))
         return self._flush()

@@ -44,13 +44,6 @@ FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 ROLES = frozenset({"user", "assistant", "system"})
 THINKING = frozenset({"enabled", "adaptive", "disabled"})
 TOOL_CHOICES = frozenset({"auto", "any", "tool", "none"})
-# https://platform.claude.com/docs/en/api/errors — the `type` of an error event, by status.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
 
 
 def _bad(message: str, param: str) -> InvalidRequest:
@@ -164,9 +157,11 @@ def _message_id(tr: ChatTranslator) -> str:
     return rid if rid.startswith("msg_") else f"msg_{rid or secrets.token_hex(12)}"
 
 
-def error_event(message: str, code: int | str | None) -> bytes:
-    etype = _ERROR_TYPES.get(code, "api_error") if isinstance(code, int) else "api_error"
-    return sse_event("error", {"type": "error", "error": {"type": etype, "message": message}})
+def error_event(err: GatewayError, request_id: str) -> bytes:
+    body: dict[str, Any] = {"type": "error", "error": {"type": err.anthropic_type, "message": err.message}}
+    if request_id:
+        body["request_id"] = request_id
+    return sse_event("error", body)
 
 
 class NativeWriter(StreamWriter):
@@ -178,8 +173,8 @@ class NativeWriter(StreamWriter):
     def end(self, usage: Usage, cost: Decimal) -> bytes:
         return b""
 
-    def error(self, message: str, code: int | str | None, request_id: str) -> bytes:
-        return error_event(message, code)
+    def error(self, err: GatewayError, request_id: str) -> bytes:
+        return error_event(err, request_id)
 
 
 class PivotWriter(StreamWriter):
@@ -194,8 +189,8 @@ class PivotWriter(StreamWriter):
     def end(self, usage: Usage, cost: Decimal) -> bytes:
         return self.stream.end(usage)
 
-    def error(self, message: str, code: int | str | None, request_id: str) -> bytes:
-        return error_event(message, code)
+    def error(self, err: GatewayError, request_id: str) -> bytes:
+        return error_event(err, request_id)
 
 
 class AnthropicMessages(FrontEnd):

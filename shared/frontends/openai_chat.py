@@ -14,6 +14,7 @@ import orjson
 
 from shared.billing import money
 from shared.dialects.base import ChatTranslator, Usage
+from shared.errors import GatewayError, openai_body
 from shared.pipeline.call import Call
 from shared.pipeline.frontend import FrontEnd, StreamWriter
 from shared.transport.sse import DONE, frame
@@ -52,9 +53,8 @@ class ChatWriter(StreamWriter):
         }
         return frame(self.front.chunk(final)) + DONE
 
-    def error(self, message: str, code: int | str | None, request_id: str) -> bytes:
-        err = {"message": message, "type": "upstream_error", "param": None, "code": code}
-        return frame({"error": err, **({"request_id": request_id} if request_id else {})}) + DONE
+    def error(self, err: GatewayError, request_id: str) -> bytes:
+        return frame(openai_body(err, request_id)) + DONE
 
 
 class OpenAIChat(FrontEnd):

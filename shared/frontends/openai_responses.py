@@ -41,7 +41,7 @@ from shared.dialects.responses_to_openai import (
     sse_event,
 )
 from shared.dialects.responses_to_responses import TERMINAL, ResponsesEvent
-from shared.errors import AuthenticationFailed, InvalidRequest, NotFound
+from shared.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound, status_of
 from shared.pipeline.call import Call
 from shared.pipeline.frontend import FrontEnd, Inbound, StreamWriter
 from shared.runtime import Runtime
@@ -200,9 +200,11 @@ def replayable(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _error_code(code: int | str | None) -> str:
-    # https://platform.openai.com/docs/api-reference/responses/object#responses/object-error
-    return "rate_limit_exceeded" if code == 429 else "server_error"
+def _error(err: GatewayError) -> dict[str, Any]:
+    """A failed response's `error`: OpenAI's codes have no room for ours, so only the rate limit
+    is told apart (https://platform.openai.com/docs/api-reference/responses/object#responses/object-error)."""
+    limited = status_of(err) == 429 or err.code == "429"
+    return {"code": "rate_limit_exceeded" if limited else "server_error", "message": err.message}
 
 
 class OpenAIResponses(FrontEnd):
@@ -311,9 +313,8 @@ class NativeWriter(StreamWriter):
         self.front.keep(response)
         return sse_event({**self.final.obj, "response": response})
 
-    def error(self, message: str, code: int | str | None, request_id: str) -> bytes:
-        error = {"code": _error_code(code), "message": message}
-        failed = self.front.echo.response("failed", [], error=error)
+    def error(self, err: GatewayError, request_id: str) -> bytes:
+        failed = self.front.echo.response("failed", [], error=_error(err))
         return sse_event({"type": "response.failed", "sequence_number": self.seq, "response": failed})
 
 
@@ -332,8 +333,8 @@ class PivotWriter(StreamWriter):
         self.front.keep(final)
         return data
 
-    def error(self, message: str, code: int | str | None, request_id: str) -> bytes:
-        return self.stream.failed(message, _error_code(code))
+    def error(self, err: GatewayError, request_id: str) -> bytes:
+        return self.stream.failed(_error(err))
 
 
 # --- the entry points ----------------------------------------------------------------------------

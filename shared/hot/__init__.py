@@ -4,8 +4,10 @@ REST protocol) in production (SPEC §1, §7).
 
 Every backend offers the same operations with the same meaning; the limiter's decision is one
 atomic step on each (a Lua script on Redis and Upstash). A remote backend that cannot be reached
-raises `HotStoreDown`; `FallbackHot` turns that into per-instance memory limits (or a refusal,
-when configured fail-closed) and goes back to the remote store when it answers again.
+raises `HotStoreDown` — so does one that answers with an error (a wrong password, Redis Cluster):
+every failure of the shared store takes one path. `FallbackHot` turns that into per-instance
+memory limits (or a refusal, when configured fail-closed) and goes back to the remote store when
+it answers again.
 """
 
 from __future__ import annotations
@@ -18,11 +20,23 @@ from shared.hot.gcra import Decision, Rule, Slot, check
 
 
 class HotStoreDown(Exception):
-    pass
+    """The remote store cannot serve this call. `refused`: it answered, but with an error that will
+    not heal by itself (a wrong password, Redis Cluster, a bad database number): a configuration
+    error, which the fallback reports loudly."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class HotStore(ABC):
     name: str
+
+    @property
+    def degraded(self) -> bool:
+        """True while the shared store is unreachable and this instance serves from its own memory
+        (FallbackHot): what it reads then says nothing about other instances' writes."""
+        return False
 
     @abstractmethod
     async def get(self, key: str) -> str | None: ...

@@ -3,7 +3,10 @@
 Calls go to the remote store (Redis or Upstash) with a short timeout; when it fails, this
 instance switches to its own memory store — limits become per-instance for a while, which is
 said in a log line and in `status()` — and tries the remote store again every few seconds,
-switching back by itself. Configured fail-closed, rate checks are refused instead (503).
+switching back by itself. A store that answers with a refusal (a wrong password, Redis Cluster)
+takes the same path, logged as an error. A request that ends during an outage cannot free its
+concurrency slot in the remote store: the release is kept and made when the store answers again.
+Configured fail-closed, rate checks are refused instead (503).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from shared.hot.gcra import Decision, Rule, Slot
 log = logging.getLogger("gatewayz.hot")
 T = TypeVar("T")
 RETRY_EVERY = 5.0  # seconds between two attempts to reach a remote store that failed
+_MAX_OWED = 10_000  # slot releases kept for a remote store that comes back
 
 
 class FallbackHot(HotStore):
@@ -30,6 +34,7 @@ class FallbackHot(HotStore):
         self.down_since: float | None = None
         self._next_try = 0.0
         self.fallbacks = 0  # calls served by the local store: a metric
+        self._owed: list[Slot] = []
 
     @property
     def degraded(self) -> bool:
@@ -39,13 +44,22 @@ class FallbackHot(HotStore):
         now = time.monotonic()
         if self.down_since is None or now >= self._next_try:
             try:
+                await self._pay_back()
                 result = await remote_call(self.remote)
             except HotStoreDown as exc:
                 if self.down_since is None:
                     self.down_since = now
-                    log.warning(
-                        "hot-state store %s unreachable (%s): using per-instance limits", self.name, exc
-                    )
+                    if exc.refused:  # a configuration error: it will not heal by itself
+                        log.error(
+                            "hot-state store %s refuses the gateway (%s): check its URL and "
+                            "credentials; using per-instance limits meanwhile",
+                            self.name,
+                            exc,
+                        )
+                    else:
+                        log.warning(
+                            "hot-state store %s unreachable (%s): using per-instance limits", self.name, exc
+                        )
                 self._next_try = now + RETRY_EVERY
             else:
                 if self.down_since is not None:
@@ -72,13 +86,31 @@ class FallbackHot(HotStore):
         return await self._use(lambda s: s.rate(rules, slots), limiting=True)
 
     async def release(self, slots: list[Slot]) -> None:
-        # Release on both: the slot may have been taken on either side of an outage.
-        await self._use(lambda s: s.release(slots))
-        await self.local.release(slots)
+        await self.finish([], slots)
 
     async def finish(self, corrections: list[Rule], slots: list[Slot]) -> None:
-        await self._use(lambda s: s.finish(corrections, slots))
+        async def run(store: HotStore) -> bool:
+            await store.finish(corrections, slots)
+            return store is self.remote
+
+        if not await self._use(run) and slots:
+            self._owe(slots)
         await self.local.release(slots)  # a slot may have been taken locally during an outage
+
+    def _owe(self, slots: list[Slot]) -> None:
+        """Slots the remote store still holds for requests that ended while it was unreachable:
+        released there first thing when it answers again, or the user would stay locked out for
+        the slot's lease (~11 minutes) after the outage. Bounded: past it, leases expire them."""
+        self._owed = [*self._owed, *slots][-_MAX_OWED:]
+
+    async def _pay_back(self) -> None:
+        if self._owed:
+            owed, self._owed = self._owed, []
+            try:
+                await self.remote.release(owed)
+            except HotStoreDown:
+                self._owe(owed)
+                raise
 
     async def close(self) -> None:
         await self.remote.close()

@@ -1,14 +1,16 @@
 """Redis hot-state backend: one pipelined connection per process (`shared.hot.resp`), the limiter
-as one Lua script (EVALSHA, loaded on first use)."""
+as one Lua script (EVALSHA, loaded on first use). Any failure — no answer, or an error answer —
+is `HotStoreDown`; a URL the client cannot honour is a `ConfigError` at start-up."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import Any
 
+from shared.config import ConfigError
 from shared.hot import HotStore, HotStoreDown
 from shared.hot.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
-from shared.hot.resp import RespClient, Script
+from shared.hot.resp import ReplyError, RespClient, Script
 
 INCR_LUA = """
 local v = redis.call('INCR', KEYS[1])
@@ -42,7 +44,10 @@ class RedisHot(HotStore):
     # of requests) without that being mistaken for one, which would make limits per-instance.
     def __init__(self, url: str, *, timeout: float = 1.0, connect_timeout: float = 0.25) -> None:
         self.url = url
-        self.client = RespClient(url, timeout=timeout, connect_timeout=connect_timeout)
+        try:
+            self.client = RespClient(url, timeout=timeout, connect_timeout=connect_timeout)
+        except ValueError as exc:
+            raise ConfigError(f"GATEWAYZ_REDIS_URL: {exc}") from None
         self._scripts = {
             name: Script(src)
             for name, src in (
@@ -59,6 +64,11 @@ class RedisHot(HotStore):
             return await reply
         except (ConnectionError, OSError, TimeoutError) as exc:
             raise HotStoreDown(f"redis unreachable: {type(exc).__name__}") from None
+        except ReplyError as exc:
+            # The server answered with an error: in the handshake (WRONGPASS, NOAUTH, a database it
+            # does not have, Redis Cluster) or to a command (MOVED, CROSSSLOT, READONLY, LOADING, a
+            # script error). None is the caller's doing: the store cannot serve, like when it is down.
+            raise HotStoreDown(f"redis refused the call: {exc}", refused=True) from None
 
     async def _call(self, *args: str | int) -> Any:
         return await self._reach(self.client.call(*args))

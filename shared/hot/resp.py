@@ -9,7 +9,14 @@ iteration leave in one write, and one timer per connection enforces the reply ti
 outstanding command's).
 
 Supported: `redis://` and `rediss://` (TLS) URLs with an optional user, password and database
-number — what Redis, Redis Cloud, ElastiCache and Upstash's Redis protocol endpoint need.
+number (`/2`, or `?db=2`), and for TLS `?ssl_ca_certs=<file>` (a private CA) and
+`?ssl_cert_reqs=required|optional|none` — what Redis, Redis Cloud, ElastiCache and Upstash's Redis
+protocol endpoint need. Any other option is refused (`ValueError`) rather than ignored.
+
+Redis Cluster is not supported: the limiter's script touches the keys of one request (its IP, its
+user, its key) in one atomic call, and those keys live in different hash slots. A connection is
+refused when the server says it runs in cluster mode (`ClusterUnsupported`), rather than working
+for some keys and failing with MOVED or CROSSSLOT for others.
 """
 
 from __future__ import annotations
@@ -20,13 +27,37 @@ import ssl
 import time
 from collections import deque
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
 
 
 class ReplyError(Exception):
-    """An error reply from Redis (a script error, NOSCRIPT, WRONGTYPE...)."""
+    """An error reply from Redis (a script error, NOSCRIPT, WRONGPASS, MOVED...)."""
+
+    @property
+    def code(self) -> str:
+        """The reply's error code, its first word (`NOAUTH`, `WRONGPASS`, `CROSSSLOT`...)."""
+        return str(self).split(" ", 1)[0]
+
+
+class ClusterUnsupported(ReplyError):
+    """The server runs Redis Cluster, which the limiter does not support (see the module's docstring)."""
+
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def tls_context(options: dict[str, str]) -> ssl.SSLContext:
+    """The TLS context of a `rediss://` URL: the system's trust store, or `ssl_ca_certs`."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    reqs = options.get("ssl_cert_reqs", "required")
+    if reqs not in _CERT_REQS:
+        raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, got {reqs!r}")
+    if reqs != "required":  # the server's certificate is not (or not always) checked: nor its name
+        context.check_hostname = False
+        context.verify_mode = _CERT_REQS[reqs]
+    return context
 
 
 def encode(args: tuple[str | int | bytes, ...]) -> bytes:
@@ -118,17 +149,39 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
+_OPTIONS = frozenset({"db", "ssl_ca_certs", "ssl_cert_reqs"})
+
+
 class RespClient:
     def __init__(self, url: str, *, timeout: float, connect_timeout: float) -> None:
+        # Messages name the part at fault, never the URL: it may hold a password.
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise ValueError(f"a Redis URL starts with redis:// or rediss://, got {parts.scheme}://")
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"unsupported Redis URL option(s) {', '.join(unknown)} (supported: {', '.join(sorted(_OPTIONS))})"
+            )
+        self.tls = parts.scheme == "rediss"
+        if not self.tls and {"ssl_ca_certs", "ssl_cert_reqs"} & set(options):
+            raise ValueError("ssl_ca_certs and ssl_cert_reqs need a rediss:// (TLS) URL")
+        self.ssl = tls_context(options) if self.tls else None
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
+        try:
+            self.port = parts.port or 6379
+        except ValueError:
+            raise ValueError("the Redis URL's port is not a number") from None
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
-        self.db = int(parts.path.strip("/") or 0)
-        self.tls = parts.scheme == "rediss"
+        path_db, query_db = parts.path.strip("/"), options.get("db", "")
+        if path_db and query_db and path_db != query_db:
+            raise ValueError("the Redis URL names two databases (its path and ?db=)")
+        db = path_db or query_db or "0"
+        if not db.isdigit():
+            raise ValueError(f"the Redis database is a number, got {db!r}")
+        self.db = int(db)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._conn: _Connection | None = None
@@ -136,9 +189,8 @@ class RespClient:
 
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        context = ssl.create_default_context() if self.tls else None
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: _Connection(self.timeout), self.host, self.port, ssl=context),
+            loop.create_connection(lambda: _Connection(self.timeout), self.host, self.port, ssl=self.ssl),
             self.connect_timeout,
         )
         handshake: list[tuple[str | int | bytes, ...]] = []
@@ -148,9 +200,21 @@ class RespClient:
             )
         if self.db:
             handshake.append(("SELECT", self.db))
+        handshake.append(("INFO", "cluster"))  # sent with the rest: one round trip in all
         try:
-            for reply in [conn.send(args) for args in handshake]:
-                await reply
+            *replies, info = await asyncio.gather(
+                *(conn.send(args) for args in handshake), return_exceptions=True
+            )
+            failed = next((r for r in replies if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed  # WRONGPASS, NOAUTH, a database number the server does not have
+            if isinstance(info, BaseException) and not isinstance(info, ReplyError):
+                raise info  # the connection failed; a refused INFO (an ACL, a proxy) is let pass
+            if isinstance(info, str) and "cluster_enabled:1" in info:
+                raise ClusterUnsupported(
+                    "CLUSTER the server runs Redis Cluster, which the gateway does not support: "
+                    "point the URL at a standalone Redis (or a primary with replicas)"
+                )
         except BaseException:
             conn.close()
             raise

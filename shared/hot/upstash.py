@@ -12,6 +12,10 @@ from shared.hot.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, 
 from shared.hot.redis import INCR_LUA, finish_args, script_args
 
 
+class _NoScript(Exception):
+    """EVALSHA of a script the server does not hold: send it whole (EVAL)."""
+
+
 class UpstashHot(HotStore):
     name = "upstash"
 
@@ -30,21 +34,24 @@ class UpstashHot(HotStore):
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         import httpx
+        from upstash_redis.errors import UpstashError
 
         try:
             async with asyncio.timeout(self.timeout):
                 return await getattr(self.client(), method)(*args, **kwargs)
         except (TimeoutError, OSError, httpx.HTTPError, ValueError) as exc:  # ValueError: a non-JSON body
             raise HotStoreDown(f"upstash unreachable: {type(exc).__name__}") from None
+        except UpstashError as exc:  # an error answer: a wrong token (Unauthorized), a script error
+            if str(exc).startswith("NOSCRIPT"):
+                raise _NoScript from None
+            raise HotStoreDown(f"upstash refused the call: {exc}", refused=True) from None
 
     async def _script(self, source: str, keys: list[str], args: list[Any]) -> Any:
         sha = hashlib.sha1(source.encode()).hexdigest()
         str_args = [str(a) for a in args]
         try:
             return await self._call("evalsha", sha, keys, str_args)
-        except Exception as exc:
-            if "NOSCRIPT" not in str(exc):
-                raise
+        except _NoScript:
             return await self._call("eval", source, keys, str_args)
 
     async def get(self, key: str) -> str | None:

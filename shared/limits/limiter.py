@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from shared.accounts.keys import KeyRecord
 from shared.config import LimitSettings
-from shared.errors import InvalidRequest, NoProviderAvailable, RateLimited
+from shared.errors import DependencyUnavailable, InvalidRequest, RateLimited
 from shared.hot import HotStore, HotStoreDown
 from shared.hot.gcra import Decision, Rule, RuleState, Slot
 from shared.limits.velocity import Velocity
@@ -113,9 +113,7 @@ class Limiter:
         try:
             return await self.hot.rate(rules, slots)
         except HotStoreDown as exc:  # only when configured fail-closed
-            raise NoProviderAvailable(
-                f"Rate limiting is unavailable: {exc}", code="limits_unavailable"
-            ) from None
+            raise DependencyUnavailable(f"Rate limiting is unavailable: {exc}") from None
 
     # --- layer 1 ----------------------------------------------------------------------------
     def _ip_rules(self, ip: str, factor: float) -> list[Rule]:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from shared.dialects.base import ChatTranslator, Usage
+from shared.errors import GatewayError
 from shared.pipeline.request import GATEWAY_FIELDS
 
 if TYPE_CHECKING:
@@ -40,8 +41,9 @@ class StreamWriter:
         """What follows the last item when the stream ended normally."""
         raise NotImplementedError
 
-    def error(self, message: str, code: int | str | None, request_id: str) -> bytes:
-        """What ends a stream that failed after its first byte (SPEC §2.1)."""
+    def error(self, err: GatewayError, request_id: str) -> bytes:
+        """What ends a stream that failed after its first byte (SPEC §2.1), in the caller's
+        error shape."""
         raise NotImplementedError
 
 

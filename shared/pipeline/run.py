@@ -131,11 +131,13 @@ async def run(
             return await stream_chat(rt, call, plan, ctx, front, meter, admission)
         return await _complete(rt, call, plan, ctx, front, meter, admission)
     except BaseException as exc:
+        # The slot first: releasing the hold is a database call that fails in an outage, and a
+        # slot left behind would lock the user out until its lease expires (~11 minutes).
+        await rt.limiter.finish(admission, None)
         if meter is not None:
             await meter.release(
                 status_of(exc) if isinstance(exc, GatewayError) else 500, ctx.attempt_headers()
             )
-        await rt.limiter.finish(admission, None)
         raise
 
 

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from shared.dialects.base import ChatTranslator, Usage
+from shared.errors import GatewayError, UpstreamFailed
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, fan_out_count, gateway_headers, prepare
 from shared.pipeline.frontend import FrontEnd
@@ -236,6 +237,7 @@ async def stream_chat(
 
     async def events() -> AsyncIterator[bytes]:
         output_chars = 0
+        unsettled: GatewayError | None = None
         status = "cancelled"  # until the stream ends, by itself or with an error
         try:
             async for chunks in _chunks(streams):
@@ -248,21 +250,30 @@ async def stream_chat(
             if response.disconnected:
                 return  # the caller hung up: nothing to tell them ("cancelled" is recorded)
             status = "error"
-            yield writer.error(
-                f"{candidate.provider_id}: {exc.message}", exc.status or exc.kind, ctx.request_id
+            failed = UpstreamFailed(
+                f"{candidate.provider_id}: {exc.message}", code=str(exc.status or exc.kind)
             )
+            yield writer.error(failed, ctx.request_id)
         finally:
             for s in streams:
                 s.close()
             # Whatever ended the stream, what was generated is billed (SPEC §4), exactly once.
             usage = _stream_usage(streams, call.body, output_chars)
             cost = price(rt, candidate, usage)
-            if meter is not None:
-                cost = await meter.settle(candidate, usage, cost, attempts, status=status)  # as charged
-            with anyio.CancelScope(shield=True):
-                await rt.limiter.finish(admission, usage.prompt_tokens + usage.output_tokens)
-        if status == "ok":
-            yield writer.end(usage, cost)
+            try:
+                if meter is not None:
+                    cost = await meter.settle(candidate, usage, cost, attempts, status=status)  # as charged
+            except GatewayError as exc:  # the database went away: the stream cannot be billed
+                unsettled = exc
+            finally:  # the slot is released whatever the settlement did
+                with anyio.CancelScope(shield=True):
+                    await rt.limiter.finish(admission, usage.prompt_tokens + usage.output_tokens)
+        if status != "ok":
+            return
+        if unsettled is not None:  # its hold stays until the reaper: the caller is told, not billed
+            yield writer.error(unsettled, ctx.request_id)
+            return
+        yield writer.end(usage, cost)
 
     response = SSEResponse(events(), headers, hang_up)
     return response

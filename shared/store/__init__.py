@@ -6,6 +6,14 @@ one transaction without looking at intermediate results (`Database.transaction`)
 the whole transaction is one message and one network round trip; on SQLite it runs inline on the
 loop with group commit. The two transactions of every paid request are routines
 (`shared.store.routines`): on PostgreSQL, one server-side function call each.
+
+Failures a caller can act on leave the store typed, whatever the backend:
+- `UnstorableText` (400): a text value holds a NUL character, which PostgreSQL cannot store (and
+  its literal escaping would silently cut the text there). Refused on both backends, for every
+  value bound to a statement (`check_values`), so no route needs its own check;
+- `DatabaseUnavailable` (503 with `retry-after`): the database could not be reached, dropped the
+  connection, or (SQLite) stayed locked or failed to read or write its file. Statement errors
+  (a bug, a constraint) stay what they are.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import DependencyUnavailable, InvalidRequest
+
 if TYPE_CHECKING:
     from shared.store.routines import Routine
 
@@ -23,6 +33,35 @@ Row = dict[str, Any]
 Params = Mapping[str, Any]
 Step = tuple[str, Params]
 PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")  # a `:name` placeholder (not a `::` cast)
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    """The database cannot serve the request now (its cause is chained): a 503, never a 500."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"The database is unavailable ({type(cause).__name__}); retry shortly.")
+
+
+class UnstorableText(InvalidRequest):
+    """A text value the database cannot store: one with a NUL character."""
+
+    def __init__(self) -> None:
+        super().__init__("Text values may not contain NUL characters (\\u0000).", code="invalid_character")
+
+
+def check_values(params: Params) -> None:
+    """Refuse a NUL in any text bound to a statement (cheap: a C `in` per string value)."""
+    for value in params.values():
+        if type(value) is str and "\x00" in value:
+            raise UnstorableText()
+
+
+def check_steps(steps: Sequence[Step]) -> None:
+    seen: set[int] = set()
+    for _, params in steps:
+        if id(params) not in seen:  # a routine's statements share one mapping: check it once
+            seen.add(id(params))
+            check_values(params)
 
 
 class Database(ABC):

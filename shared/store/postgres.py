@@ -8,17 +8,33 @@ than the extended protocol's pipeline mode (measured: that machinery was a third
 CPU).
 Statements sent as text are planned on every run, so the hot path's transactions are routines:
 functions created on first use (`run`), whose plans the server caches per connection.
+
+A database that cannot be reached or drops the connection raises `DatabaseUnavailable` (a 503);
+a routine whose installation met an outage is installed on a later call, not given up on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from shared.store import PARAM, Database, Params, Row, Step, normalise
-from shared.store.pgpool import ConnectionPool
+import psycopg
+
+from shared.store import (
+    PARAM,
+    Database,
+    DatabaseUnavailable,
+    Params,
+    Row,
+    Step,
+    check_steps,
+    check_values,
+    normalise,
+)
+from shared.store.pgpool import ConnectionPool, PoolTimeout
 from shared.store.routines import Routine
 
 log = logging.getLogger("gatewayz.store")
@@ -27,6 +43,18 @@ log = logging.getLogger("gatewayz.store")
 def to_psycopg(sql: str) -> str:
     """`:name` → `%(name)s`, and a literal `%` doubled."""
     return PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+@contextmanager
+def reachable() -> Iterator[None]:
+    """Connection-level failures become `DatabaseUnavailable`: psycopg's OperationalError covers
+    a refused or timed-out connection, a connection the server dropped or terminated (a restart:
+    SQLSTATE 57P01), and the server's transient refusals (too many connections, a deadlock); no
+    free connection within the pool's wait is one too."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise DatabaseUnavailable(exc) from exc
 
 
 class PostgresDatabase(Database):
@@ -67,31 +95,40 @@ class PostgresDatabase(Database):
         from psycopg.pq import TransactionStatus
         from psycopg.rows import dict_row
 
+        check_steps(steps)
         pool = await self._get_pool()
-        async with pool.connection() as conn:
-            cur = AsyncClientCursor(conn, row_factory=dict_row)
-            statements = [cur.mogrify(self._sql(sql), dict(params)) for sql, params in steps]
-            alone = len(statements) == 1  # one statement is a transaction of its own
-            script = statements[0] if alone else ";\n".join(["BEGIN", *statements, "COMMIT"])
-            try:
-                await cur.execute(script)
-                results = []
-                for _ in steps:  # the result sets: BEGIN's, then one per statement, then COMMIT's
-                    if not alone:
-                        cur.nextset()
-                    rows = await cur.fetchall() if cur.description else []
-                    results.append([normalise(r) for r in rows])
-                return results
-            except BaseException:
-                if conn.info.transaction_status != TransactionStatus.IDLE:
-                    await conn.execute("ROLLBACK")  # a failed statement left the block aborted
-                raise
+        with reachable():
+            async with pool.connection() as conn:
+                cur = AsyncClientCursor(conn, row_factory=dict_row)
+                statements = [cur.mogrify(self._sql(sql), dict(params)) for sql, params in steps]
+                alone = len(statements) == 1  # one statement is a transaction of its own
+                script = statements[0] if alone else ";\n".join(["BEGIN", *statements, "COMMIT"])
+                try:
+                    await cur.execute(script)
+                    results = []
+                    for _ in steps:  # the result sets: BEGIN's, then one per statement, then COMMIT's
+                        if not alone:
+                            cur.nextset()
+                        rows = await cur.fetchall() if cur.description else []
+                        results.append([normalise(r) for r in rows])
+                    return results
+                except BaseException:
+                    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                        await conn.execute("ROLLBACK")  # a failed statement left the block aborted
+                    raise
 
     async def run(self, routine: Routine, values: Params) -> Any:
+        check_values(values)
         installing = self._routines.get(routine.function)
         if installing is None:
             installing = self._routines[routine.function] = asyncio.ensure_future(self._install(routine))
-        if await asyncio.shield(installing):
+        try:
+            installed = await asyncio.shield(installing)
+        except DatabaseUnavailable:
+            if self._routines.get(routine.function) is installing:
+                del self._routines[routine.function]  # the next call installs it
+            raise
+        if installed:
             return await self._call(routine, values)
         return await super().run(routine, values)
 
@@ -103,13 +140,14 @@ class PostgresDatabase(Database):
         from psycopg.pq import Escaping, ExecStatus
 
         pool = await self._get_pool()
-        async with pool.connection() as conn, conn.lock:
-            pgconn = conn.pgconn
-            pgconn.send_query(routine.call(values, Escaping(pgconn).escape_literal))  # PQescapeLiteral
-            result = (await conn.wait(generators.execute(pgconn)))[-1]
-            if result.status != ExecStatus.TUPLES_OK:
-                raise errors.error_from_result(result, encoding="utf-8")
-            return routine.decode(result.get_value(0, 0))
+        with reachable():
+            async with pool.connection() as conn, conn.lock:
+                pgconn = conn.pgconn
+                pgconn.send_query(routine.call(values, Escaping(pgconn).escape_literal))  # PQescapeLiteral
+                result = (await conn.wait(generators.execute(pgconn)))[-1]
+                if result.status != ExecStatus.TUPLES_OK:
+                    raise errors.error_from_result(result, encoding="utf-8")
+                return routine.decode(result.get_value(0, 0))
 
     async def _install(self, routine: Routine) -> bool:
         """Create the routine's function unless it exists; False (plain transactions) if we may not."""
@@ -124,19 +162,19 @@ class PostgresDatabase(Database):
             if not await exists():
                 await self.execute_script(routine.create_sql)
             return True
+        except DatabaseUnavailable:
+            raise  # says nothing about the routine: try again on a later call
         except Exception as exc:  # a concurrent creation by another instance, or no CREATE privilege
-            try:
-                if await exists():
-                    return True
-            except Exception:
-                pass
+            if await exists():
+                return True
             log.warning("routine %s runs as plain statements: %s", routine.function, exc)
             return False
 
     async def execute_script(self, script: str) -> None:
         pool = await self._get_pool()
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute(script)
+        with reachable():
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute(script)
 
     async def close(self) -> None:
         if self._pool is not None:

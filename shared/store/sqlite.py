@@ -23,6 +23,10 @@ its own savepoint — one failing rolls back alone — and one COMMIT writes the
 cost of the commit (the larger part) between requests. When other requests may soon commit
 (`load()`: the runtime counts those in flight and not waiting on their upstream), a transaction
 waits up to `GROUP_WINDOW` for company; alone, it commits at once.
+
+A file that stays locked past the busy timeout, cannot be opened, read or written (a full or
+failing disk) makes the transaction raise `DatabaseUnavailable` (a 503); a NUL in a text value is
+refused as on PostgreSQL (`UnstorableText`), so both backends accept the same data.
 """
 
 from __future__ import annotations
@@ -33,19 +37,39 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from shared.store import Database, Row, Step
+from shared.store import Database, DatabaseUnavailable, Row, Step, check_steps
 
 _CHECKPOINT_EVERY = 1000  # commits between two checkpoints (each pauses commits ~2 ms)
 GROUP_WINDOW = 0.002  # seconds a transaction may wait for others while the gateway is busy
+# Primary result codes that say "the database cannot serve now", not "this statement is wrong":
+# BUSY, LOCKED, NOMEM, READONLY (a file system remounted read-only), IOERR, FULL, CANTOPEN, PROTOCOL.
+# https://www.sqlite.org/rescode.html
+_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
+
+def unavailable(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _UNAVAILABLE
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is open, if anything: after some errors (a full disk, an I/O error) SQLite
+    has already rolled back, and a second ROLLBACK would raise inside the flush."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 class SQLiteDatabase(Database):
     dialect = "sqlite"
     row_locks = False
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
         self.path = path
         self.memory = path == ":memory:"
+        self.busy_ms = int(busy_timeout * 1000)  # how long the thread waits for another process's lock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatewayz-sqlite")
         self._loop_conn: sqlite3.Connection | None = None  # used on the event loop only
         self._thread_conn: sqlite3.Connection | None = None  # used on the executor thread only
@@ -81,14 +105,16 @@ class SQLiteDatabase(Database):
     def _loop_connection(self) -> sqlite3.Connection:
         if self._loop_conn is None:
             # In memory there is one database per connection: the loop's is the only one.
-            self._loop_conn = self._open(busy_ms=0 if not self.memory else 30000, autocheckpoint=self.memory)
+            self._loop_conn = self._open(
+                busy_ms=0 if not self.memory else self.busy_ms, autocheckpoint=self.memory
+            )
         return self._loop_conn
 
     def _thread_connection(self) -> sqlite3.Connection:
         if self.memory:
             return self._loop_connection()
         if self._thread_conn is None:
-            self._thread_conn = self._open(busy_ms=30000, autocheckpoint=True)
+            self._thread_conn = self._open(busy_ms=self.busy_ms, autocheckpoint=True)
         return self._thread_conn
 
     @staticmethod
@@ -102,10 +128,19 @@ class SQLiteDatabase(Database):
             conn.execute("COMMIT")
             return results
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     async def transaction(self, steps: Sequence[Step]) -> list[list[Row]]:
+        check_steps(steps)
+        try:
+            return await self._queue(steps)
+        except sqlite3.Error as exc:
+            if unavailable(exc):
+                raise DatabaseUnavailable(exc) from exc
+            raise
+
+    async def _queue(self, steps: Sequence[Step]) -> list[list[Row]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[list[Row]]] = loop.create_future()
         self._pending.append((steps, future))
@@ -135,13 +170,15 @@ class SQLiteDatabase(Database):
         batch, self._pending = self._pending, []
         if not batch:
             return
-        conn = self._loop_connection()
         try:
+            conn = self._loop_connection()
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if self.memory or ("locked" not in str(exc) and "busy" not in str(exc)):
+        except sqlite3.Error as exc:
+            locked = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF in (5, 6)  # BUSY, LOCKED
+            if self.memory or self._loop_conn is None or not locked:
                 for _, future in batch:
-                    future.set_exception(exc)
+                    if not future.done():
+                        future.set_exception(exc)
                 return
             # Another process holds the write lock: wait for it off the loop.
             task = asyncio.ensure_future(self._on_thread(batch))
@@ -162,10 +199,11 @@ class SQLiteDatabase(Database):
                     conn.execute("RELEASE unit")
                 outcomes.append(results)
             except Exception as exc:  # this unit alone is undone
-                if alone:
-                    conn.execute("ROLLBACK")
-                    if not batch[0][1].done():
-                        batch[0][1].set_exception(exc)
+                if alone or not conn.in_transaction:  # (an I/O error may have ended the batch's)
+                    _rollback(conn)
+                    for _, future in batch:  # the whole batch's work went with the transaction
+                        if not future.done():
+                            future.set_exception(exc)
                     return
                 conn.execute("ROLLBACK TO unit")
                 conn.execute("RELEASE unit")
@@ -173,7 +211,7 @@ class SQLiteDatabase(Database):
         try:
             conn.execute("COMMIT")
         except Exception as exc:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             outcomes = [exc] * len(batch)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
@@ -231,14 +269,19 @@ class SQLiteDatabase(Database):
                 conn.execute(statement)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     async def execute_script(self, script: str) -> None:
-        if self.memory:
-            self._script(script)
-            return
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._script, script)
+        try:
+            if self.memory:
+                self._script(script)
+                return
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._script, script)
+        except sqlite3.Error as exc:
+            if unavailable(exc):
+                raise DatabaseUnavailable(exc) from exc
+            raise
 
     def _close_thread(self) -> None:
         if self._thread_conn is not None:

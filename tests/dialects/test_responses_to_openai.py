@@ -382,7 +382,9 @@ def test_a_refusal_and_a_length_stop() -> None:
 
 def test_a_failure_after_the_first_event_is_response_failed() -> None:
     stream = ChatToResponsesStream(ECHO)
-    data = stream.feed([chunk({"content": "Hel"})]) + stream.failed("upstream went away", "server_error")
+    data = stream.feed([chunk({"content": "Hel"})]) + stream.failed(
+        {"code": "server_error", "message": "upstream went away"}
+    )
     evs = events(data)
     assert evs[-1]["type"] == "response.failed"
     assert evs[-1]["response"]["error"] == {"code": "server_error", "message": "upstream went away"}

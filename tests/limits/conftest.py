@@ -115,12 +115,16 @@ class RedisProcess:
     """A redis-server of this test's own on a free port: started, stopped (SIGTERM to its own pid,
     read from its pidfile) and restarted by the test; never persists anything."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *args: str, password: str | None = None) -> None:
+        """`args`: more redis-server options (`--cluster-enabled`, `--tls-port`...); `password`:
+        started with `--requirepass` (and checked with it)."""
         self.binary = redis_server_binary()
         self.workdir = workdir
         self.port = free_port()
         self.pidfile = workdir / f"redis-{self.port}.pid"
         self.pid: int | None = None
+        self.password = password
+        self.args = [*args, *(["--requirepass", password] if password else [])]
 
     @property
     def url(self) -> str:
@@ -139,13 +143,14 @@ class RedisProcess:
                 "--dir", str(self.workdir),
                 "--pidfile", str(self.pidfile),
                 "--logfile", str(self.workdir / f"redis-{self.port}.log"),
+                *self.args,
             ],
             check=True,
             timeout=10,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while True:
-            client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
+            client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5, password=self.password)
             try:
                 if client.ping() and self.pidfile.exists():
                     self.pid = int(self.pidfile.read_text().strip())
