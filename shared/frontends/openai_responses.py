@@ -70,19 +70,43 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
         raise _bad(f"expected a number between {low:g} and {high:g}.", name)
 
 
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _check_parts(parts: Any, where: str) -> None:
+    """Content parts: what the gateway reads of each must have its type (other part types are the
+    upstream's to judge, or make the request native-only)."""
+    if not isinstance(parts, list):
+        raise _bad("expected a string or a list of content parts.", where)
+    for j, part in enumerate(parts):
+        at = f"{where}[{j}]"
+        if not isinstance(part, dict) or not _text(part.get("type")):
+            raise _bad("expected a content part with a type.", at)
+        kind = part["type"]
+        if kind in ("input_text", "output_text") and not _text(part.get("text")):
+            raise _bad("expected a string.", f"{at}.text")
+        if kind == "refusal" and not _text(part.get("refusal")):
+            raise _bad("expected a string.", f"{at}.refusal")
+        sources = {
+            "input_image": ("image_url", "file_id"),
+            "input_file": ("file_data", "file_url", "file_id"),
+        }
+        if kind in sources and not any(_text(part.get(name)) for name in sources[kind]):
+            raise _bad(f"expected one of {', '.join(sources[kind])} as a string.", at)
+
+
 def _check_item(item: Any, where: str) -> None:
     if not isinstance(item, dict):
         raise _bad("expected an object.", where)
     kind = item.get("type")
+    if kind is not None and not _text(kind):
+        raise _bad("expected a string.", f"{where}.type")
     if kind is None or kind == "message":
-        if item.get("role") not in ROLES:
+        if not (_text(item.get("role")) and item["role"] in ROLES):
             raise _bad("expected role to be one of user, assistant, system, developer.", f"{where}.role")
-        content = item.get("content")
-        if not isinstance(content, str) and not (
-            isinstance(content, list)
-            and all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in content)
-        ):
-            raise _bad("expected a string or a list of content parts with a type.", f"{where}.content")
+        if not _text(item.get("content")):
+            _check_parts(item.get("content"), f"{where}.content")
     elif kind == "item_reference":
         # The Vercel AI SDK sends these for earlier answers unless told `store: false` (it assumes
         # OpenAI's default, storing): the message says how to make it send the items instead.
@@ -92,13 +116,11 @@ def _check_item(item: Any, where: str) -> None:
             "providerOptions: { openai: { store: false } }).",
             where,
         )
-    elif not isinstance(kind, str):
-        raise _bad("expected a string.", f"{where}.type")
     for name in _ITEM_FIELDS.get(kind or "", ()):
-        if not isinstance(item.get(name), str):
+        if not _text(item.get(name)):
             raise _bad("expected a string.", f"{where}.{name}")
-    if kind == "function_call_output" and not isinstance(item.get("output"), str | list):
-        raise _bad("expected a string or a list of content parts.", f"{where}.output")
+    if kind == "function_call_output" and not _text(item.get("output")):
+        _check_parts(item.get("output"), f"{where}.output")
 
 
 def _check_tools(body: dict[str, Any]) -> None:
@@ -115,12 +137,20 @@ def _check_tools(body: dict[str, Any]) -> None:
                 if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
                     raise _bad("expected a JSON schema object.", f"tools[{i}].parameters")
     choice = body.get("tool_choice")
-    if choice is None or choice in TOOL_CHOICES:
+    if choice is None or (_text(choice) and choice in TOOL_CHOICES):
         return
-    if not isinstance(choice, dict) or not isinstance(choice.get("type"), str):
+    if not isinstance(choice, dict) or not _text(choice.get("type")):
         raise _bad("expected none, auto, required or a tool choice object.", "tool_choice")
-    if choice["type"] == "function" and not isinstance(choice.get("name"), str):
+    if choice["type"] == "function" and not _text(choice.get("name")):
         raise _bad("expected a function name.", "tool_choice.name")
+    if choice["type"] == "allowed_tools":
+        allowed = choice.get("tools")
+        if not (
+            isinstance(allowed, list) and all(isinstance(t, dict) and _text(t.get("type")) for t in allowed)
+        ):
+            raise _bad("expected a list of tools with a type.", "tool_choice.tools")
+        if choice.get("mode") not in (None, "auto", "required"):
+            raise _bad("expected auto or required.", "tool_choice.mode")
 
 
 def _check_text(body: dict[str, Any]) -> None:
@@ -132,7 +162,7 @@ def _check_text(body: dict[str, Any]) -> None:
     fmt = text.get("format")
     if fmt is None:
         return
-    if not isinstance(fmt, dict) or fmt.get("type") not in FORMATS:
+    if not isinstance(fmt, dict) or not (_text(fmt.get("type")) and fmt["type"] in FORMATS):
         raise _bad("expected a format of type text, json_object or json_schema.", "text.format")
     if fmt["type"] == "json_schema":
         if not isinstance(fmt.get("name"), str) or not fmt["name"]:
@@ -155,13 +185,15 @@ def check_responses(body: Any) -> None:
         raise _bad("expected a string or an array of input items.", "input")
     if not raw and not body.get("previous_response_id"):
         raise _bad("input must not be empty.", "input")
-    if body.get("instructions") is not None and not isinstance(body["instructions"], str):
-        raise _bad("expected a string.", "instructions")
+    for name in ("instructions", "user"):
+        if body.get(name) is not None and not _text(body[name]):
+            raise _bad("expected a string.", name)
     _check_tools(body)
     _check_text(body)
     reasoning = body.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
     if reasoning is not None and (
-        not isinstance(reasoning, dict) or reasoning.get("effort") not in (None, *EFFORTS)
+        not isinstance(reasoning, dict) or not (effort is None or (_text(effort) and effort in EFFORTS))
     ):
         raise _bad(f"expected effort to be one of {', '.join(sorted(EFFORTS))}.", "reasoning.effort")
     tokens = body.get("max_output_tokens")

@@ -441,6 +441,50 @@ def test_caller_errors_raise_the_sdk_classes(
     assert info.value.body["message"]  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("family", ["openai", "claude"])
+def test_tool_choice_names_the_function(
+    client: openai.OpenAI, fakes_by_family: dict[str, Any], family: str
+) -> None:
+    call = ToolCall("get_weather", {"city": "Oslo"}, id="call_forced")
+    script(fakes_by_family, family, Reply(tool_calls=[call]))
+    response = client.responses.create(
+        model=MODELS[family],
+        input="Anything.",
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "function", "name": "get_weather"},
+    )
+    assert response.output[0].type == "function_call"
+    sent = last_body(fakes_by_family, family)
+    if family == "openai":
+        assert sent["tool_choice"] == {"type": "function", "name": "get_weather"}
+    else:
+        assert sent["tool_choice"] == {"type": "tool", "name": "get_weather"}
+
+
+# Shapes no client sends but anyone can: each a 400 naming the field, never a 500.
+HOSTILE: list[dict[str, Any]] = [
+    {"tool_choice": {}},
+    {"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": "get_weather"}},
+    {"tool_choice": ["auto"]},
+    {"input": [{"role": ["user"], "content": "hi"}]},
+    {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": 5}]}]},
+    {"input": [{"role": "user", "content": [{"type": "input_text", "text": None}]}]},
+    {"input": [{"type": "function_call_output", "call_id": "c", "output": [1]}]},
+    {"input": [{"type": ["message"], "role": "user", "content": "hi"}]},
+    {"text": {"format": {"type": {"json": True}}}},
+    {"reasoning": {"effort": ["low"]}},
+    {"user": {"id": 1}},
+    {"instructions": ["be brief"]},
+]
+
+
+@pytest.mark.parametrize("fields", HOSTILE)
+def test_hostile_shapes_are_a_400(client: openai.OpenAI, fields: dict[str, Any]) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(**{"model": MODELS["claude"], "input": "hi", **fields})
+    assert info.value.body["param"]  # type: ignore[index]
+
+
 def test_bad_key_is_an_authentication_error(gateway: GatewayServer) -> None:
     with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="gw_live_nope", max_retries=0) as bad:
         with pytest.raises(openai.AuthenticationError):
