@@ -27,15 +27,17 @@ async def models(
     limit: int | None = Query(default=None, ge=1, le=1000),
     after: str | None = None,
 ) -> dict[str, object]:
-    return list_models(
-        runtime_of(request), provider=provider, modality=modality, q=q, limit=limit, after=after
-    )
+    rt = runtime_of(request)
+    await rt.health.refresh()  # the offers' measured latency and breaker states
+    return list_models(rt, provider=provider, modality=modality, q=q, limit=limit, after=after)
 
 
 @router.get("/v1/models/{model_id:path}")
 @documented("One model, by id or alias", response="catalog.ModelObject", errors=(404,), tag="catalog")
 async def model(request: Request, model_id: str) -> dict[str, object]:
-    return one_model(runtime_of(request), model_id)
+    rt = runtime_of(request)
+    await rt.health.refresh()
+    return one_model(rt, model_id)
 
 
 @router.get("/v1/providers")

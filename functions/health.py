@@ -36,7 +36,9 @@ async def ready(request: Request) -> dict[str, object]:
     tag="health",
 )
 async def status(request: Request) -> dict[str, object]:
-    return provider_status(runtime_of(request))
+    rt = runtime_of(request)
+    await rt.health.refresh()
+    return provider_status(rt)
 
 
 app = function_app([router], title="Gatewayz health")

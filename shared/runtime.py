@@ -24,7 +24,7 @@ from shared.config import ConfigError, Settings
 from shared.hot import HotStore, open_hot_store
 from shared.limits.limiter import Limiter
 from shared.providers import ProviderEndpoint, resolve_providers
-from shared.routing.health import HealthBook
+from shared.routing.health import HealthBook, breaker_config
 from shared.routing.plan import Router
 from shared.store import Database, open_database
 from shared.store.responses import ResponseStore
@@ -79,7 +79,6 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         catalog = build_catalog(settings.catalog_file)
         endpoints = resolve_providers(settings)
-        health = HealthBook()
         db = open_database(settings.database_url)
         hot = open_hot_store(
             settings.redis_url,
@@ -87,6 +86,8 @@ class Runtime:
             settings.upstash_token,
             fail_closed=settings.limits.fail_closed,
         )
+        breaker, refresh_s = breaker_config(settings.env)
+        health = HealthBook(hot, breaker, refresh_s)
         ledger = Ledger(db)
         secret = key_secret(settings)
         keys = KeyCache(db, hot, secret, settings.key_cache_ttl)

@@ -227,6 +227,7 @@ async def count_tokens(
         raise InvalidRequest("The request body must be a JSON object.")
     check_messages({**body, "max_tokens": 1})
     converted = messages_to_chat({**body, "max_tokens": 1})
+    await rt.health.refresh()
     plan = rt.router.plan(converted.body, frozenset(), parse_preferences(body.get("provider"), rt.endpoints))
     plan = allowed(plan, principal, str(body["model"]))
     assert principal.key is not None  # the route admits user keys only

@@ -16,6 +16,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 
+from shared.hot.breaker import BreakerConfig, Event, Snapshot, apply
 from shared.hot.gcra import Decision, Rule, Slot, check
 
 
@@ -55,6 +56,11 @@ class HotStore(ABC):
     @abstractmethod
     async def release(self, slots: list[Slot]) -> None: ...
 
+    @abstractmethod
+    async def breaker(self, cfg: BreakerConfig, events: list[Event], snapshot: bool) -> Snapshot:
+        """Apply breaker and latency events atomically; with `snapshot`, return every breaker that
+        is not plainly closed and the latency table (`shared.hot.breaker`)."""
+
     async def finish(self, corrections: list[Rule], slots: list[Slot]) -> None:
         """A request's end: forced token corrections and slot releases (remote stores: one call)."""
         if corrections:
@@ -75,6 +81,7 @@ class MemoryHot(HotStore):
         self._data: dict[str, tuple[str, float | None]] = {}
         self._tats: dict[str, float] = {}
         self._slots: dict[str, dict[str, float]] = {}
+        self._health: dict[str, tuple[dict[str, str], dict[str, str]]] = {}  # prefix → the two tables
         self._lock = threading.Lock()  # Lambda and tests may share a store across threads
 
     def _live(self, key: str) -> str | None:
@@ -107,6 +114,16 @@ class MemoryHot(HotStore):
             if len(self._tats) > 100_000:
                 self._sweep()
             return decision
+
+    async def breaker(self, cfg: BreakerConfig, events: list[Event], snapshot: bool) -> Snapshot:
+        with self._lock:
+            tables = self._health.setdefault(cfg.prefix, ({}, {}))
+            return apply(tables[0], tables[1], cfg, events, snapshot, time.time() * 1000)
+
+    def forget_health(self) -> None:
+        """Close every breaker and forget latencies (tests start each case from a clean book)."""
+        with self._lock:
+            self._health.clear()
 
     def _sweep(self) -> None:
         now = time.time() * 1000

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from shared.hot import HotStore, HotStoreDown, MemoryHot
+from shared.hot.breaker import BreakerConfig, Event, Snapshot
 from shared.hot.gcra import Decision, Rule, Slot
 
 log = logging.getLogger("gatewayz.hot")
@@ -87,6 +88,10 @@ class FallbackHot(HotStore):
 
     async def release(self, slots: list[Slot]) -> None:
         await self.finish([], slots)
+
+    async def breaker(self, cfg: BreakerConfig, events: list[Event], snapshot: bool) -> Snapshot:
+        # During an outage breakers are this instance's own, like limits.
+        return await self._use(lambda s: s.breaker(cfg, events, snapshot))
 
     async def finish(self, corrections: list[Rule], slots: list[Slot]) -> None:
         async def run(store: HotStore) -> bool:

@@ -9,6 +9,8 @@ from typing import Any
 
 from shared.config import ConfigError
 from shared.hot import HotStore, HotStoreDown
+from shared.hot.breaker import LUA as BREAKER_LUA
+from shared.hot.breaker import BreakerConfig, Event, Snapshot, lua_args, snapshot_from_lua
 from shared.hot.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
 from shared.hot.resp import ReplyError, RespClient, Script
 
@@ -55,6 +57,7 @@ class RedisHot(HotStore):
                 ("release", RELEASE_LUA),
                 ("incr", INCR_LUA),
                 ("finish", FINISH_LUA),
+                ("breaker", BREAKER_LUA),
             )
         }
 
@@ -93,6 +96,9 @@ class RedisHot(HotStore):
         keys, args = script_args(rules, slots or [])
         reply = await self._script("rate", keys, args)
         return decision_from_lua(rules, [int(x) for x in reply], slots or [])
+
+    async def breaker(self, cfg: BreakerConfig, events: list[Event], snapshot: bool) -> Snapshot:
+        return snapshot_from_lua(await self._script("breaker", cfg.keys(), lua_args(cfg, events, snapshot)))
 
     async def release(self, slots: list[Slot]) -> None:
         if slots:

@@ -8,6 +8,8 @@ import hashlib
 from typing import Any
 
 from shared.hot import HotStore, HotStoreDown
+from shared.hot.breaker import LUA as BREAKER_LUA
+from shared.hot.breaker import BreakerConfig, Event, Snapshot, lua_args, snapshot_from_lua
 from shared.hot.gcra import FINISH_LUA, LUA, RELEASE_LUA, Decision, Rule, Slot, decision_from_lua
 from shared.hot.redis import INCR_LUA, finish_args, script_args
 
@@ -68,6 +70,9 @@ class UpstashHot(HotStore):
         keys, args = script_args(rules, slots or [])
         reply = await self._script(LUA, keys, args)
         return decision_from_lua(rules, [int(x) for x in reply], slots or [])
+
+    async def breaker(self, cfg: BreakerConfig, events: list[Event], snapshot: bool) -> Snapshot:
+        return snapshot_from_lua(await self._script(BREAKER_LUA, cfg.keys(), lua_args(cfg, events, snapshot)))
 
     async def release(self, slots: list[Slot]) -> None:
         if slots:

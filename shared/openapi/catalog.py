@@ -24,6 +24,14 @@ class Architecture(Shape):
     output_modalities: list[str]
 
 
+class Measured(Shape):
+    """EWMAs of every instance's real traffic to this offer (shared through the hot-state store)."""
+
+    latency_ms: float  # time to first byte
+    tokens_per_s: float  # output tokens per second after the first byte
+    samples: int
+
+
 class ModelOffer(Shape):
     provider: str
     native_id: str
@@ -32,6 +40,7 @@ class ModelOffer(Shape):
     capabilities: list[str]
     pricing: Prices
     status: Literal["available", "down", "unconfigured"]
+    measured: Measured | None = None
 
 
 class ModelObject(Shape):
@@ -112,8 +121,22 @@ class ModelHealth(Shape):
     provider: str
     model: str
     status: Literal["up", "down"]
+    breaker: Literal["closed", "open", "half-open"]
     latency_ms: float
-    success_rate: float | None = None
+    tokens_per_s: float
+    samples: int
+
+
+class BreakerHealth(Shape):
+    """A breaker that is not plainly closed (times in ms since the epoch)."""
+
+    scope: Literal["offer", "provider"]
+    provider: str
+    model: str | None = None
+    state: Literal["open", "half-open", "saturated", "closed"]
+    open_since_ms: int | None = None
+    last_failure_ms: int | None = None
+    retry_in_ms: int
 
 
 class LimitsHealth(Shape):
@@ -127,4 +150,5 @@ class LimitsHealth(Shape):
 class Status(Shape):
     providers: list[ProviderHealth]
     models: list[ModelHealth]
+    breakers: list[BreakerHealth]
     limits: LimitsHealth

@@ -195,6 +195,8 @@ def gateway_headers(candidate: Candidate, ctx: RequestContext, tr: ChatTranslato
         "x-gatewayz-attempts": ctx.attempts_header(),
         "x-gatewayz-overhead-ms": ctx.overhead_ms(),
     }
+    if ctx.breaker_note:
+        headers["x-gatewayz-breaker"] = ctx.breaker_note
     if tr.dropped:
         headers["x-gatewayz-dropped-params"] = ", ".join(dict.fromkeys(tr.dropped))
     if tr.adjusted:

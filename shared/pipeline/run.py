@@ -102,6 +102,7 @@ async def run(
     prefs = parse_preferences(body.get("provider"), rt.endpoints)
     requested = str(body.get("model"))
     byok = principal.key.byok_providers if principal.key else frozenset()
+    await rt.health.refresh()  # the shared breakers and latencies, at most a second old
     plan = rt.router.plan(body, params.needs, prefs, byok)
     if inbound.native_only is not None:
         plan = native_offers(plan, front, inbound.native_only)
@@ -151,6 +152,10 @@ async def _complete(
     admission: Admission,
 ) -> Response:
     candidate, answer = await complete(rt, call, plan, ctx)
+    if ctx.attempts:
+        rt.health.tokens(
+            candidate.provider_id, candidate.model_id, answer.usage.output_tokens, ctx.attempts[-1].ms / 1000
+        )
     cost = price(rt, candidate, answer.usage)
     if meter is not None:
         cost = await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())  # as charged

@@ -10,6 +10,7 @@ stream can be billed for what was generated.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -222,6 +223,7 @@ async def stream_chat(
         return await _open_all(rt, candidate, call, fan_out_count(candidate, call.params))
 
     candidate, streams = await failover(plan, ctx, attempt, rt.settings.timeouts, rt.health)
+    first_byte = time.perf_counter()
     tr = streams[0].tr
     headers = gateway_headers(candidate, ctx, tr)
     headers.update(admission.headers())
@@ -259,6 +261,13 @@ async def stream_chat(
                 s.close()
             # Whatever ended the stream, what was generated is billed (SPEC §4), exactly once.
             usage = _stream_usage(streams, call.body, output_chars)
+            if status == "ok":  # tokens/s after the first byte: the offer's measured throughput
+                rt.health.tokens(
+                    candidate.provider_id,
+                    candidate.model_id,
+                    usage.output_tokens,
+                    time.perf_counter() - first_byte,
+                )
             cost = price(rt, candidate, usage)
             try:
                 if meter is not None:

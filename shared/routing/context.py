@@ -25,6 +25,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)  # perf_counter at arrival
     billing_id: str = ""  # always server-generated: the key of holds, charges and records
     attempts: list[Attempt] = field(default_factory=list)
+    breaker_note: str = ""  # set when every offer's breaker was open (x-gatewayz-breaker)
     upstream_s: float = 0.0  # time spent waiting on upstreams, for x-gatewayz-overhead-ms
     # The request's ASGI state: the gateway middleware leaves `deferred_ip` there when layer 1
     # is to be checked with the admission (`Limiter.admit`).

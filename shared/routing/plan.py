@@ -262,7 +262,8 @@ class Router:
             return (
                 rank.get(c.provider_id, len(rank)),
                 own,
-                health.is_down(c.provider_id, c.model_id),
+                health.is_down(c.provider_id, c.model_id),  # open or half-open: behind the others
+                health.is_saturated(c.provider_id, c.model_id),  # a recent 429
                 strategy,
             )
 

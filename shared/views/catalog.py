@@ -109,7 +109,11 @@ def model_view(rt: Runtime, model: Model) -> dict[str, Any]:
         static = views[model.id] = _static_view(rt, model)
     statuses = [_offer_status(rt, o) for o in rt.catalog.offers[model.id]]
     view = dict(static)
-    view["providers"] = [{**p, "status": s} for p, s in zip(static["providers"], statuses, strict=True)]
+    health = rt.health
+    view["providers"] = [
+        {**p, "status": s, "measured": health.measured(p["provider"], model.id)}
+        for p, s in zip(static["providers"], statuses, strict=True)
+    ]
     if "available" in statuses:
         view["status"] = "available"
     elif "down" in statuses:

@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 
 from shared.errors import DependencyUnavailable, NoProviderAvailable
+from shared.hot.breaker import CLOSED
 from shared.runtime import Runtime
 
 _DB_CHECK_S = 2.0  # a database slower than this to answer `SELECT 1` cannot serve paid requests
@@ -47,12 +48,18 @@ def provider_status(rt: Runtime) -> dict[str, Any]:
             else (
                 "degraded"
                 if any(s["provider"] == pid and s["status"] == "down" for s in stats)
+                or rt.health.provider_state(pid) != CLOSED
                 else "operational"
             ),
         }
         for pid, ep in rt.endpoints.items()
     ]
-    return {"providers": providers, "models": stats, "limits": limits_status(rt)}
+    return {
+        "providers": providers,
+        "models": stats,
+        "breakers": rt.health.breakers(),
+        "limits": limits_status(rt),
+    }
 
 
 def limits_status(rt: Runtime) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 from shared.catalog import Catalog, Model
 from shared.config import Settings
 from shared.errors import InvalidRequest, ModelNotFound, NoProviderAvailable
+from shared.hot.breaker import BreakerConfig
 from shared.providers import resolve_providers
 from shared.routing.health import HealthBook
 from shared.routing.plan import Router, parse_preferences
@@ -131,14 +132,16 @@ def test_unconfigured_providers_are_skipped_and_named() -> None:
         plan({"model": "openai/gpt-x"}, r=r)
 
 
-def test_unhealthy_offers_go_last_and_latency_sort() -> None:
-    health = HealthBook(threshold=2)
+async def test_unhealthy_offers_go_last_and_latency_sort() -> None:
+    health = HealthBook(cfg=BreakerConfig(min_requests=2, failure_permille=1000))
     r = router(health)
-    for _ in range(2):
-        health.failure("deepinfra", "meta-llama/llama-x")
+    await health.failure("deepinfra", "meta-llama/llama-x")
+    assert plan({"model": "llamax"}, r=r) == ["deepinfra", "groq", "together"]  # one is not enough
+    await health.failure("deepinfra", "meta-llama/llama-x")
     assert plan({"model": "llamax"}, r=r) == ["groq", "together", "deepinfra"]
-    health.success("together", "meta-llama/llama-x", latency_ms=5)
-    health.success("groq", "meta-llama/llama-x", latency_ms=50)
+    await health.success("together", "meta-llama/llama-x", latency_ms=5)
+    await health.success("groq", "meta-llama/llama-x", latency_ms=50)
+    await health.refresh(force=True)  # successes travel with the next read of the store
     assert plan({"model": "llamax", "provider": {"sort": "latency"}}, r=r)[:2] == ["together", "groq"]
 
 
