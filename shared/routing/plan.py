@@ -2,9 +2,10 @@
 
 `plan` turns the request's `model`, `models` (fallbacks) and `provider` preferences into the
 ordered list of candidates that the failover walk tries: the request's provider order first, then
-healthy before unhealthy, then the sort strategy (price by default). Offers that lack a capability
+offers without a recent 429 before those with one, then the sort strategy (price by default). Offers that lack a capability
 the request needs, exceed `max_price`, or whose provider is not configured are skipped, and when
-nothing is left the 503 says why.
+nothing is left the 503 says why. Offers whose breaker is open stay in their place: the failover
+walk skips them there, and says so in `x-gatewayz-attempts`.
 """
 
 from __future__ import annotations
@@ -262,7 +263,6 @@ class Router:
             return (
                 rank.get(c.provider_id, len(rank)),
                 own,
-                health.is_down(c.provider_id, c.model_id),  # open or half-open: behind the others
                 health.is_saturated(c.provider_id, c.model_id),  # a recent 429
                 strategy,
             )

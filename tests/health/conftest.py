@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,24 @@ def health_redis(real_redis: str) -> Iterator[str]:  # noqa: F811
         client.flushdb()
     finally:
         client.close()
+
+
+@pytest.fixture
+def gateway_with_breaker(fakes: dict, tmp_path: Path) -> Iterator[tuple[str, str]]:  # type: ignore[type-arg]
+    """An in-process gateway (memory hot state) whose breakers open after two failures."""
+    from decimal import Decimal
+
+    from tests.conftest import gateway_settings, provision, start_gateway
+
+    settings = gateway_settings(
+        fakes,
+        f"sqlite:///{tmp_path / 'gatewayz.db'}",
+        GATEWAYZ_BREAKER_MIN_REQUESTS="2",
+        GATEWAYZ_BREAKER_COOLDOWN="60",
+    )
+    account = provision(settings, "breaker@example.com", Decimal(100))
+    server = start_gateway(settings)
+    try:
+        yield server.url, account.key
+    finally:
+        server.stop()

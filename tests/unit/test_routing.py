@@ -132,17 +132,26 @@ def test_unconfigured_providers_are_skipped_and_named() -> None:
         plan({"model": "openai/gpt-x"}, r=r)
 
 
-async def test_unhealthy_offers_go_last_and_latency_sort() -> None:
+async def test_open_breakers_and_latency_sort() -> None:
     health = HealthBook(cfg=BreakerConfig(min_requests=2, failure_permille=1000))
     r = router(health)
     await health.failure("deepinfra", "meta-llama/llama-x")
-    assert plan({"model": "llamax"}, r=r) == ["deepinfra", "groq", "together"]  # one is not enough
+    assert not health.is_down("deepinfra", "meta-llama/llama-x")  # one is not enough
     await health.failure("deepinfra", "meta-llama/llama-x")
-    assert plan({"model": "llamax"}, r=r) == ["groq", "together", "deepinfra"]
+    assert health.is_down("deepinfra", "meta-llama/llama-x")
+    # It keeps its place in the plan: the failover walk skips it there (and shows it).
+    assert plan({"model": "llamax"}, r=r) == ["deepinfra", "groq", "together"]
+    await health.saturated("groq", "meta-llama/llama-x", 5.0)  # a 429: behind the others
+    assert plan({"model": "llamax"}, r=r) == ["deepinfra", "together", "groq"]
     await health.success("together", "meta-llama/llama-x", latency_ms=5)
     await health.success("groq", "meta-llama/llama-x", latency_ms=50)
     await health.refresh(force=True)  # successes travel with the next read of the store
-    assert plan({"model": "llamax", "provider": {"sort": "latency"}}, r=r)[:2] == ["together", "groq"]
+    # By measured latency (never measured: last), a saturated offer behind the others still.
+    assert plan({"model": "llamax", "provider": {"sort": "latency"}}, r=r) == [
+        "together",
+        "deepinfra",
+        "groq",
+    ]
 
 
 @pytest.mark.parametrize(
