@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 from mangum import Mangum
 
 from shared.app import function_app, runtime_of
 from shared.openapi import documented
-from shared.views.status import provider_status, readiness
+from shared.views.status import public_status, readiness
+from shared.views.status_page import render_status
 
 router = APIRouter()
 
@@ -31,14 +33,18 @@ async def ready(request: Request) -> dict[str, object]:
 
 @router.get("/v1/status")
 @documented(
-    "Public status: providers, models' passive health, the limiter's state",
+    "Public status: providers, offers' live health and breakers, uptime, incidents, the limiter's state",
     response="catalog.Status",
     tag="health",
 )
 async def status(request: Request) -> dict[str, object]:
-    rt = runtime_of(request)
-    await rt.health.refresh()
-    return provider_status(rt)
+    return await public_status(runtime_of(request))
+
+
+@router.get("/status", include_in_schema=False)  # a page for people; its data is /v1/status
+async def status_page(request: Request) -> HTMLResponse:
+    data = await public_status(runtime_of(request))
+    return HTMLResponse(render_status(data), headers={"cache-control": "public, max-age=30"})
 
 
 app = function_app([router], title="Gatewayz health")

@@ -6,6 +6,7 @@
     gatewayz keys create --user ID [--name N] [--scopes a,b]
     gatewayz credits grant --user ID --amount USD --reason R [--idempotency-key K]
     gatewayz reap-holds
+    gatewayz probe
     gatewayz byok reencrypt
 
 Every command but `serve` prints one JSON object on stdout; errors go to stderr with exit code 2.
@@ -169,6 +170,12 @@ async def _reap(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     return {"expired_holds": await rt.ledger.reap()}
 
 
+async def _probe(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from shared.routing.probes import run_probes
+
+    return await run_probes(rt)
+
+
 async def _byok_reencrypt(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     from shared.accounts.byok import reencrypt_all
     from shared.accounts.service import Actor
@@ -242,6 +249,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("reap-holds", help="expire credit holds that were never settled").set_defaults(
         run=_with_runtime(_reap)
     )
+
+    sub.add_parser(
+        "probe", help="probe the offers of GATEWAYZ_PROBE_MODELS once; open and resolve incidents"
+    ).set_defaults(run=_with_runtime(_probe))
 
     byok = sub.add_parser("byok", help="users' own provider keys").add_subparsers(
         dest="action", required=True

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from shared.openapi.base import Shape
 
 
@@ -147,8 +149,34 @@ class LimitsHealth(Shape):
     rejections: dict[str, int]
 
 
+class Uptime(Shape):
+    """Share of successful probes (null: none in the span), and the latest probes' latencies."""
+
+    h24: float | None = Field(default=None, alias="24h")
+    d7: float | None = Field(default=None, alias="7d")
+    latency_ms: list[int]
+
+
+class Incident(Shape):
+    id: str
+    provider: str
+    model: str | None = None  # null: the whole provider
+    started_at: str
+    resolved_at: str | None = None
+    status: Literal["ongoing", "resolved"]
+
+
 class Status(Shape):
     providers: list[ProviderHealth]
     models: list[ModelHealth]
     breakers: list[BreakerHealth]
+    uptime: dict[str, Uptime]  # per provider, from the scheduled probes
+    incidents: list[Incident]  # ongoing, and those of the last 7 days
     limits: LimitsHealth
+
+
+class ProbeRun(Shape):
+    probed: int
+    failed: int
+    incidents_opened: int
+    incidents_resolved: int

@@ -36,6 +36,22 @@ async def readiness(rt: Runtime) -> dict[str, Any]:
     }
 
 
+async def public_status(rt: Runtime) -> dict[str, Any]:
+    """`/v1/status`: live health from the shared breakers, uptime and incidents from the database
+    (empty when the database does not answer: live health is still worth showing)."""
+    from shared.routing.probes import status_history
+
+    await rt.health.refresh()
+    out = provider_status(rt)
+    try:
+        with anyio.fail_after(_DB_CHECK_S):
+            history = await status_history(rt)
+    except Exception:
+        history = {"uptime": {}, "incidents": []}
+    out.update(history)
+    return out
+
+
 def provider_status(rt: Runtime) -> dict[str, Any]:
     stats = rt.health.snapshot()
     providers = [
