@@ -114,7 +114,7 @@ async def reconcile_incidents(rt: Runtime, now: datetime) -> dict[str, int]:
         since = b["open_since_ms"]
         if key in known or not isinstance(since, int) or now_ms - since < after_ms:
             continue
-        await rt.db.fetch(
+        inserted = await rt.db.fetch(
             "INSERT INTO incidents (id, scope_key, provider, model, started_at) "
             "VALUES (:id, :key, :provider, :model, :started) ON CONFLICT DO NOTHING RETURNING id",
             {
@@ -125,7 +125,7 @@ async def reconcile_incidents(rt: Runtime, now: datetime) -> dict[str, int]:
                 "started": now_text(datetime.fromtimestamp(since / 1000, UTC)),
             },
         )
-        opened += 1
+        opened += len(inserted)  # another instance's run may have opened it meanwhile
     for key, incident_id in known.items():
         provider, _, model = key[2:].partition("|")
         state = (
