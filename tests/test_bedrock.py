@@ -170,7 +170,11 @@ def test_anthropic_sdk_messages_to_bedrock_claude(
 ) -> None:
     import anthropic
 
-    sdk = anthropic.Anthropic(base_url=gateway.url, api_key=account.key, max_retries=0)
+    with anthropic.Anthropic(base_url=gateway.url, api_key=account.key, max_retries=0) as sdk:
+        _messages_round_trip(sdk, bedrock_fake)
+
+
+def _messages_round_trip(sdk: Any, bedrock_fake: BedrockFake) -> None:
     bedrock_fake.script(NATIVE, Reply(text="Bonjour", input=12, output=3))
     message = sdk.messages.create(
         model=PIN, max_tokens=200, system="answer in French", messages=[{"role": "user", "content": "Hello"}]

@@ -1,0 +1,132 @@
+"""Google Vertex AI with a service account: the gateway mints OAuth2 access tokens from the
+account's key (a JWT signed with a locally generated RSA key, exchanged at a faked token
+endpoint that verifies it) and Vertex's fake accepts only tokens that endpoint issued.
+
+The official `openai` SDK drives Gemini on Vertex through the gateway, streamed and not; the token
+is minted once and reused; a key the token endpoint does not know ends in a 502 (the provider's
+credentials failed), never in a call with a made-up token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import gateway_settings, provision, start_gateway
+from tests.fakes.gemini_fake import GeminiFake
+from tests.fakes.google_token_fake import GoogleTokenFake, service_account
+from tests.fakes.server import Reply
+
+MODEL = "google-vertex:google/gemini-2.5-flash"
+NATIVE = "gemini-2.5-flash"
+
+
+@pytest.fixture(scope="module")
+def token_fake() -> Iterator[GoogleTokenFake]:
+    fake = GoogleTokenFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def vertex_fake(token_fake: GoogleTokenFake) -> Iterator[GeminiFake]:
+    fake = GeminiFake().start()
+    fake.token_check = token_fake.valid
+    yield fake
+    fake.stop()
+
+
+def _gateway(fakes: dict[str, Any], tmp: Path, vertex: GeminiFake, account_json: dict[str, Any]) -> Any:
+    settings = gateway_settings(
+        fakes,
+        f"sqlite:///{tmp / 'gatewayz.db'}",
+        GOOGLE_VERTEX_BASE_URL=vertex.base_for("google-vertex"),
+        GOOGLE_VERTEX_CREDENTIALS=json.dumps(account_json),
+        GOOGLE_VERTEX_API_KEY="",
+    )
+    account = provision(settings, "vertex@example.com", Decimal(10))
+    return start_gateway(settings), account
+
+
+def test_gemini_on_vertex_with_a_service_account(
+    fakes: dict[str, Any], tmp_path: Path, token_fake: GoogleTokenFake, vertex_fake: GeminiFake
+) -> None:
+    info, public = service_account(token_fake.token_uri)
+    token_fake.accounts[info["client_email"]] = public
+    closing: list[Any] = []
+    gw, account = _gateway(fakes, tmp_path, vertex_fake, info)
+    try:
+        sdk = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=account.key, max_retries=0, timeout=20)
+        closing.append(sdk)
+        vertex_fake.script(NATIVE, Reply(text="from Vertex", input=10, output=3))
+        raw = sdk.chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert raw.parse().choices[0].message.content == "from Vertex"
+        assert raw.headers["x-gatewayz-provider"] == "google-vertex"
+        vertex_fake.script(NATIVE, Reply(text="streamed from Vertex", chunks=3))
+        stream = sdk.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "streamed from Vertex"
+        )
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "again"}])
+        # One token for all three calls, sent as the bearer the fake checked against the issuer.
+        assert len(token_fake.requests) == 1
+        bearers = {r.headers["authorization"] for r in vertex_fake.requests}
+        assert len(bearers) == 1 and token_fake.valid(bearers.pop()[7:])
+        form = token_fake.requests[0].body
+        assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    finally:
+        for c in closing:
+            c.close()
+        gw.stop()
+        token_fake.reset()
+        vertex_fake.reset()
+
+
+def test_an_unknown_service_account_is_refused_at_the_token_endpoint(
+    fakes: dict[str, Any], tmp_path: Path, token_fake: GoogleTokenFake, vertex_fake: GeminiFake
+) -> None:
+    info, _ = service_account(token_fake.token_uri, email="stranger@other.iam.gserviceaccount.com")
+    closing: list[Any] = []
+    gw, account = _gateway(fakes, tmp_path, vertex_fake, info)  # never registered with the fake
+    try:
+        sdk = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=account.key, max_retries=0, timeout=20)
+        closing.append(sdk)
+        with pytest.raises(openai.APIStatusError) as info_:
+            sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert info_.value.status_code == 502
+        assert "google-vertex (401)" in info_.value.message  # the provider's credentials, not the caller's
+        assert len(token_fake.requests) == 1  # the exchange was tried, and refused
+        assert vertex_fake.requests == []  # nothing went to Vertex without a real token
+    finally:
+        for c in closing:
+            c.close()
+        gw.stop()
+        token_fake.reset()
+        vertex_fake.reset()
+
+
+def test_vertex_fake_refuses_a_token_it_did_not_mint(
+    token_fake: GoogleTokenFake, vertex_fake: GeminiFake
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = vertex_fake.base_for("google-vertex") + f"/models/{NATIVE}:generateContent"
+    body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode()
+    req = urllib.request.Request(
+        url, data=body, headers={"authorization": "Bearer ya29.forged", "content-type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    err.value.close()
+    assert err.value.code == 401
