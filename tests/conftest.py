@@ -63,6 +63,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 ADMIN_KEY = "gw_admin_test_key_0123456789"
 VERTEX_PREFIX = "/v1/projects/test-project/locations/us-central1/publishers/google"
+ANTHROPIC_VERTEX_PREFIX = "/v1/projects/test-project/locations/us-east5/publishers/anthropic"
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +108,7 @@ def fakes(
     return {
         "openai": openai_fake,
         "anthropic": anthropic_fake,
+        "anthropic-vertex": anthropic_fake,  # Claude on Vertex: the same fake, at Vertex's paths
         "gemini": gemini_fake,
         "bedrock": bedrock_fake,
     }
@@ -120,6 +122,8 @@ def upstream_env(fakes: dict[str, Any]) -> dict[str, str]:
             base = fakes["openai"].base_for(pid)
         elif provider.dialect == "anthropic":
             base = fakes["anthropic"].url
+        elif provider.dialect == "anthropic-vertex":
+            base = fakes["anthropic"].url + ANTHROPIC_VERTEX_PREFIX
         elif provider.dialect == "gemini":
             base = fakes["gemini"].url + (VERTEX_PREFIX if pid == "google-vertex" else "/v1beta")
         else:

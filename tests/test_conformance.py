@@ -96,7 +96,7 @@ def test_usage_and_cost(pid: str, client: Any, fakes: dict[str, FakeServer]) -> 
     reply = Reply(
         input=1000,
         cached=400,
-        cache_write=100 if dialect in ("anthropic", "bedrock") else 0,
+        cache_write=100 if dialect in ("anthropic", "anthropic-vertex", "bedrock") else 0,
         output=50,
         reasoning_tokens=0,
     )
@@ -148,7 +148,7 @@ def test_stream(pid: str, client: Any, fakes: dict[str, FakeServer]) -> None:
 def _tools_sent(dialect: str, body: dict[str, Any]) -> list[str]:
     if dialect == "gemini":
         return [f["name"] for t in body.get("tools", []) for f in t.get("functionDeclarations", [])]
-    if dialect == "anthropic":
+    if dialect in ("anthropic", "anthropic-vertex"):
         return [t["name"] for t in body.get("tools", [])]
     if dialect == "bedrock":
         return [t["toolSpec"]["name"] for t in body.get("toolConfig", {}).get("tools", [])]
@@ -161,7 +161,7 @@ def _tool_result_sent(dialect: str, body: dict[str, Any], call_id: str) -> bool:
         return (
             body["contents"][-1]["role"] == "user" and parts[0]["functionResponse"]["name"] == "get_weather"
         )
-    if dialect == "anthropic":
+    if dialect in ("anthropic", "anthropic-vertex"):
         block = body["messages"][-1]["content"][0]
         return (
             body["messages"][-1]["role"] == "user"

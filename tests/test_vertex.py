@@ -130,3 +130,60 @@ def test_vertex_fake_refuses_a_token_it_did_not_mint(
         urllib.request.urlopen(req, timeout=10)
     err.value.close()
     assert err.value.code == 401
+
+
+def test_failover_anthropic_then_bedrock_then_claude_on_vertex(
+    fakes: dict[str, Any], tmp_path: Path, token_fake: GoogleTokenFake
+) -> None:
+    """One Claude model, three clouds: Anthropic overloaded, Bedrock unavailable, Vertex serves
+    (with the service account's token), streamed and not."""
+    from tests.fakes.anthropic_fake import AnthropicFake
+    from tests.fakes.bedrock_fake import BedrockFake
+
+    info, public = service_account(token_fake.token_uri)
+    token_fake.accounts[info["client_email"]] = public
+    claude_vertex = AnthropicFake().start()
+    claude_vertex.token_check = token_fake.valid
+    anthropic_fake, bedrock_fake = fakes["anthropic"], fakes["bedrock"]
+    assert isinstance(bedrock_fake, BedrockFake)
+    settings = gateway_settings(
+        fakes,
+        f"sqlite:///{tmp_path / 'gatewayz.db'}",
+        GOOGLE_VERTEX_ANTHROPIC_BASE_URL=claude_vertex.url
+        + "/v1/projects/test-project/locations/us-east5/publishers/anthropic",
+        GOOGLE_VERTEX_CREDENTIALS=json.dumps(info),
+    )
+    account = provision(settings, "claude@example.com", Decimal(10))
+    gw = start_gateway(settings)
+    order = {"provider": {"order": ["anthropic", "aws-bedrock", "google-vertex-anthropic"]}}
+    try:
+        with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=account.key, max_retries=0, timeout=20) as sdk:
+            for stream in (False, True):
+                anthropic_fake.script("claude-sonnet-4-5-20250929", Reply(status=529))
+                bedrock_fake.script("global.anthropic.claude-sonnet-4-5-20250929-v1:0", Reply(status=503))
+                claude_vertex.script("claude-sonnet-4-5@20250929", Reply(text="Claude via Vertex", chunks=2))
+                raw = sdk.chat.completions.with_raw_response.create(
+                    model="anthropic/claude-sonnet-4.5",
+                    messages=[{"role": "user", "content": "hi"}],
+                    stream=stream,
+                    extra_body=order,
+                )
+                parsed = raw.parse()
+                text = (
+                    "".join(c.choices[0].delta.content or "" for c in parsed if c.choices)
+                    if stream
+                    else parsed.choices[0].message.content
+                )
+                assert text == "Claude via Vertex"
+                assert raw.headers["x-gatewayz-provider"] == "google-vertex-anthropic"
+                attempts = raw.headers["x-gatewayz-attempts"]
+                assert attempts.startswith("anthropic:529") and "aws-bedrock:503" in attempts
+            sent = claude_vertex.requests[-1]
+            assert sent.path.endswith("/models/claude-sonnet-4-5@20250929:streamRawPredict")
+            assert json.loads(sent.raw)["anthropic_version"] == "vertex-2023-10-16"
+            assert "model" not in json.loads(sent.raw)
+            assert token_fake.valid(sent.headers["authorization"][7:])
+    finally:
+        gw.stop()
+        claude_vertex.stop()
+        token_fake.reset()

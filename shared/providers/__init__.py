@@ -26,7 +26,7 @@ from typing import Any
 from shared.config import Settings, env_name
 from shared.providers.quirks import Quirks
 
-DIALECTS = frozenset({"openai", "anthropic", "gemini", "bedrock"})
+DIALECTS = frozenset({"openai", "anthropic", "anthropic-vertex", "gemini", "bedrock"})
 AUTH_STYLES = frozenset({"bearer", "x-api-key", "x-goog-api-key", "none", "aws-sigv4", "google-oauth"})
 # What a provider's API can do beyond plain chat; the router and translators consult these.
 FEATURES = frozenset(

@@ -13,6 +13,7 @@ SPEC_ROWS = {
     "anthropic": ("anthropic", "https://api.anthropic.com"),
     "google": ("gemini", "https://generativelanguage.googleapis.com/v1beta"),
     "google-vertex": ("gemini", "https://{region}-aiplatform.googleapis.com/v1"),
+    "google-vertex-anthropic": ("anthropic-vertex", "https://{region}-aiplatform.googleapis.com/v1"),
     "aws-bedrock": ("bedrock", None),
     "openrouter": ("openai", "https://openrouter.ai/api/v1"),
     "portkey": ("openai", "https://api.portkey.ai/v1"),
@@ -193,7 +194,7 @@ def test_only_rows_with_a_fixed_public_host_take_a_users_own_key() -> None:
     table = load_providers()
     taking = {pid for pid, row in table.items() if row.takes_byok}
     # Not: the operator's self-hosted server, service-account and SigV4 rows (no plain key).
-    assert set(table) - taking == {"local", "google-vertex", "aws-bedrock"}
+    assert set(table) - taking == {"local", "google-vertex", "google-vertex-anthropic", "aws-bedrock"}
     for pid in taking:
         assert table[pid].base_url.startswith("https://"), pid
     # A row whose host comes from the operator's environment takes none either.
