@@ -9,6 +9,7 @@ credentials failed), never in a call with a made-up token.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -187,3 +188,39 @@ def test_failover_anthropic_then_bedrock_then_claude_on_vertex(
         gw.stop()
         claude_vertex.stop()
         token_fake.reset()
+
+
+def test_a_token_near_expiry_is_refreshed_in_the_background(token_fake: GoogleTokenFake) -> None:
+    """Within 15 minutes of expiry the current token is still handed out at once while a new one
+    is minted; the request after that gets the new one. One exchange at a time."""
+    from shared.config import Timeouts
+    from shared.transport.google_oauth import GoogleTokens
+    from shared.transport.upstream import UpstreamClient
+    from tests.conftest import run_off_main_thread
+
+    info, public = service_account(token_fake.token_uri)
+    token_fake.accounts[info["client_email"]] = public
+    token_fake.lifetime = 600  # inside the refresh window, outside the 5-minute margin
+
+    async def scenario() -> tuple[str, str, str, int]:
+        http = UpstreamClient(Timeouts())
+        tokens = GoogleTokens({"GOOGLE_VERTEX_CREDENTIALS": json.dumps(info)}, http)
+        try:
+            first = await asyncio.gather(*(tokens.token() for _ in range(5)))  # one exchange for all
+            assert len(set(first)) == 1
+            exchanges = len(token_fake.requests)
+            second = await tokens.token()  # near expiry: answered at once, a refresh starts
+            assert tokens._task is not None
+            await tokens._task
+            third = await tokens.token()
+            return first[0], second, third, exchanges
+        finally:
+            await http.close()
+
+    try:
+        first, second, third, exchanges = run_off_main_thread(scenario)
+    finally:
+        token_fake.lifetime = 3599
+        token_fake.reset()
+    assert exchanges == 1
+    assert second == first and third != first

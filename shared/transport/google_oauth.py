@@ -79,6 +79,9 @@ class GoogleTokens:
         task = self._task
         if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
             task = self._task = asyncio.get_running_loop().create_task(self._mint())
+            # A background refresh that fails is tried again by the next request; its error is
+            # read here so that it is never reported as unretrieved.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
     async def _mint(self) -> None:
