@@ -212,3 +212,38 @@ def test_cold_start_imports_no_cloud_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("model", "native"),
+    [
+        ("meta-llama/llama-3.3-70b-instruct", "us.meta.llama3-3-70b-instruct-v1:0"),
+        ("deepseek/deepseek-chat-v3.1", "deepseek.v3-v1:0"),
+        ("openai/gpt-oss-120b", "openai.gpt-oss-120b-1:0"),
+        ("qwen/qwen3-coder", "qwen.qwen3-coder-480b-a35b-v1:0"),
+    ],
+)
+def test_other_model_families_on_bedrock(
+    client: Any, bedrock_fake: BedrockFake, model: str, native: str
+) -> None:
+    """Converse is one shape for every family: plain, tools and a stream through the openai SDK."""
+    from tests.fakes.server import ToolCall
+
+    pinned = f"aws-bedrock:{model}"
+    bedrock_fake.script(native, Reply(text=f"hi from {native}", input=5, output=2))
+    done = client.chat.completions.create(
+        model=pinned, messages=[{"role": "user", "content": "hi"}], temperature=0.3
+    )
+    assert done.choices[0].message.content == f"hi from {native}" and done.usage.total_tokens == 7
+    assert bedrock_fake.requests[-1].body["inferenceConfig"] == {"temperature": 0.3}
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    bedrock_fake.script(native, Reply(tool_calls=[ToolCall("lookup", {"q": "x"})]))
+    called = client.chat.completions.create(
+        model=pinned, messages=[{"role": "user", "content": "?"}], tools=tools
+    )
+    assert called.choices[0].message.tool_calls[0].function.name == "lookup"
+    bedrock_fake.script(native, Reply(text="one two three", chunks=3))
+    stream = client.chat.completions.create(
+        model=pinned, messages=[{"role": "user", "content": "go"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two three"
