@@ -29,6 +29,7 @@ from shared.routing.plan import Router
 from shared.store import Database, open_database
 from shared.store.responses import ResponseStore
 from shared.store.sqlite import SQLiteDatabase, sqlite_path
+from shared.transport.cloud_auth import CloudAuth
 from shared.transport.proxies import ProxyConfig
 from shared.transport.upstream import UpstreamClient, loop_mark
 
@@ -71,6 +72,7 @@ class Runtime:
     accounts: Accounts
     limiter: Limiter
     responses: ResponseStore  # stored responses of /v1/responses (store: true)
+    cloud: CloudAuth  # SigV4 signing (Bedrock) and service-account tokens (Vertex)
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
     inflight: int = 0  # requests being served by this process (kept by the app's middleware)
@@ -91,13 +93,14 @@ class Runtime:
         ledger = Ledger(db)
         secret = key_secret(settings)
         keys = KeyCache(db, hot, secret, settings.key_cache_ttl)
+        http = UpstreamClient(settings.timeouts, ProxyConfig.from_env(settings.env), loop_mark(secret))
         runtime = cls(
             settings=settings,
             catalog=catalog,
             endpoints=endpoints,
             health=health,
             router=Router(catalog, endpoints, health),
-            http=UpstreamClient(settings.timeouts, ProxyConfig.from_env(settings.env), loop_mark(secret)),
+            http=http,
             db=db,
             hot=hot,
             ledger=ledger,
@@ -105,6 +108,7 @@ class Runtime:
             accounts=Accounts(db, keys, ledger),
             limiter=Limiter(hot, settings.limits),
             responses=ResponseStore(db, timedelta(days=settings.responses_retention_days)),
+            cloud=CloudAuth(settings.env, http),
         )
         if isinstance(db, SQLiteDatabase):
             # Group commit waits for company only when other requests may soon commit: those in

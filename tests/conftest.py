@@ -24,6 +24,7 @@ from tests.harness import GatewayServer
 
 if TYPE_CHECKING:
     from tests.fakes.anthropic_fake import AnthropicFake
+    from tests.fakes.bedrock_fake import BedrockFake
     from tests.fakes.gemini_fake import GeminiFake
 
 
@@ -62,6 +63,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 ADMIN_KEY = "gw_admin_test_key_0123456789"
 VERTEX_PREFIX = "/v1/projects/test-project/locations/us-central1/publishers/google"
+ANTHROPIC_VERTEX_PREFIX = "/v1/projects/test-project/locations/us-east5/publishers/anthropic"
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +92,26 @@ def gemini_fake() -> Iterator[GeminiFake]:
 
 
 @pytest.fixture(scope="session")
+def bedrock_fake() -> Iterator[BedrockFake]:
+    from tests.fakes.bedrock_fake import BedrockFake
+
+    fake = BedrockFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
 def fakes(
-    openai_fake: OpenAIFake, anthropic_fake: AnthropicFake, gemini_fake: GeminiFake
+    openai_fake: OpenAIFake, anthropic_fake: AnthropicFake, gemini_fake: GeminiFake, bedrock_fake: BedrockFake
 ) -> dict[str, FakeServer]:
     """Dialect → its fake upstream."""
-    return {"openai": openai_fake, "anthropic": anthropic_fake, "gemini": gemini_fake}
+    return {
+        "openai": openai_fake,
+        "anthropic": anthropic_fake,
+        "anthropic-vertex": anthropic_fake,  # Claude on Vertex: the same fake, at Vertex's paths
+        "gemini": gemini_fake,
+        "bedrock": bedrock_fake,
+    }
 
 
 def upstream_env(fakes: dict[str, Any]) -> dict[str, str]:
@@ -105,10 +122,19 @@ def upstream_env(fakes: dict[str, Any]) -> dict[str, str]:
             base = fakes["openai"].base_for(pid)
         elif provider.dialect == "anthropic":
             base = fakes["anthropic"].url
+        elif provider.dialect == "anthropic-vertex":
+            base = fakes["anthropic"].url + ANTHROPIC_VERTEX_PREFIX
         elif provider.dialect == "gemini":
             base = fakes["gemini"].url + (VERTEX_PREFIX if pid == "google-vertex" else "/v1beta")
         else:
-            continue  # bedrock: no dialect yet, the row stays unconfigured
+            # Bedrock: signed with SigV4 by the static keys of the standard chain's first link.
+            if "bedrock" not in fakes:
+                continue
+            from tests.fakes.bedrock_fake import ACCESS_KEY, SECRET_KEY
+
+            env[env_name(pid, "BASE_URL")] = fakes["bedrock"].url
+            env.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+            continue
         env[env_name(pid, "BASE_URL")] = base
         env[env_name(pid, "API_KEY")] = f"sk-test-{pid}"
     return env
@@ -210,7 +236,7 @@ def gateway(gateway_settings_: Settings, account: Account) -> Iterator[GatewaySe
 @pytest.fixture(autouse=True)
 def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fresh fake scripts and passive health for every test that uses them."""
-    for name in ("openai_fake", "anthropic_fake", "gemini_fake"):
+    for name in ("openai_fake", "anthropic_fake", "gemini_fake", "bedrock_fake"):
         if name in request.fixturenames:
             request.getfixturevalue(name).reset()
     if "gateway" in request.fixturenames:

@@ -71,7 +71,7 @@ def last_body(fake: FakeServer) -> dict[str, Any]:
 
 
 def served_rows() -> list[str]:
-    return [p for p in PROVIDERS if dialect_of(p) != "bedrock"]
+    return list(PROVIDERS)
 
 
 @pytest.mark.parametrize("pid", served_rows())
@@ -96,7 +96,7 @@ def test_usage_and_cost(pid: str, client: Any, fakes: dict[str, FakeServer]) -> 
     reply = Reply(
         input=1000,
         cached=400,
-        cache_write=100 if dialect == "anthropic" else 0,
+        cache_write=100 if dialect in ("anthropic", "anthropic-vertex", "bedrock") else 0,
         output=50,
         reasoning_tokens=0,
     )
@@ -148,8 +148,10 @@ def test_stream(pid: str, client: Any, fakes: dict[str, FakeServer]) -> None:
 def _tools_sent(dialect: str, body: dict[str, Any]) -> list[str]:
     if dialect == "gemini":
         return [f["name"] for t in body.get("tools", []) for f in t.get("functionDeclarations", [])]
-    if dialect == "anthropic":
+    if dialect in ("anthropic", "anthropic-vertex"):
         return [t["name"] for t in body.get("tools", [])]
+    if dialect == "bedrock":
+        return [t["toolSpec"]["name"] for t in body.get("toolConfig", {}).get("tools", [])]
     return [t["function"]["name"] for t in body.get("tools", [])]
 
 
@@ -159,13 +161,19 @@ def _tool_result_sent(dialect: str, body: dict[str, Any], call_id: str) -> bool:
         return (
             body["contents"][-1]["role"] == "user" and parts[0]["functionResponse"]["name"] == "get_weather"
         )
-    if dialect == "anthropic":
+    if dialect in ("anthropic", "anthropic-vertex"):
         block = body["messages"][-1]["content"][0]
         return (
             body["messages"][-1]["role"] == "user"
             and block["type"] == "tool_result"
             and block["tool_use_id"] == call_id
         )
+    if dialect == "bedrock":
+        last = body["messages"][-1]
+        return last["role"] == "user" and last["content"][0]["toolResult"] == {
+            "toolUseId": call_id,
+            "content": [{"text": "sunny"}],
+        }
     return body["messages"][-1] == {"role": "tool", "tool_call_id": call_id, "content": "sunny"}
 
 
@@ -239,15 +247,3 @@ def test_error_mapping(pid: str, client: Any, fakes: dict[str, FakeServer]) -> N
     with pytest.raises(openai.APIStatusError) as unauth:
         client.chat.completions.create(model=model, messages=ask)
     assert unauth.value.status_code == 502  # the provider's key problem, never the caller's 401
-
-
-def test_bedrock_row_is_declared_unavailable(client: Any) -> None:
-    offers = [
-        o for model_offers in CATALOG.offers.values() for o in model_offers if o.provider_id == "aws-bedrock"
-    ]
-    assert offers, "the bedrock row should carry catalog offers"
-    with pytest.raises(openai.APIStatusError) as info:
-        client.chat.completions.create(
-            model=f"aws-bedrock:{offers[0].model.id}", messages=[{"role": "user", "content": "hi"}]
-        )
-    assert info.value.status_code == 503 and "bedrock dialect is not available" in info.value.message

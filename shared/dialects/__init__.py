@@ -21,6 +21,8 @@ _TRANSLATORS: dict[tuple[str, str], tuple[str, str]] = {
     ("openai", "openai"): ("shared.dialects.openai_to_openai", "OpenAIToOpenAI"),
     ("openai", "anthropic"): ("shared.dialects.openai_to_anthropic", "OpenAIToAnthropic"),
     ("openai", "gemini"): ("shared.dialects.openai_to_gemini", "OpenAIToGemini"),
+    ("openai", "anthropic-vertex"): ("shared.dialects.openai_to_anthropic_vertex", "OpenAIToAnthropicVertex"),
+    ("openai", "bedrock"): ("shared.dialects.openai_to_bedrock", "OpenAIToBedrock"),
     ("anthropic", "anthropic"): ("shared.dialects.anthropic_to_anthropic", "AnthropicToAnthropic"),
     ("responses", "openai"): ("shared.dialects.responses_to_responses", "ResponsesToResponses"),
 }

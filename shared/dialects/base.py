@@ -13,11 +13,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
 from shared.transport.errors import UpstreamError
+from shared.transport.sse import SSEParser
+
+
+class StreamParser(Protocol):
+    """Turns a streamed body's byte chunks into (event name, data) pairs."""
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]: ...
+
+    def close(self) -> list[tuple[str | None, bytes]]: ...
 
 
 @dataclass(slots=True)
@@ -115,6 +124,11 @@ class ChatTranslator:
     def response(self, data: dict[str, Any]) -> dict[str, Any]:
         """An OpenAI `chat.completion` from the vendor's JSON; sets `self.usage`."""
         raise NotImplementedError
+
+    def stream_parser(self) -> StreamParser:
+        """The framing of the vendor's stream: server-sent events, unless the dialect says otherwise
+        (Bedrock's ConverseStream answers AWS event-stream frames)."""
+        return SSEParser()
 
     def stream_event(self, event: str | None, data: bytes) -> list[Any]:
         """OpenAI `chat.completion.chunk` objects for one SSE event (possibly none); a

@@ -138,6 +138,7 @@ async def _call_once(
 ) -> Answer:
     prep = prepare(candidate, call, stream=False, fan_out=fan_out)
     tr = prep.translator
+    await rt.cloud.authorize(candidate.endpoint, prep.url, prep.headers, prep.body)
     remaining = ctx.started + rt.settings.timeouts.deadline - time.perf_counter()
     resp = await rt.http.post(prep.url, prep.headers, prep.body, limits=rt.http.call_timeout(remaining))
     raw = await read_body(resp)

@@ -30,7 +30,6 @@ from shared.routing.plan import Candidate
 from shared.runtime import Runtime
 from shared.transport import http1
 from shared.transport.errors import UpstreamError
-from shared.transport.sse import SSEParser
 from shared.transport.upstream import read_body, read_chunk
 
 
@@ -40,7 +39,7 @@ class UpstreamStream:
     def __init__(self, translator: ChatTranslator, resp: http1.Response) -> None:
         self.tr = translator
         self.resp = resp
-        self.parser = SSEParser()
+        self.parser = translator.stream_parser()
         self.ended = False
         self.saw_finish = False
         self.pending: list[dict[str, Any]] = []
@@ -89,6 +88,7 @@ class UpstreamStream:
 
 async def _open(rt: Runtime, candidate: Candidate, call: Call, fan_out: bool) -> UpstreamStream:
     prep = prepare(candidate, call, stream=True, fan_out=fan_out)
+    await rt.cloud.authorize(candidate.endpoint, prep.url, prep.headers, prep.body)
     resp = await rt.http.post(prep.url, prep.headers, prep.body, limits=rt.http.stream_timeout)
     if resp.status >= 300:
         raise prep.translator.error(resp.status, resp.headers, await read_body(resp))

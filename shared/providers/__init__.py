@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
@@ -26,7 +26,7 @@ from typing import Any
 from shared.config import Settings, env_name
 from shared.providers.quirks import Quirks
 
-DIALECTS = frozenset({"openai", "anthropic", "gemini", "bedrock"})
+DIALECTS = frozenset({"openai", "anthropic", "anthropic-vertex", "gemini", "bedrock"})
 AUTH_STYLES = frozenset({"bearer", "x-api-key", "x-goog-api-key", "none", "aws-sigv4", "google-oauth"})
 # What a provider's API can do beyond plain chat; the router and translators consult these.
 FEATURES = frozenset(
@@ -99,6 +99,8 @@ class ProviderEndpoint:
     configured: bool
     reason: str  # why it is not configured ("" when it is)
     missing_key: bool = False  # only the API key is missing: a user's own key (BYOK) would do
+    # The row's URL variables as configured ({"region": "us-east-1"}): SigV4 signs for the region.
+    params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def _parse_row(raw: Mapping[str, Any]) -> Provider:
@@ -183,7 +185,9 @@ def load_providers() -> Mapping[str, Provider]:
 
 
 def _auth_headers(style: str, key: str) -> dict[str, str]:
-    if style == "bearer" or style == "google-oauth":
+    # A Bedrock API key replaces SigV4 with a bearer token
+    # (https://docs.aws.amazon.com/bedrock/latest/userguide/api-keys-use.html).
+    if style in ("bearer", "google-oauth", "aws-sigv4"):
         return {"authorization": f"Bearer {key}"}
     if style == "x-api-key":
         return {"x-api-key": key}
@@ -194,30 +198,56 @@ def _auth_headers(style: str, key: str) -> dict[str, str]:
     return {}
 
 
+def _cloud_credentials(provider: Provider, settings: Settings) -> bool:
+    """Whether a row that signs its requests (SigV4) or mints tokens (Google OAuth) has what it
+    needs in the environment; the signers themselves load lazily (shared.transport)."""
+    if provider.auth == "aws-sigv4":
+        from shared.transport.aws_sigv4 import has_aws_credentials
+
+        return has_aws_credentials(settings.env)
+    if provider.auth == "google-oauth":
+        from shared.transport.google_oauth import has_google_credentials
+
+        return has_google_credentials(settings.env)
+    return False
+
+
+_CLOUD_HINT = {
+    "aws-sigv4": "no AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, a container or web-identity role)",
+    "google-oauth": "no service account (GOOGLE_VERTEX_CREDENTIALS or GOOGLE_APPLICATION_CREDENTIALS)",
+}
+
+
 def bind(provider: Provider, settings: Settings, key: str | None = None) -> ProviderEndpoint:
     """The row with this process's URL and credentials — or with `key`, a user's own (BYOK)."""
     key = key or settings.provider_value(provider.id, "API_KEY")
     override = settings.provider_value(provider.id, "BASE_URL")
     reason = ""
     base_url = provider.base_url
+    params: dict[str, str] = {}
+    for var, spec in provider.url_params.items():
+        env_var, _, default = spec.partition("=")
+        filled = settings.env.get(env_var) or default
+        if filled:
+            params[var] = filled
+        elif not override and not reason and base_url:
+            reason = f"{env_var} is not set"
     if override:
         base_url = override.rstrip("/")
     elif not base_url:
         reason = f"{provider.env_base_url} is not set (the URL of the operator's own server)"
-    else:
-        for var, spec in provider.url_params.items():
-            env_var, _, default = spec.partition("=")
-            filled = settings.env.get(env_var) or default
-            if not filled:
-                reason = f"{env_var} is not set"
-                break
+    elif not reason:
+        for var, filled in params.items():
             base_url = base_url.replace("{" + var + "}", filled)
-    if not reason and provider.dialect == "bedrock":
-        reason = "the bedrock dialect is not available yet"
     # A provider is usable with credentials, when it needs none, or when the operator pointed it at
-    # a self-hosted server by base URL (vLLM, Ollama and llama.cpp usually take no key).
+    # a self-hosted server by base URL (vLLM, Ollama and llama.cpp usually take no key). A cloud
+    # row (SigV4, Google OAuth) is usable with its cloud's credentials, whatever its URL.
+    cloud = provider.auth in _CLOUD_HINT
+    has_cloud = cloud and _cloud_credentials(provider, settings)
     missing_key = False
-    if not reason and not (key or provider.keyless or override):
+    if not reason and cloud and not (key or has_cloud):
+        reason = f"{_CLOUD_HINT[provider.auth]} and {provider.env_key} is not set"
+    elif not reason and not (key or provider.keyless or override or has_cloud):
         reason = f"{provider.env_key} is not set"
         missing_key = provider.takes_byok
     headers = dict(provider.headers)
@@ -235,6 +265,7 @@ def bind(provider: Provider, settings: Settings, key: str | None = None) -> Prov
         configured=not reason,
         reason=reason,
         missing_key=missing_key,
+        params=MappingProxyType(params),
     )
 
 

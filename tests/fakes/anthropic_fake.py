@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Reply, split_text, write_sse
+from tests.fakes.server import FakeServer, Recorded, Reply, split_text, write_sse
 
 # The fields of MessageCreateParams (anthropic SDK 2.14), plus the sampling fields that API version
 # 2023-06-01 still takes and 2026-10-21 removed.
@@ -103,12 +103,63 @@ def sse(name: str, obj: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
 
 
+VERTEX_VERSION = "vertex-2023-10-16"
+
+
 class AnthropicFake(FakeServer):
+    """Anthropic's API, and Claude on Vertex AI at
+    /v1/projects/{p}/locations/{r}/publishers/anthropic/models/{model}:rawPredict|streamRawPredict
+    (https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/use-claude): the model
+    in the URL and none in the body, `anthropic_version: vertex-2023-10-16` in the body, a bearer
+    token (checked by `token_check` when set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_check: Any = None
+
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/messages", self.messages),
             web.post("/v1/messages/count_tokens", self.count_tokens),
+            web.post(
+                "/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{call}", self.vertex
+            ),
         ]
+
+    async def vertex(self, request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["call"].partition(":")
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        rec = self.record(request, {"model": model, **body} if isinstance(body, dict) else body, raw)
+        bearer = request.headers.get("authorization", "")
+        if not bearer.startswith("Bearer ") or (
+            self.token_check is not None and not self.token_check(bearer[7:])
+        ):
+            return anthropic_error(401, "Request had invalid authentication credentials.")
+        try:
+            if method not in ("rawPredict", "streamRawPredict"):
+                raise BadRequest(f"unknown method {method}", 404)
+            if not isinstance(body, dict):
+                raise BadRequest("There was an issue with your request body: not valid JSON")
+            if body.get("anthropic_version") != VERTEX_VERSION:
+                raise BadRequest(f"anthropic_version: must be {VERTEX_VERSION!r}")
+            for key in body:
+                if key not in MESSAGE_FIELDS | SAMPLING | {"anthropic_version"} or key == "model":
+                    raise BadRequest(f"{key}: Extra inputs are not permitted")
+            body = {k: v for k, v in body.items() if k != "anthropic_version"}
+            body["model"] = model
+            self._check_messages(body.get("messages"), model)
+            self._check_system(body.get("system"))
+            self._check_tools(body)
+            self._check_params(body)
+        except BadRequest as exc:
+            return anthropic_error(exc.status, exc.message)
+        if bool(body.get("stream")) != (method == "streamRawPredict"):
+            return anthropic_error(400, "stream must match the method (streamRawPredict)")
+        return await self._answer(request, rec, body)
 
     # --- validation ------------------------------------------------------------------------------
     async def _checked(self, request: web.Request, fields: frozenset[str]) -> tuple[dict[str, Any], Any]:
@@ -347,6 +398,9 @@ class AnthropicFake(FakeServer):
             self._check_params(body)
         except BadRequest as exc:
             return anthropic_error(exc.status, exc.message)
+        return await self._answer(request, rec, body)
+
+    async def _answer(self, request: web.Request, rec: Recorded, body: dict[str, Any]) -> web.StreamResponse:
         reply = self.next_reply(body["model"])
         if reply.delay:
             await asyncio.sleep(reply.delay)

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -296,6 +297,8 @@ class GeminiFake(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.invalid_keys: set[str] = {"invalid-key"}  # AI Studio keys answered with API_KEY_INVALID
+        # Vertex: when set, a bearer token must pass it (minted by the token endpoint's fake).
+        self.token_check: Callable[[str], bool] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/{tail:.*}", self.handle)]
@@ -356,7 +359,11 @@ class GeminiFake(FakeServer):
     def _auth(self, request: web.Request, vertex: bool) -> web.Response | None:
         bearer = request.headers.get("authorization", "")
         if vertex:
-            if not bearer.startswith("Bearer ") or len(bearer) <= 7:
+            if (
+                not bearer.startswith("Bearer ")
+                or len(bearer) <= 7
+                or (self.token_check is not None and not self.token_check(bearer[7:]))
+            ):
                 return google_error(
                     401,
                     "Request is missing required authentication credential. Expected OAuth 2 access token, "

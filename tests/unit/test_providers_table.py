@@ -13,6 +13,7 @@ SPEC_ROWS = {
     "anthropic": ("anthropic", "https://api.anthropic.com"),
     "google": ("gemini", "https://generativelanguage.googleapis.com/v1beta"),
     "google-vertex": ("gemini", "https://{region}-aiplatform.googleapis.com/v1"),
+    "google-vertex-anthropic": ("anthropic-vertex", "https://{region}-aiplatform.googleapis.com/v1"),
     "aws-bedrock": ("bedrock", None),
     "openrouter": ("openai", "https://openrouter.ai/api/v1"),
     "portkey": ("openai", "https://api.portkey.ai/v1"),
@@ -123,7 +124,28 @@ def test_unconfigured_rows_say_why() -> None:
             table["cloudflare-workers-ai"], Settings.from_env({"CLOUDFLARE_WORKERS_AI_API_KEY": "k"})
         ).reason
     )
-    assert "bedrock" in bind(table["aws-bedrock"], Settings.from_env({"AWS_BEDROCK_API_KEY": "k"})).reason
+    # Cloud rows: configured by their cloud's credentials, or by an API key; else they say both.
+    bedrock = bind(table["aws-bedrock"], empty)
+    assert not bedrock.configured and "AWS_ACCESS_KEY_ID" in bedrock.reason
+    assert "AWS_BEDROCK_API_KEY" in bedrock.reason
+    vertex = bind(table["google-vertex"], Settings.from_env({"GOOGLE_VERTEX_PROJECT": "p"}))
+    assert not vertex.configured and "GOOGLE_VERTEX_CREDENTIALS" in vertex.reason
+
+
+def test_cloud_rows_configured_by_cloud_credentials() -> None:
+    table = load_providers()
+    env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "eu-west-3"}
+    bedrock = bind(table["aws-bedrock"], Settings.from_env(env))
+    assert bedrock.configured and "authorization" not in bedrock.headers  # signed per request
+    assert bedrock.base_url == "https://bedrock-runtime.eu-west-3.amazonaws.com"
+    assert bedrock.params["region"] == "eu-west-3"
+    keyed = bind(table["aws-bedrock"], Settings.from_env({"AWS_BEDROCK_API_KEY": "bedrock-key"}))
+    assert keyed.configured and keyed.headers["authorization"] == "Bearer bedrock-key"
+    vertex = bind(
+        table["google-vertex"],
+        Settings.from_env({"GOOGLE_VERTEX_PROJECT": "p", "GOOGLE_APPLICATION_CREDENTIALS": "/sa.json"}),
+    )
+    assert vertex.configured and "authorization" not in vertex.headers  # a minted token per request
 
 
 def test_vendor_specific_auth_headers() -> None:
@@ -172,7 +194,7 @@ def test_only_rows_with_a_fixed_public_host_take_a_users_own_key() -> None:
     table = load_providers()
     taking = {pid for pid, row in table.items() if row.takes_byok}
     # Not: the operator's self-hosted server, service-account and SigV4 rows (no plain key).
-    assert set(table) - taking == {"local", "google-vertex", "aws-bedrock"}
+    assert set(table) - taking == {"local", "google-vertex", "google-vertex-anthropic", "aws-bedrock"}
     for pid in taking:
         assert table[pid].base_url.startswith("https://"), pid
     # A row whose host comes from the operator's environment takes none either.
