@@ -24,7 +24,8 @@ from shared.providers.quirks import EMPTY_QUIRKS, Quirks
 CAPABILITIES = frozenset(
     {"tools", "json_mode", "json_schema", "vision", "reasoning", "audio_input", "file_input", "logprobs"}
 )
-MODALITIES = frozenset({"text", "image", "audio", "file", "video"})
+# "embeddings": an embedding model's output (served on /v1/embeddings, never on chat).
+MODALITIES = frozenset({"text", "image", "audio", "file", "video", "embeddings"})
 MILLION = Decimal(1_000_000)
 
 
@@ -111,6 +112,7 @@ class Model(_Strict):
     output_modalities: tuple[str, ...] = ("text",)
     capabilities: frozenset[str] = frozenset()
     aliases: tuple[str, ...] = ()
+    dimensions: int | None = Field(default=None, gt=0)  # an embedding model's default vector length
     offers: tuple[Offer, ...] = Field(min_length=1)
 
     @field_validator("capabilities")

@@ -23,6 +23,9 @@ _TRANSLATORS: dict[tuple[str, str], tuple[str, str]] = {
     ("openai", "gemini"): ("shared.dialects.openai_to_gemini", "OpenAIToGemini"),
     ("anthropic", "anthropic"): ("shared.dialects.anthropic_to_anthropic", "AnthropicToAnthropic"),
     ("responses", "openai"): ("shared.dialects.responses_to_responses", "ResponsesToResponses"),
+    # Embeddings have no pivot: every offer is served in the caller's API, or translated from it.
+    ("embeddings", "openai"): ("shared.dialects.embeddings", "EmbeddingsToOpenAI"),
+    ("embeddings", "gemini"): ("shared.dialects.embeddings", "EmbeddingsToGemini"),
 }
 # The provider feature (providers.toml `supports`) a pass-through needs beyond its dialect.
 _REQUIRES: dict[tuple[str, str], str] = {("responses", "openai"): "responses"}

@@ -43,6 +43,7 @@ class ModelObject(Shape):
     description: str
     context_length: int
     max_output_tokens: int | None = None
+    dimensions: int | None = None  # embedding models: the default vector length
     pricing: Prices
     architecture: Architecture
     capabilities: list[str]

@@ -50,7 +50,9 @@ def prompt_bound(body: dict[str, object]) -> int:
 
 
 def output_bound(candidate: Candidate, params: ChatParams) -> int:
-    return params.max_output or candidate.offer.max_output_tokens or _DEFAULT_OUTPUT
+    if params.max_output is not None:
+        return params.max_output  # 0 for an endpoint without output tokens (embeddings)
+    return candidate.offer.max_output_tokens or _DEFAULT_OUTPUT
 
 
 def worst_case(
@@ -91,6 +93,12 @@ def insufficient(
     available: Decimal,
 ) -> InsufficientCredits:
     """The 402: what was reserved and why, what is available, and what the caller can change."""
+    if params.max_output == 0:  # input tokens only (embeddings): nothing to shorten but the input
+        return InsufficientCredits(
+            f"Insufficient credits: this request may cost up to ${money(amount)} (an input of up to "
+            f"{input_tokens} tokens at the dearest eligible provider's price) and ${money(available)} "
+            "is available. Add credits, or send less input."
+        )
     if params.max_output:
         budget = f"max_tokens={params.max_output}"
     else:

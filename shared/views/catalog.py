@@ -85,6 +85,7 @@ def _static_view(rt: Runtime, model: Model) -> dict[str, Any]:
             "input_modalities": list(model.input_modalities),
             "output_modalities": list(model.output_modalities),
         },
+        "dimensions": model.dimensions,
         "capabilities": sorted(model.capabilities),
         "supported_parameters": _supported_parameters(model),
         "aliases": sorted(a for a, target in rt.catalog.aliases.items() if target == model.id),
