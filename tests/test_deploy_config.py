@@ -109,11 +109,12 @@ def modules() -> dict[str, ModuleType]:
 
 
 def routes(module: ModuleType) -> Iterator[tuple[str, str]]:
-    """(METHOD, FastAPI path) of every route of the module's router."""
-    from fastapi.routing import APIRoute
+    """(METHOD, FastAPI path) of every route of the module's router: FastAPI's, and the plain
+    Starlette routes of `fast_route` (the inference routes; /v1/embeddings is a buffered one)."""
+    from starlette.routing import Route
 
     for route in module.router.routes:
-        if isinstance(route, APIRoute):
+        if isinstance(route, Route) and route.methods:
             for method in sorted(route.methods):
                 yield method, route.path
 

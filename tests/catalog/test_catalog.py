@@ -170,10 +170,23 @@ def test_capabilities_are_known_and_offers_only_narrow_them(catalog: Catalog) ->
 def test_modalities_agree_with_capabilities(catalog: Catalog) -> None:
     for model in catalog.models.values():
         inputs = set(model.input_modalities)
-        assert "text" in inputs and "text" in model.output_modalities, model.id
+        assert "text" in inputs, model.id
+        # A model generates text or embeddings (served on /v1/embeddings only), never both.
+        assert ("text" in model.output_modalities) != ("embeddings" in model.output_modalities), model.id
         assert ("vision" in model.capabilities) == ("image" in inputs), model.id
         assert ("audio_input" in model.capabilities) == ("audio" in inputs), model.id
         assert ("file_input" in model.capabilities) == ("file" in inputs), model.id
+
+
+def test_embedding_models_have_dimensions_and_no_output_price(catalog: Catalog) -> None:
+    embedders = [m for m in catalog.models.values() if "embeddings" in m.output_modalities]
+    assert len(embedders) >= 8
+    for model in catalog.models.values():
+        embeds = model in embedders
+        assert (model.dimensions is not None) == embeds, model.id
+        if embeds:
+            assert not model.capabilities and model.max_output_tokens is None, model.id
+            assert all(o.pricing.completion == 0 and o.pricing.prompt > 0 for o in model.offers), model.id
 
 
 def test_release_dates_are_plausible(catalog: Catalog) -> None:

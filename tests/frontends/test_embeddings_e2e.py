@@ -213,9 +213,11 @@ def test_gemini_cannot_embed_token_arrays(client: openai.OpenAI, gemini_fake: Ge
 def test_the_upstreams_own_400_reaches_the_caller_uncharged(
     client: openai.OpenAI, openai_fake: OpenAIFake, gateway_db: str
 ) -> None:
+    refusal = "This model does not support specifying dimensions."
+    openai_fake.script("text-embedding-3-small", Reply(status=400, error_message=refusal))
     with pytest.raises(openai.BadRequestError) as info:
-        client.embeddings.create(model="openai/text-embedding-ada-002", input="x", dimensions=8)
-    assert "does not support specifying dimensions" in info.value.message
+        client.embeddings.create(model=SMALL, input="x", dimensions=8)
+    assert refusal in info.value.message
     assert info.value.response.headers.get("x-request-id")
     uncharged(gateway_db, info.value.response.headers["x-request-id"])
 
