@@ -81,4 +81,6 @@ def prompt_chars(body: dict[str, Any]) -> int:
                 1 for p in content if isinstance(p, dict) and p.get("type") != "text"
             )
     total += sum(chars for chars, _ in _embedding_inputs(body))
+    if isinstance(body.get("prompt"), str):  # an image generation's prompt
+        total += len(body["prompt"])
     return total + _TOOL_CHARS * len(body.get("tools") or ())

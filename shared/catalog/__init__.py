@@ -67,11 +67,43 @@ class LongPrompt(TokenRates):
 
 
 class Pricing(TokenRates):
-    """Token rates plus the per-image and per-request prices, and an optional long-prompt tier."""
+    """Token rates plus the per-image and per-request prices, and an optional long-prompt tier.
+
+    An image model is priced one of two ways. Per token (gpt-image-1 reports its usage): the
+    prompt rate bills the prompt, the completion rate the image tokens, and the offer's
+    `max_output_tokens` is the most one image can take (the reservation's worst case). Per image
+    (dall-e-3, most hosts): `images` maps "quality/size" (or "size", or "default") to the USD
+    price of one generated image; the first entry is the one a request naming neither gets.
+    """
 
     image: Decimal = Field(default=Decimal(0), ge=0)
     request: Decimal = Field(default=Decimal(0), ge=0)
     long_prompt: LongPrompt | None = None
+    images: dict[str, Decimal] | None = None
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _exact_images(cls, value: Any) -> Any:
+        if isinstance(value, dict) and any(isinstance(v, float) for v in value.values()):
+            raise ValueError("prices must be decimal strings, not floats")
+        if isinstance(value, dict) and not value:
+            raise ValueError("a per-image price table needs at least one entry")
+        return value
+
+    def image_price(self, quality: str, size: str) -> Decimal:
+        """One generated image's price: the entry for this quality and size, else for the size,
+        else the first (the model's default)."""
+        table = self.images
+        if not table:
+            return Decimal(0)
+        for key in (f"{quality}/{size}", size, f"{quality}/", "default"):
+            if key in table:
+                return table[key]
+        if quality:  # a known quality with the default size
+            for key, value in table.items():
+                if key.startswith(f"{quality}/"):
+                    return value
+        return next(iter(table.values()))
 
     def rates_for(self, prompt_tokens: int) -> TokenRates:
         """The token rates that apply to a request with this many prompt tokens."""
@@ -80,7 +112,7 @@ class Pricing(TokenRates):
 
     @property
     def is_free(self) -> bool:
-        return not (self.prompt or self.completion or self.request or self.image)
+        return not (self.prompt or self.completion or self.request or self.image or self.images)
 
 
 class Offer(_Strict):

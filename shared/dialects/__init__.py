@@ -26,6 +26,7 @@ _TRANSLATORS: dict[tuple[str, str], tuple[str, str]] = {
     # Embeddings have no pivot: every offer is served in the caller's API, or translated from it.
     ("embeddings", "openai"): ("shared.dialects.embeddings", "EmbeddingsToOpenAI"),
     ("embeddings", "gemini"): ("shared.dialects.embeddings", "EmbeddingsToGemini"),
+    ("images", "openai"): ("shared.dialects.images", "ImagesToOpenAI"),
 }
 # The provider feature (providers.toml `supports`) a pass-through needs beyond its dialect.
 _REQUIRES: dict[tuple[str, str], str] = {("responses", "openai"): "responses"}

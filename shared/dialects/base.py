@@ -36,6 +36,8 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    images: int = 0  # images generated (billed per image where the catalog prices them so)
+    image_kind: tuple[str, str] = ("", "")  # their (quality, size), which sets the per-image price
 
     @property
     def prompt_tokens(self) -> int:
@@ -48,6 +50,7 @@ class Usage:
         self.cache_write_1h_tokens += other.cache_write_1h_tokens
         self.output_tokens += other.output_tokens
         self.reasoning_tokens += other.reasoning_tokens
+        self.images += other.images
         self.estimated = self.estimated or other.estimated
 
     def openai(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ class Prices(Shape):
     reasoning: str
     image: str
     request: str
+    images: dict[str, str] | None = None  # image models priced per image: by "quality/size"
 
 
 class Architecture(Shape):

@@ -57,7 +57,10 @@ class FrontEnd:
     # /v1/embeddings only, chat models everywhere else).
     modality: ClassVar[str] = "text"
     # Where models of other modalities are served, for the 400 that redirects the caller.
-    elsewhere: ClassVar[dict[str, str]] = {"embeddings": "POST /v1/embeddings"}
+    elsewhere: ClassVar[dict[str, str]] = {
+        "embeddings": "POST /v1/embeddings",
+        "image": "POST /v1/images/generations",
+    }
 
     def check(self, body: Any, max_n: int) -> ChatParams:
         """The request checked, and what routing and metering need from it."""

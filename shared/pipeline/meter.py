@@ -64,8 +64,10 @@ def worst_case(
     for candidate in plan:
         output = output_bound(candidate, params) if max_output is None else max_output
         usage = Usage(input_tokens=input_tokens, output_tokens=output)
+        if params.images:  # one image's worst case (its tokens, or its price), times the images
+            usage.images, usage.image_kind = 1, params.image_kind
         worst = max(worst, cost_of(usage, candidate.offer.pricing, markup_for(rt, candidate)))
-    return worst * params.n
+    return worst * params.n * max(params.images, 1)
 
 
 def largest_fitting_output(
@@ -93,6 +95,12 @@ def insufficient(
     available: Decimal,
 ) -> InsufficientCredits:
     """The 402: what was reserved and why, what is available, and what the caller can change."""
+    if params.images:
+        return InsufficientCredits(
+            f"Insufficient credits: generating {params.images} image(s) may cost up to ${money(amount)} "
+            f"at the dearest eligible provider's price and ${money(available)} is available. Add "
+            "credits, or ask for fewer images (n) or a smaller size or quality."
+        )
     if params.max_output == 0:  # input tokens only (embeddings): nothing to shorten but the input
         return InsufficientCredits(
             f"Insufficient credits: this request may cost up to ${money(amount)} (an input of up to "

@@ -49,6 +49,9 @@ def price_view(pricing: Pricing, markup: Decimal) -> dict[str, Any]:
         # Above `threshold` prompt tokens every token of the request is billed at these rates.
         tier = pricing.long_prompt
         out["long_prompt"] = {"threshold": tier.threshold, **_rates_view(tier, markup)}
+    if pricing.images:
+        # An image model priced per generated image: USD per image by "quality/size" (or size).
+        out["images"] = {kind: money(price * markup) for kind, price in pricing.images.items()}
     return out
 
 

@@ -185,6 +185,7 @@ class OpenAIFake(FakeServer):
             web.post("/{prefix:.*}/completions", self.completions),
             web.post("/{prefix:.*}/responses", self.responses),
             web.post("/{prefix:.*}/embeddings", self.embeddings),
+            web.post("/{prefix:.*}/images/generations", self.images),
             web.get("/{prefix:.*}/models", self.models),
         ]
 
@@ -192,6 +193,11 @@ class OpenAIFake(FakeServer):
         from tests.fakes.embeddings_fake import openai_embeddings
 
         return await openai_embeddings(self, request)
+
+    async def images(self, request: web.Request) -> web.Response:
+        from tests.fakes.images_fake import images_generations
+
+        return await images_generations(self, request)
 
     def profile_for(self, request: web.Request) -> VendorProfile:
         vendor = request.match_info.get("prefix", "").strip("/").split("/")[0]
