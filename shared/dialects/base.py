@@ -119,6 +119,12 @@ class ChatTranslator:
         """An OpenAI `chat.completion` from the vendor's JSON; sets `self.usage`."""
         raise NotImplementedError
 
+    def raw_response(self, raw: bytes) -> dict[str, Any] | None:
+        """The answer read from the upstream's bytes without parsing all of them, for answers whose
+        bulk the gateway passes on untouched (embedding vectors); sets `self.usage` as `response`
+        does. None: parse the whole body and call `response`."""
+        return None
+
     def stream_event(self, event: str | None, data: bytes) -> list[Any]:
         """OpenAI `chat.completion.chunk` objects for one SSE event (possibly none); a
         pass-through gives the caller's own events instead.

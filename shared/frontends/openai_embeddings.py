@@ -19,6 +19,7 @@ import orjson
 
 from shared.billing import money
 from shared.dialects.base import ChatTranslator, Usage
+from shared.dialects.embeddings import SPLICED, Spliced
 from shared.errors import InvalidRequest
 from shared.pipeline.frontend import FrontEnd, Inbound
 from shared.pipeline.request import ChatParams
@@ -96,14 +97,15 @@ class OpenAIEmbeddings(FrontEnd):
     def inbound(self, body: Any) -> Inbound:
         return Inbound(body, native=body, native_only="embeddings")
 
-    def response(
-        self, answer_body: dict[str, Any], tr: ChatTranslator, usage: Usage, cost: Decimal
-    ) -> dict[str, Any]:
+    def response(self, answer_body: dict[str, Any], tr: ChatTranslator, usage: Usage, cost: Decimal) -> Any:
         out: dict[str, Any] = {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}
         if usage.estimated:
             out["estimated"] = True
         # A JSON number written from the exact decimal (as chat's usage.cost), never via a float.
         out["cost"] = orjson.Fragment(money(cost).encode())
+        spliced = answer_body.get(SPLICED)
+        if isinstance(spliced, Spliced):  # the upstream's bytes, the vectors untouched
+            return orjson.Fragment(spliced.before + orjson.dumps(out) + spliced.after)
         answer_body["usage"] = out
         return answer_body
 

@@ -143,6 +143,9 @@ async def _call_once(
     raw = await read_body(resp)
     if resp.status >= 300:
         raise tr.error(resp.status, resp.headers, raw)
+    passed = tr.raw_response(raw)
+    if passed is not None:
+        return Answer(passed, tr.usage or Usage(), tr)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:

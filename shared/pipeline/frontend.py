@@ -66,10 +66,9 @@ class FrontEnd:
         """The request checked, and what routing and metering need from it."""
         return check_chat(body, max_n)
 
-    def response(
-        self, answer_body: dict[str, Any], tr: ChatTranslator, usage: Usage, cost: Decimal
-    ) -> dict[str, Any]:
-        """The caller's body for a whole answer."""
+    def response(self, answer_body: dict[str, Any], tr: ChatTranslator, usage: Usage, cost: Decimal) -> Any:
+        """The caller's body for a whole answer: what orjson writes (an `orjson.Fragment` for
+        bytes already written)."""
         raise NotImplementedError
 
     def writer(self, call: Call, tr: ChatTranslator, model_id: str) -> StreamWriter:
