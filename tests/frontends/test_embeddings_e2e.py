@@ -229,7 +229,6 @@ def test_an_upstream_outage_is_a_5xx_uncharged(
     with pytest.raises(openai.APIStatusError) as info:
         client.embeddings.create(model=SMALL, input="x")
     assert info.value.status_code in (502, 503)
-    assert info.value.body["type"] != "api_error" or info.value.status_code != 500  # type: ignore[index]
     uncharged(gateway_db, info.value.response.headers["x-request-id"])
 
 
