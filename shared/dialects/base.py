@@ -80,6 +80,9 @@ class ChatTranslator:
 
     source: ClassVar[str] = "openai"
     dialect: ClassVar[str] = ""
+    # A pass-through whose requests still take the offer's parameter quirks (providers.toml):
+    # OpenAI-shaped bodies of APIs without a pivot (embeddings, images) to OpenAI-compatible hosts.
+    takes_quirks: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -116,6 +116,7 @@ class EmbeddingsToOpenAI(ChatTranslator):
 
     source = "embeddings"
     dialect = "openai"
+    takes_quirks = True  # what the host spells differently (Mistral: output_dimension)
 
     def path(self, stream: bool) -> str:
         return "/embeddings"

@@ -29,6 +29,7 @@ def _count(usage: dict[str, Any], name: str) -> int:
 class ImagesToOpenAI(ChatTranslator):
     source = "images"
     dialect = "openai"
+    takes_quirks = True  # what the host spells differently (Mistral: output_dimension)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

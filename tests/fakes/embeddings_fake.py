@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from tests.fakes.openai_fake import OpenAIFake
 
 OPENAI_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user"})
+# https://docs.mistral.ai/api/endpoint/embeddings: output_dimension (not dimensions), no user.
+VENDOR_FIELDS = {
+    "mistral": frozenset(
+        {"input", "model", "output_dimension", "output_dtype", "encoding_format", "metadata"}
+    )
+}
 # Models with a native length and whether `dimensions` may shorten it (OpenAI: only the -3 models).
 DIMENSIONS: dict[str, tuple[int, bool]] = {
     "text-embedding-3-small": (1536, True),
@@ -58,10 +64,13 @@ async def _reply(fake: Any, model: str) -> Reply:
 async def openai_embeddings(fake: OpenAIFake, request: web.Request) -> web.Response:
     from tests.fakes.openai_fake import openai_error
 
-    checked = await fake._validated(request, OPENAI_FIELDS)
+    vendor = request.match_info.get("prefix", "").strip("/").split("/")[0]
+    checked = await fake._validated(request, VENDOR_FIELDS.get(vendor, OPENAI_FIELDS))
     if isinstance(checked, web.Response):
         return checked
     body, rec, _ = checked
+    if "output_dimension" in body:
+        body = {**body, "dimensions": body["output_dimension"]}
     raw = body.get("input")
     items = (
         [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw

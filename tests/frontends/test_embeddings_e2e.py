@@ -113,6 +113,23 @@ def test_token_arrays_pass_through(client: openai.OpenAI, openai_fake: OpenAIFak
     assert result.data[1].embedding == vector("7", 1536)
 
 
+def test_what_mistral_spells_differently_is_adjusted(client: openai.OpenAI, openai_fake: OpenAIFake) -> None:
+    """Mistral takes output_dimension and no user (a quirk of the offer and of the provider row)."""
+    raw = client.embeddings.with_raw_response.create(
+        model="mistralai/codestral-embed",
+        input="def f(): pass",
+        dimensions=512,
+        user="u-1",
+        encoding_format="float",
+    )
+    assert len(raw.parse().data[0].embedding) == 512
+    assert raw.headers["x-gatewayz-dropped-params"] == "user"
+    sent = openai_fake.requests[-1]
+    assert sent.path == "/mistral/v1/embeddings"
+    assert sent.body == {"model": "codestral-embed", "input": "def f(): pass", "output_dimension": 512,
+                         "encoding_format": "float"}  # fmt: skip
+
+
 @pytest.mark.parametrize("encoding", ["float", "base64"])
 def test_gemini_is_translated_to_batch_embed_contents(
     client: openai.OpenAI, gemini_fake: GeminiFake, gateway: GatewayServer, account: Any, gateway_db: str,
