@@ -21,6 +21,9 @@ keep-alive. Every answer is rendered once at start-up, so a request costs one pa
   `response.in_progress`, `response.output_item.added`, `response.content_part.added`, 20
   `response.output_text.delta`, `response.output_text.done`, `response.content_part.done`,
   `response.output_item.done`, `response.completed` (with the usage).
+- `POST …/embeddings` (OpenAI, https://platform.openai.com/docs/api-reference/embeddings) → one
+  text-embedding-3-small vector (1536 dimensions) with `usage`, as base64 (little-endian float32,
+  the `openai` SDK's default) when the request asks for it, else as floats.
 - `GET /health`, `GET /v1/models` → small fixed answers.
 
 Delays: `--delay-ms` before the response (headers included) and `--chunk-delay-ms` between two
@@ -141,6 +144,27 @@ def _message(content: list[dict[str, Any]], stop_reason: str | None, usage: dict
         "stop_sequence": None,
         "usage": usage,
     }
+
+
+EMBEDDING_SIZE = 1536
+
+
+def embedding_body(encoding: str) -> bytes:
+    import base64
+    import struct
+
+    values = [((17 * j) % 1024 - 512) / 4096 + j / 3e5 for j in range(EMBEDDING_SIZE)]
+    vector: Any = values
+    if encoding == "base64":
+        vector = base64.b64encode(struct.pack(f"<{EMBEDDING_SIZE}f", *values)).decode()
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+            "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 14, "total_tokens": 14},
+        }
+    )
 
 
 def message_body() -> bytes:
@@ -294,6 +318,10 @@ MODELS = fixed_response(
     ),
 )
 MESSAGE = fixed_response(b"200 OK", b"application/json", message_body())
+EMBEDDINGS = {
+    encoding: fixed_response(b"200 OK", b"application/json", embedding_body(encoding))
+    for encoding in ("float", "base64")
+}
 RESPONSE = fixed_response(b"200 OK", b"application/json", response_body())
 RESPONSE_EVENTS = response_events()
 RESPONSE_STREAM_WHOLE = STREAM_HEAD + b"".join(http_chunk(e) for e in RESPONSE_EVENTS) + LAST_CHUNK
@@ -312,6 +340,7 @@ NOT_FOUND = fixed_response(
 _OVERRIDE = re.compile(rb"bench:(delay|chunk)=(\d+)")
 _STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 _USAGE_TRUE = re.compile(rb'"include_usage"\s*:\s*true')
+_BASE64 = re.compile(rb'"encoding_format"\s*:\s*"base64"')
 
 
 class Settings:
@@ -405,6 +434,10 @@ class FakeProtocol(asyncio.Protocol):
             body = b"".join(self._body)
             stream = _STREAM_TRUE.search(body) is not None
             self._answer(body, stream, RESPONSE, RESPONSE_EVENTS, RESPONSE_STREAM_WHOLE)
+        elif method == b"POST" and path.endswith(b"/embeddings"):
+            body = b"".join(self._body)
+            answer = EMBEDDINGS["base64" if _BASE64.search(body) else "float"]
+            self._answer(body, False, answer, [], b"")
         elif path.endswith(b"/models"):
             self._send(MODELS)
         elif path in (b"/health", b"/", b"/healthz"):

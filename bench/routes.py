@@ -82,6 +82,22 @@ def responses_request(model: str, stream: bool, tag: str | None) -> dict[str, An
     return body
 
 
+EMBED_TEXT = "How does an LLM gateway bill a team for the tokens it uses?"
+
+
+def embeddings_request(encoding: str) -> Callable[[str, bool, str | None], dict[str, Any]]:
+    """OpenAI embeddings of one query (a RAG lookup): `user` carries the tag. `base64` is what the
+    `openai` SDK asks for unless told otherwise; `float` is what most other clients send."""
+
+    def build(model: str, stream: bool, tag: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "input": EMBED_TEXT, "encoding_format": encoding}
+        if tag:
+            body["user"] = tag
+        return body
+
+    return build
+
+
 @dataclass(frozen=True)
 class Api:
     """A wire shape callers speak."""
@@ -127,9 +143,17 @@ RESPONSES = Api(
     stream_tail=8192,
 )
 
+EMBEDDINGS = Api(
+    "embeddings", "/v1/embeddings", embeddings_request("base64"), b'"embedding"', b"", streams=False
+)
+EMBEDDINGS_FLOAT = Api(
+    "embeddings-float", "/v1/embeddings", embeddings_request("float"), b'"embedding"', b"", streams=False
+)
+
 # The fake upstream's APIs, by the `TargetSpec.models` key that names a model for them.
 UPSTREAMS = {
     "openai": "the fake's OpenAI `POST /v1/chat/completions` (and `POST /v1/responses`)",
+    "openai-embeddings": "the fake's OpenAI `POST /v1/embeddings` (1536 dimensions)",
     "anthropic": "the fake's Anthropic `POST /v1/messages`",
 }
 
@@ -185,6 +209,24 @@ ROUTES: dict[str, Route] = {
             "anthropic",
             floor="msg-native",
             reference="chat-claude",
+        ),
+        # Embeddings pass through to the fake's own /v1/embeddings (their floor: that API called
+        # directly), compared with chat (issue 13: within 10 % of chat's added latency).
+        Route(
+            "emb",
+            "Embeddings, OpenAI upstream (base64, the SDK's default)",
+            EMBEDDINGS,
+            "openai-embeddings",
+            floor="emb",
+            reference="chat",
+        ),
+        Route(
+            "emb-float",
+            "Embeddings, OpenAI upstream (floats)",
+            EMBEDDINGS_FLOAT,
+            "openai-embeddings",
+            floor="emb-float",
+            reference="chat",
         ),
     )
 }

@@ -73,8 +73,12 @@ class TargetSpec:
 
 # Gatewayz serves every route: chat, Messages and Responses, each to the OpenAI and the Anthropic
 # upstream.
-GATEWAYZ_MODELS = {"openai": "openai/gpt-4o", "anthropic": "anthropic/claude-sonnet-4.5"}
-GATEWAYZ_ROUTES = ("chat", "msg", "chat-claude", "msg-native", "resp", "resp-claude")
+GATEWAYZ_MODELS = {
+    "openai": "openai/gpt-4o",
+    "anthropic": "anthropic/claude-sonnet-4.5",
+    "openai-embeddings": "openai/text-embedding-3-small",
+}
+GATEWAYZ_ROUTES = ("chat", "msg", "chat-claude", "msg-native", "resp", "resp-claude", "emb", "emb-float")
 
 TARGETS: dict[str, TargetSpec] = {
     t.key: t
@@ -84,8 +88,12 @@ TARGETS: dict[str, TargetSpec] = {
             "direct",
             "Upstream direct (the floor)",
             "direct",
-            {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5-20250929"},
-            routes=("chat", "msg-native", "resp"),
+            {
+                "openai": "gpt-4o",
+                "anthropic": "claude-sonnet-4-5-20250929",
+                "openai-embeddings": "text-embedding-3-small",
+            },
+            routes=("chat", "msg-native", "resp", "emb", "emb-float"),
         ),
         TargetSpec(
             "gatewayz",

@@ -10,12 +10,27 @@ from shared.config import Settings
 
 def create_server_app(settings: Settings | None = None) -> FastAPI:
     # Imported here so that importing shared/ never imports the function modules.
-    from functions import account, admin, auth, catalog, chat, health, jobs, messages, probes, responses
+    from functions import (
+        account,
+        admin,
+        auth,
+        catalog,
+        chat,
+        embeddings,
+        health,
+        images,
+        jobs,
+        messages,
+        probes,
+        responses,
+    )
 
     routers = [
         chat.router,  # first: the hot path's routes are matched before any other
         messages.router,
         responses.router,
+        embeddings.router,
+        images.router,
         health.router,
         catalog.router,
         auth.router,

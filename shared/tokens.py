@@ -46,7 +46,22 @@ def estimate_prompt(body: dict[str, Any]) -> int:
         total += estimate_text(body["prompt"])
     if body.get("tools"):
         total += estimate_text(orjson.dumps(body["tools"]).decode())
-    return total
+    return total + sum(tokens for _, tokens in _embedding_inputs(body))
+
+
+def _embedding_inputs(body: dict[str, Any]) -> Iterator[tuple[int, int]]:
+    """An embeddings request's inputs as (characters, tokens): a string is estimated from its
+    text, a token array counts exactly (OpenAI's `input` forms)."""
+    raw = body.get("input")
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)):
+        raw = [raw]
+    if not isinstance(raw, list):
+        return
+    for item in raw:
+        if isinstance(item, str):
+            yield len(item), estimate_text(item)
+        elif isinstance(item, list):
+            yield 2 * len(item), len(item)  # two characters a token: the bound counts it exactly
 
 
 # Allowances for what has no text in the prompt: an image/audio/file part, a tool definition.
@@ -65,4 +80,7 @@ def prompt_chars(body: dict[str, Any]) -> int:
             total += _MEDIA_PART_CHARS * sum(
                 1 for p in content if isinstance(p, dict) and p.get("type") != "text"
             )
+    total += sum(chars for chars, _ in _embedding_inputs(body))
+    if isinstance(body.get("prompt"), str):  # an image generation's prompt
+        total += len(body["prompt"])
     return total + _TOOL_CHARS * len(body.get("tools") or ())

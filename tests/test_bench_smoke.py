@@ -66,6 +66,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "msg-native-probe-c2",
         "resp-c2",
         "resp-probe-c2",
+        "emb-c2",
+        "emb-float-c2",
     }
     assert set(targets["gatewayz"]["points"]) == {
         "chat-c2",
@@ -80,6 +82,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "resp-probe-c2",
         "resp-claude-c2",
         "resp-claude-probe-c2",
+        "emb-c2",
+        "emb-float-c2",
     }
     for t in targets.values():
         assert t["status"] == "ok", t.get("note")
@@ -99,6 +103,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "resp-probe-c2",
         "resp-claude-c2",
         "resp-claude-probe-c2",
+        "emb-c2",
+        "emb-float-c2",
     }
     assert rows["msg-c2"].reference == "chat-c2"
     assert rows["msg-native-probe-c2"].reference == "chat-claude-probe-c2"

@@ -40,7 +40,12 @@ def test_models_filters_and_pagination(gateway: Any) -> None:
     groq = get(gateway, "/v1/models", provider="groq").json()["data"]
     assert groq and all(any(p["provider"] == "groq" for p in m["providers"]) for m in groq)
     images = get(gateway, "/v1/models", modality="image").json()["data"]
-    assert images and all("image" in m["architecture"]["input_modalities"] for m in images)
+    # Image input (vision models) or image output (image generation models).
+    assert images and all(
+        "image" in m["architecture"]["input_modalities"] + m["architecture"]["output_modalities"]
+        for m in images
+    )
+    assert any(m["architecture"]["output_modalities"] == ["image"] for m in images)
     found = get(gateway, "/v1/models", q="LLAMA").json()["data"]
     assert found and all("llama" in (m["id"] + m["name"]).lower() for m in found)
     page1 = get(gateway, "/v1/models", limit=5).json()

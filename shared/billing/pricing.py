@@ -38,4 +38,6 @@ def cost_of(
         + usage.reasoning_tokens * reasoning
     )
     upstream = per_million / MILLION + pricing.request * requests + pricing.image * images
+    if usage.images and pricing.images:
+        upstream += usage.images * pricing.image_price(*usage.image_kind)
     return (upstream * markup).quantize(QUANTUM, rounding=ROUND_HALF_EVEN)

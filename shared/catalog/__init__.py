@@ -24,7 +24,8 @@ from shared.providers.quirks import EMPTY_QUIRKS, Quirks
 CAPABILITIES = frozenset(
     {"tools", "json_mode", "json_schema", "vision", "reasoning", "audio_input", "file_input", "logprobs"}
 )
-MODALITIES = frozenset({"text", "image", "audio", "file", "video"})
+# "embeddings": an embedding model's output (served on /v1/embeddings, never on chat).
+MODALITIES = frozenset({"text", "image", "audio", "file", "video", "embeddings"})
 MILLION = Decimal(1_000_000)
 
 
@@ -66,11 +67,43 @@ class LongPrompt(TokenRates):
 
 
 class Pricing(TokenRates):
-    """Token rates plus the per-image and per-request prices, and an optional long-prompt tier."""
+    """Token rates plus the per-image and per-request prices, and an optional long-prompt tier.
+
+    An image model is priced one of two ways. Per token (gpt-image-1 reports its usage): the
+    prompt rate bills the prompt, the completion rate the image tokens, and the offer's
+    `max_output_tokens` is the most one image can take (the reservation's worst case). Per image
+    (dall-e-3, most hosts): `images` maps "quality/size" (or "size", or "default") to the USD
+    price of one generated image; the first entry is the one a request naming neither gets.
+    """
 
     image: Decimal = Field(default=Decimal(0), ge=0)
     request: Decimal = Field(default=Decimal(0), ge=0)
     long_prompt: LongPrompt | None = None
+    images: dict[str, Decimal] | None = None
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _exact_images(cls, value: Any) -> Any:
+        if isinstance(value, dict) and any(isinstance(v, float) for v in value.values()):
+            raise ValueError("prices must be decimal strings, not floats")
+        if isinstance(value, dict) and not value:
+            raise ValueError("a per-image price table needs at least one entry")
+        return value
+
+    def image_price(self, quality: str, size: str) -> Decimal:
+        """One generated image's price: the entry for this quality and size, else for the size,
+        else the first (the model's default)."""
+        table = self.images
+        if not table:
+            return Decimal(0)
+        for key in (f"{quality}/{size}", size, f"{quality}/", "default"):
+            if key in table:
+                return table[key]
+        if quality:  # a known quality with the default size
+            for key, value in table.items():
+                if key.startswith(f"{quality}/"):
+                    return value
+        return next(iter(table.values()))
 
     def rates_for(self, prompt_tokens: int) -> TokenRates:
         """The token rates that apply to a request with this many prompt tokens."""
@@ -79,7 +112,7 @@ class Pricing(TokenRates):
 
     @property
     def is_free(self) -> bool:
-        return not (self.prompt or self.completion or self.request or self.image)
+        return not (self.prompt or self.completion or self.request or self.image or self.images)
 
 
 class Offer(_Strict):
@@ -111,6 +144,7 @@ class Model(_Strict):
     output_modalities: tuple[str, ...] = ("text",)
     capabilities: frozenset[str] = frozenset()
     aliases: tuple[str, ...] = ()
+    dimensions: int | None = Field(default=None, gt=0)  # an embedding model's default vector length
     offers: tuple[Offer, ...] = Field(min_length=1)
 
     @field_validator("capabilities")

@@ -25,6 +25,10 @@ _TRANSLATORS: dict[tuple[str, str], tuple[str, str]] = {
     ("openai", "bedrock"): ("shared.dialects.openai_to_bedrock", "OpenAIToBedrock"),
     ("anthropic", "anthropic"): ("shared.dialects.anthropic_to_anthropic", "AnthropicToAnthropic"),
     ("responses", "openai"): ("shared.dialects.responses_to_responses", "ResponsesToResponses"),
+    # Embeddings have no pivot: every offer is served in the caller's API, or translated from it.
+    ("embeddings", "openai"): ("shared.dialects.embeddings", "EmbeddingsToOpenAI"),
+    ("embeddings", "gemini"): ("shared.dialects.embeddings", "EmbeddingsToGemini"),
+    ("images", "openai"): ("shared.dialects.images", "ImagesToOpenAI"),
 }
 # The provider feature (providers.toml `supports`) a pass-through needs beyond its dialect.
 _REQUIRES: dict[tuple[str, str], str] = {("responses", "openai"): "responses"}

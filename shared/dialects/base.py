@@ -45,6 +45,8 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    images: int = 0  # images generated (billed per image where the catalog prices them so)
+    image_kind: tuple[str, str] = ("", "")  # their (quality, size), which sets the per-image price
 
     @property
     def prompt_tokens(self) -> int:
@@ -57,6 +59,7 @@ class Usage:
         self.cache_write_1h_tokens += other.cache_write_1h_tokens
         self.output_tokens += other.output_tokens
         self.reasoning_tokens += other.reasoning_tokens
+        self.images += other.images
         self.estimated = self.estimated or other.estimated
 
     def openai(self) -> dict[str, Any]:
@@ -86,6 +89,9 @@ class ChatTranslator:
 
     source: ClassVar[str] = "openai"
     dialect: ClassVar[str] = ""
+    # A pass-through whose requests still take the offer's parameter quirks (providers.toml):
+    # OpenAI-shaped bodies of APIs without a pivot (embeddings, images) to OpenAI-compatible hosts.
+    takes_quirks: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -129,6 +135,12 @@ class ChatTranslator:
         """The framing of the vendor's stream: server-sent events, unless the dialect says otherwise
         (Bedrock's ConverseStream answers AWS event-stream frames)."""
         return SSEParser()
+
+    def raw_response(self, raw: bytes) -> dict[str, Any] | None:
+        """The answer read from the upstream's bytes without parsing all of them, for answers whose
+        bulk the gateway passes on untouched (embedding vectors); sets `self.usage` as `response`
+        does. None: parse the whole body and call `response`."""
+        return None
 
     def stream_event(self, event: str | None, data: bytes) -> list[Any]:
         """OpenAI `chat.completion.chunk` objects for one SSE event (possibly none); a

@@ -19,6 +19,7 @@ class Prices(Shape):
     reasoning: str
     image: str
     request: str
+    images: dict[str, str] | None = None  # image models priced per image: by "quality/size"
 
 
 class Architecture(Shape):
@@ -54,6 +55,7 @@ class ModelObject(Shape):
     description: str
     context_length: int
     max_output_tokens: int | None = None
+    dimensions: int | None = None  # embedding models: the default vector length
     pricing: Prices
     architecture: Architecture
     capabilities: list[str]

@@ -75,7 +75,11 @@ def prepare(candidate: Candidate, call: Call, stream: bool, fan_out: bool) -> Pr
     )
     if native is not None and call.native is not None:
         tr: ChatTranslator = native(**kwargs)
-        vendor = tr.request(call.native, stream)
+        body = call.native
+        if tr.takes_quirks and offer.quirks:
+            body = dict(body)
+            offer.quirks.apply(body, tr.dropped, tr.adjusted)
+        vendor = tr.request(body, stream)
         headers = {**candidate.endpoint.headers, **call.headers}
     else:
         tr = translator_class(provider.dialect)(**kwargs)
@@ -144,6 +148,9 @@ async def _call_once(
     raw = await read_body(resp)
     if resp.status >= 300:
         raise tr.error(resp.status, resp.headers, raw)
+    passed = tr.raw_response(raw)
+    if passed is not None:
+        return Answer(passed, tr.usage or Usage(), tr)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from shared.dialects.base import ChatTranslator, Usage
 from shared.errors import GatewayError
-from shared.pipeline.request import GATEWAY_FIELDS
+from shared.pipeline.request import GATEWAY_FIELDS, ChatParams, check_chat
 
 if TYPE_CHECKING:
     from shared.pipeline.call import Call
@@ -53,11 +53,22 @@ class FrontEnd:
     native_offers: ClassVar[str] = "models of this API"  # who serves a native-only request (a 400 says)
     # Fields of the caller's own body that the gateway consumes (never sent to a native offer).
     consumed: ClassVar[tuple[str, ...]] = GATEWAY_FIELDS
+    # The catalog output modality a model needs to be served here ("embeddings" models answer on
+    # /v1/embeddings only, chat models everywhere else).
+    modality: ClassVar[str] = "text"
+    # Where models of other modalities are served, for the 400 that redirects the caller.
+    elsewhere: ClassVar[dict[str, str]] = {
+        "embeddings": "POST /v1/embeddings",
+        "image": "POST /v1/images/generations",
+    }
 
-    def response(
-        self, answer_body: dict[str, Any], tr: ChatTranslator, usage: Usage, cost: Decimal
-    ) -> dict[str, Any]:
-        """The caller's body for a whole answer."""
+    def check(self, body: Any, max_n: int) -> ChatParams:
+        """The request checked, and what routing and metering need from it."""
+        return check_chat(body, max_n)
+
+    def response(self, answer_body: dict[str, Any], tr: ChatTranslator, usage: Usage, cost: Decimal) -> Any:
+        """The caller's body for a whole answer: what orjson writes (an `orjson.Fragment` for
+        bytes already written)."""
         raise NotImplementedError
 
     def writer(self, call: Call, tr: ChatTranslator, model_id: str) -> StreamWriter:

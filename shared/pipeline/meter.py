@@ -50,7 +50,9 @@ def prompt_bound(body: dict[str, object]) -> int:
 
 
 def output_bound(candidate: Candidate, params: ChatParams) -> int:
-    return params.max_output or candidate.offer.max_output_tokens or _DEFAULT_OUTPUT
+    if params.max_output is not None:
+        return params.max_output  # 0 for an endpoint without output tokens (embeddings)
+    return candidate.offer.max_output_tokens or _DEFAULT_OUTPUT
 
 
 def worst_case(
@@ -62,8 +64,10 @@ def worst_case(
     for candidate in plan:
         output = output_bound(candidate, params) if max_output is None else max_output
         usage = Usage(input_tokens=input_tokens, output_tokens=output)
+        if params.images:  # one image's worst case (its tokens, or its price), times the images
+            usage.images, usage.image_kind = 1, params.image_kind
         worst = max(worst, cost_of(usage, candidate.offer.pricing, markup_for(rt, candidate)))
-    return worst * params.n
+    return worst * params.n * max(params.images, 1)
 
 
 def largest_fitting_output(
@@ -91,6 +95,18 @@ def insufficient(
     available: Decimal,
 ) -> InsufficientCredits:
     """The 402: what was reserved and why, what is available, and what the caller can change."""
+    if params.images:
+        return InsufficientCredits(
+            f"Insufficient credits: generating {params.images} image(s) may cost up to ${money(amount)} "
+            f"at the dearest eligible provider's price and ${money(available)} is available. Add "
+            "credits, or ask for fewer images (n) or a smaller size or quality."
+        )
+    if params.max_output == 0:  # input tokens only (embeddings): nothing to shorten but the input
+        return InsufficientCredits(
+            f"Insufficient credits: this request may cost up to ${money(amount)} (an input of up to "
+            f"{input_tokens} tokens at the dearest eligible provider's price) and ${money(available)} "
+            "is available. Add credits, or send less input."
+        )
     if params.max_output:
         budget = f"max_tokens={params.max_output}"
     else:

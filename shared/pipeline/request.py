@@ -45,6 +45,8 @@ class ChatParams:
     n: int
     needs: frozenset[str]
     max_output: int | None
+    images: int = 0  # images a generation asks for: the reservation covers each
+    image_kind: tuple[str, str] = ("", "")  # their (quality, size), as asked
 
 
 def _is_int(value: Any) -> bool:

@@ -27,7 +27,7 @@ from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, complete, fan_out_count, gateway_headers
 from shared.pipeline.frontend import FrontEnd, Inbound
 from shared.pipeline.meter import Meter, price
-from shared.pipeline.request import check_chat, upstream_body
+from shared.pipeline.request import upstream_body
 from shared.pipeline.streaming import stream_chat
 from shared.providers import bind
 from shared.routing.context import RequestContext
@@ -83,6 +83,22 @@ def native_offers(plan: list[Candidate], front: FrontEnd, why: str) -> list[Cand
     return kept
 
 
+def of_modality(plan: list[Candidate], front: FrontEnd, requested: str) -> list[Candidate]:
+    """Offers of models this endpoint serves: an embedding model on chat (or a chat model on
+    /v1/embeddings) is the caller's mistake, a 400 that says where the model is served."""
+    wanted = front.modality
+    kept = [c for c in plan if wanted in c.offer.model.output_modalities]
+    if not kept:
+        outputs = plan[0].offer.model.output_modalities
+        where = next((front.elsewhere[m] for m in outputs if m in front.elsewhere), "a chat endpoint")
+        raise InvalidRequest(
+            f"The model '{requested}' does not produce {wanted} output here: it is served on {where}.",
+            param="model",
+            code="model_not_supported",
+        )
+    return kept
+
+
 def free_only(plan: list[Candidate], requested: str) -> list[Candidate]:
     """Anonymous callers (layer 3) reach free offers only."""
     kept = [c for c in plan if c.offer.pricing.is_free]
@@ -98,12 +114,12 @@ async def run(
     rt: Runtime, inbound: Inbound, ctx: RequestContext, principal: Principal, front: FrontEnd
 ) -> Response:
     body = inbound.body
-    params = check_chat(body, rt.settings.limits.max_n)
+    params = front.check(body, rt.settings.limits.max_n)
     prefs = parse_preferences(body.get("provider"), rt.endpoints)
     requested = str(body.get("model"))
     byok = principal.key.byok_providers if principal.key else frozenset()
     await rt.health.refresh()  # the shared breakers and latencies, at most a second old
-    plan = rt.router.plan(body, params.needs, prefs, byok)
+    plan = of_modality(rt.router.plan(body, params.needs, prefs, byok), front, requested)
     if inbound.native_only is not None:
         plan = native_offers(plan, front, inbound.native_only)
     if byok:

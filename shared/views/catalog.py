@@ -49,6 +49,9 @@ def price_view(pricing: Pricing, markup: Decimal) -> dict[str, Any]:
         # Above `threshold` prompt tokens every token of the request is billed at these rates.
         tier = pricing.long_prompt
         out["long_prompt"] = {"threshold": tier.threshold, **_rates_view(tier, markup)}
+    if pricing.images:
+        # An image model priced per generated image: USD per image by "quality/size" (or size).
+        out["images"] = {kind: money(price * markup) for kind, price in pricing.images.items()}
     return out
 
 
@@ -85,6 +88,7 @@ def _static_view(rt: Runtime, model: Model) -> dict[str, Any]:
             "input_modalities": list(model.input_modalities),
             "output_modalities": list(model.output_modalities),
         },
+        "dimensions": model.dimensions,
         "capabilities": sorted(model.capabilities),
         "supported_parameters": _supported_parameters(model),
         "aliases": sorted(a for a, target in rt.catalog.aliases.items() if target == model.id),

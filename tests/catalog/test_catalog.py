@@ -68,7 +68,9 @@ def test_prices_are_written_as_strings(raw: dict[str, Any]) -> None:
     for model in raw["models"]:
         for offer in model["offers"]:
             tier = offer["pricing"].get("long_prompt") or {}
-            prices = {**{k: v for k, v in offer["pricing"].items() if k != "long_prompt"}, **tier}
+            skip = ("long_prompt", "images")
+            per_image = {f"images[{k}]": v for k, v in (offer["pricing"].get("images") or {}).items()}
+            prices = {**{k: v for k, v in offer["pricing"].items() if k not in skip}, **tier, **per_image}
             prices.pop("threshold", None)
             for name, value in prices.items():
                 assert isinstance(value, str), (model["id"], offer["provider"], name, value)
@@ -170,10 +172,39 @@ def test_capabilities_are_known_and_offers_only_narrow_them(catalog: Catalog) ->
 def test_modalities_agree_with_capabilities(catalog: Catalog) -> None:
     for model in catalog.models.values():
         inputs = set(model.input_modalities)
-        assert "text" in inputs and "text" in model.output_modalities, model.id
+        assert "text" in inputs, model.id
+        # A model generates text, images (/v1/images/generations) or embeddings (/v1/embeddings).
+        outputs = set(model.output_modalities)
+        assert outputs & {"text", "image", "embeddings"}, model.id
+        assert "embeddings" not in outputs or outputs == {"embeddings"}, model.id
         assert ("vision" in model.capabilities) == ("image" in inputs), model.id
         assert ("audio_input" in model.capabilities) == ("audio" in inputs), model.id
         assert ("file_input" in model.capabilities) == ("file" in inputs), model.id
+
+
+def test_embedding_models_have_dimensions_and_no_output_price(catalog: Catalog) -> None:
+    embedders = [m for m in catalog.models.values() if "embeddings" in m.output_modalities]
+    assert len(embedders) >= 8
+    for model in catalog.models.values():
+        embeds = model in embedders
+        assert (model.dimensions is not None) == embeds, model.id
+        if embeds:
+            assert not model.capabilities and model.max_output_tokens is None, model.id
+            assert all(o.pricing.completion == 0 and o.pricing.prompt > 0 for o in model.offers), model.id
+
+
+def test_image_models_are_priced_per_image_or_per_token(catalog: Catalog) -> None:
+    """Per image: a price table (by quality/size) and no token rates. Per token: the most tokens an
+    image can take, which the reservation needs."""
+    image_models = [m for m in catalog.models.values() if m.output_modalities == ("image",)]
+    assert len(image_models) >= 3
+    for model in image_models:
+        for offer in model.offers:
+            if offer.pricing.images:
+                assert offer.pricing.prompt == offer.pricing.completion == 0, model.id
+                assert all(price > 0 for price in offer.pricing.images.values()), model.id
+            else:
+                assert offer.pricing.completion > 0 and model.max_output_tokens, model.id
 
 
 def test_release_dates_are_plausible(catalog: Catalog) -> None:

@@ -33,7 +33,7 @@ from aiohttp import web
 from tests.fakes.server import FakeServer, Reply, split_text, write_sse
 
 STUDIO_PATH = re.compile(
-    r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$"
+    r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|batchEmbedContents)$"
 )
 VERTEX_PATH = re.compile(
     r"^/v1(?:beta1)?/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/publishers/google"
@@ -326,6 +326,10 @@ class GeminiFake(FakeServer):
         denied = self._auth(request, vertex)
         if denied is not None:
             return denied
+        if route["method"] == "batchEmbedContents":
+            from tests.fakes.embeddings_fake import gemini_batch_embed
+
+            return await gemini_batch_embed(self, request, model, body)
         stream = route["method"] == "streamGenerateContent"
         if stream and request.query.get("alt") != "sse":
             return google_error(400, "fake: only alt=sse streams are implemented")

@@ -184,8 +184,20 @@ class OpenAIFake(FakeServer):
             web.post("/{prefix:.*}/chat/completions", self.chat),
             web.post("/{prefix:.*}/completions", self.completions),
             web.post("/{prefix:.*}/responses", self.responses),
+            web.post("/{prefix:.*}/embeddings", self.embeddings),
+            web.post("/{prefix:.*}/images/generations", self.images),
             web.get("/{prefix:.*}/models", self.models),
         ]
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        from tests.fakes.embeddings_fake import openai_embeddings
+
+        return await openai_embeddings(self, request)
+
+    async def images(self, request: web.Request) -> web.Response:
+        from tests.fakes.images_fake import images_generations
+
+        return await images_generations(self, request)
 
     def profile_for(self, request: web.Request) -> VendorProfile:
         vendor = request.match_info.get("prefix", "").strip("/").split("/")[0]
