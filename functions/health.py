@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from mangum import Mangum
 
 from shared.app import function_app, runtime_of
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
 from shared.views.status import provider_status, readiness
 
@@ -40,4 +40,4 @@ async def status(request: Request) -> dict[str, object]:
 
 
 app = function_app([router], title="Gatewayz health")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "health")

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import observe
 from shared.billing.ledger import new_id
 from shared.config import Settings, process_settings
 from shared.errors import (
@@ -183,11 +184,25 @@ class GatewayMiddleware:
                 raise
             await send_error(InternalError("The gateway failed unexpectedly; the request id identifies it."))
         finally:
+            if observe.SINKS:
+                observe.http_finished(
+                    route_label(scope, self.direct), scope["method"], status or 500, state["t0"]
+                )
             if rt is not None:
                 rt.inflight -= 1
                 if "deferred_ip" in state:  # failed before its admission: layer 1 still counts it
                     await rt.limiter.count_ip(state.pop("deferred_ip"))
                 await rt.limiter.record_response(status or 500, state.get("client_ip") or "unknown")
+
+
+def route_label(scope: Scope, direct: Mapping[str, Route]) -> str:
+    """The route's template (`/v1/models/{model_id:path}`), never the raw path: a metric label
+    must have a bounded set of values. A path no route matched is `unmatched`."""
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    path = str(scope.get("path", ""))
+    return path if path in direct else "unmatched"
 
 
 async def call_direct(route: Route, scope: Scope, receive: Receive, send: Send) -> None:

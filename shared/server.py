@@ -23,4 +23,11 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         admin.router,
         jobs.router,
     ]
+    from shared import observe
+    from shared.observe import prometheus
+
+    observe.configure_from_env()
+    if prometheus.enabled():  # GATEWAYZ_METRICS=1 or GATEWAYZ_METRICS_TOKEN: /metrics and its backend
+        prometheus.sink()
+        routers.append(prometheus.metrics_router())
     return create_app(routers, settings=settings, title="Gatewayz")
