@@ -42,7 +42,7 @@ class RequestEvent:
     """One inference request, as every backend sees it (no secret: ids, names, numbers)."""
 
     request_id: str
-    route: str
+    route: str  # the endpoint (chat, completions, messages, responses)
     user_id: str
     key_id: str | None
     model: str

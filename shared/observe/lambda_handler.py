@@ -58,6 +58,7 @@ class ObservedMangum(Mangum):
         self.function = function
         self.cold = True
         self._tools: tuple[Any, Any] | None = None
+        self.emf: observe.Sink | None = None
 
     def tools(self) -> tuple[Any, Any]:
         if self._tools is None:
@@ -67,9 +68,17 @@ class ObservedMangum(Mangum):
             logger = Logger(service=service)
             metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE))
             observe.configure_from_env()
-            observe.install(EmfSink(self.function))
+            self.emf = observe.install(EmfSink(self.function))
             self._tools = (logger, metrics)
         return self._tools
+
+    def forget(self) -> None:
+        """Back to a fresh execution environment (tests): cold again, Powertools set up anew."""
+        if self.emf is not None:
+            observe.uninstall(self.emf)
+            self.emf = None
+        self._tools = None
+        self.cold = True
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         from aws_lambda_powertools.metrics import MetricUnit

@@ -64,7 +64,7 @@ class PrometheusSink:
         )
         self.inference = Counter(
             "gatewayz_inference_requests", "Metered inference requests by outcome",
-            ["route", "model", "provider", "status"], registry=r,
+            ["endpoint", "model", "provider", "status"], registry=r,
         )  # fmt: skip
         self.attempts = Counter(
             "gatewayz_upstream_attempts", "Upstream attempts by provider, model and upstream status",
@@ -79,7 +79,7 @@ class PrometheusSink:
             ["provider", "model"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.failovers = Counter(
-            "gatewayz_failovers", "Attempts beyond the first (failovers)", ["route", "model"], registry=r
+            "gatewayz_failovers", "Attempts beyond the first (failovers)", ["endpoint", "model"], registry=r
         )
         self.tokens = Counter(
             "gatewayz_tokens", "Tokens billed, by kind (input, output, cached, reasoning)",
@@ -88,7 +88,7 @@ class PrometheusSink:
         self.cost = Counter("gatewayz_cost_usd", "Credits charged, in USD", ["model", "provider"], registry=r)
         self.overhead = Histogram(
             "gatewayz_overhead_seconds", "Gateway overhead: request latency minus upstream time",
-            ["route"], buckets=OVERHEAD_BUCKETS, registry=r,
+            ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=r,
         )  # fmt: skip
 
     def http(self, route: str, method: str, status: int, seconds: float) -> None:
