@@ -23,6 +23,8 @@ from mangum import Mangum
 
 from shared import observe
 from shared.observe import RequestEvent
+from shared.observe.errors import configure_sentry
+from shared.observe.errors import flush as flush_sentry
 
 NAMESPACE = "Gatewayz"
 
@@ -68,6 +70,7 @@ class ObservedMangum(Mangum):
             logger = Logger(service=service)
             metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE))
             observe.configure_from_env()
+            configure_sentry()
             self.emf = observe.install(EmfSink(self.function))
             self._tools = (logger, metrics)
         return self._tools
@@ -118,6 +121,7 @@ class ObservedMangum(Mangum):
             if cold:
                 metrics.add_metric("ColdStart", MetricUnit.Count, 1)
             metrics.flush_metrics()
+            flush_sentry()
 
 
 def lambda_handler(app: Any, function: str) -> ObservedMangum:
