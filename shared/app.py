@@ -108,7 +108,7 @@ class GatewayMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = authorization = api_key = via = None
+        request_id = authorization = api_key = via = traceparent = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
@@ -118,6 +118,8 @@ class GatewayMiddleware:
                 authorization = value.decode("latin-1")
             elif name == b"x-api-key":
                 api_key = value.decode("latin-1")
+            elif name == b"traceparent":  # W3C trace context: the request's span joins the caller's trace
+                traceparent = value.decode("latin-1")
             elif name == b"via":
                 via = value.decode("latin-1") if via is None else f"{via}, {value.decode('latin-1')}"
         # The id billing keys on is always ours: a caller's id is echoed and recorded, never trusted
@@ -128,6 +130,8 @@ class GatewayMiddleware:
         state["request_id"] = request_id
         state["billing_id"] = billing_id
         state["t0"] = time.perf_counter()
+        if traceparent is not None:
+            state["traceparent"] = traceparent
         raw = request_id.encode()
         path = str(scope.get("path", ""))
         anthropic = path.startswith("/v1/messages")

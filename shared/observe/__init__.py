@@ -35,6 +35,7 @@ class AttemptEvent:
     model: str
     status: str  # the upstream's HTTP status, or the failure's label (timeout, connect, ...)
     seconds: float
+    started: float = 0.0  # perf_counter at its start
 
 
 @dataclass(slots=True)
@@ -60,6 +61,8 @@ class RequestEvent:
     overhead_s: float = 0.0  # latency minus upstream time: what the gateway added
     stream: bool = False
     attempts: list[AttemptEvent] = field(default_factory=list)
+    started: float = 0.0  # perf_counter at the request's arrival
+    traceparent: str | None = None  # the caller's W3C trace context, if it sent one
 
     @property
     def failovers(self) -> int:
@@ -69,6 +72,9 @@ class RequestEvent:
         out = asdict(self)
         out["cost"] = str(self.cost)
         out["failovers"] = self.failovers
+        out.pop("started")
+        for attempt in out["attempts"]:
+            attempt.pop("started")
         return out
 
 
@@ -112,7 +118,7 @@ def request_finished(
     if not SINKS:
         return
     latency = time.perf_counter() - ctx.started
-    attempts = [AttemptEvent(a.provider, a.model, a.status, a.ms / 1000) for a in ctx.attempts]
+    attempts = [AttemptEvent(a.provider, a.model, a.status, a.ms / 1000, a.started) for a in ctx.attempts]
     served = [a for a in attempts if a.status == "200"]
     event = RequestEvent(
         request_id=ctx.request_id,
@@ -135,6 +141,8 @@ def request_finished(
         overhead_s=max(0.0, latency - ctx.upstream_s),
         stream=stream,
         attempts=attempts,
+        started=ctx.started,
+        traceparent=ctx.state.get("traceparent") if ctx.state is not None else None,
     )
     _each("request", event)
 
@@ -161,3 +169,7 @@ def configure_from_env() -> None:
     """The backends the environment asks for (idempotent; the server and Lambda call it)."""
     if os.environ.get("GATEWAYZ_REQUEST_LOG", "").lower() in ("1", "true", "yes"):
         install(_LOG_SINK)
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        from shared.observe.tracing import otlp_sink
+
+        install(otlp_sink())

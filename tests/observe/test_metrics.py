@@ -127,3 +127,28 @@ def test_refusals_are_counted_and_no_secret_is_a_label(
     for name in prometheus.SERIES:  # every documented series is exported (each has been used by now)
         base = name.removesuffix("_total")
         assert any(n == name or n.startswith(base) for n in after), name
+
+
+def test_the_grafana_dashboard_queries_only_exported_series() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "infra/grafana/gatewayz.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert exprs
+    exported = set(prometheus.SERIES)
+    histograms = {n for n in exported if n.endswith("_seconds")}
+    queried = set()
+    for expr in exprs:
+        for name in re.findall(r"\bgatewayz_[a-z_]+", expr):
+            base = (
+                re.sub(r"_(bucket|sum|count)$", "", name)
+                if name.endswith(("_bucket", "_sum", "_count"))
+                else name
+            )
+            assert base in exported, f"{expr} queries {name}, which /metrics does not export"
+            if base != name:
+                assert base in histograms, name
+            queried.add(base)
+    assert queried == exported  # and every exported series has a panel
