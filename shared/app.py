@@ -190,7 +190,7 @@ class GatewayMiddleware:
         finally:
             if observe.SINKS:
                 observe.http_finished(
-                    route_label(scope, self.direct), scope["method"], status or 500, state["t0"]
+                    route_label(scope, self.direct), scope["method"], status or 500, state["t0"], request_id
                 )
             if rt is not None:
                 rt.inflight -= 1
@@ -375,6 +375,14 @@ class LazyApp:
     def built(self) -> FastAPI:
         if self._app is None:
             self._app = create_app(self._routers, title=self._title)
+            if os.environ.get("AWS_LWA_PORT") and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+                # A streaming function on Lambda (uvicorn under the Web Adapter, no Mangum handler):
+                # the same Powertools log line and EMF metrics, from the seam.
+                from shared.observe.lambda_handler import observe_web_adapter
+
+                observe_web_adapter(
+                    os.environ.get("GATEWAYZ_ASGI_APP", "app").partition(":")[0].rpartition(".")[2]
+                )
         return self._app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

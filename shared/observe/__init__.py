@@ -1,7 +1,7 @@
 """The observability seam (issue 16): every request ends here, and the enabled backends hear it.
 
 Two events reach the seam:
-- `http_finished`: every HTTP request (route template, method, status, seconds), from the
+- `http_finished`: every HTTP request (route template, method, status, seconds, request id), from the
   gateway middleware;
 - `request_finished`: every metered inference request, from the meter when it settles or
   releases (model, provider, attempts, tokens, cost, upstream latency, TTFB, overhead).
@@ -81,7 +81,7 @@ class RequestEvent:
 class Sink(Protocol):
     def request(self, event: RequestEvent) -> None: ...
 
-    def http(self, route: str, method: str, status: int, seconds: float) -> None: ...
+    def http(self, route: str, method: str, status: int, seconds: float, request_id: str) -> None: ...
 
 
 SINKS: list[Sink] = []
@@ -106,9 +106,9 @@ def _each(call: str, *args: Any) -> None:
             log.exception("observability backend %s failed", type(sink).__name__)
 
 
-def http_finished(route: str, method: str, status: int, started: float) -> None:
+def http_finished(route: str, method: str, status: int, started: float, request_id: str) -> None:
     if SINKS:
-        _each("http", route, method, status, time.perf_counter() - started)
+        _each("http", route, method, status, time.perf_counter() - started, request_id)
 
 
 def request_finished(
@@ -158,7 +158,7 @@ class LogSink:
 
         self.logger.info(orjson.dumps(event.as_dict()).decode())
 
-    def http(self, route: str, method: str, status: int, seconds: float) -> None:
+    def http(self, route: str, method: str, status: int, seconds: float, request_id: str) -> None:
         pass
 
 

@@ -50,8 +50,52 @@ class EmfSink:
         metrics.add_metric("Failovers", MetricUnit.Count, event.failovers)
         metrics.flush_metrics()
 
-    def http(self, route: str, method: str, status: int, seconds: float) -> None:
+    def http(self, route: str, method: str, status: int, seconds: float, request_id: str) -> None:
         pass
+
+
+class WebAdapterSink(EmfSink):
+    """The streaming functions (uvicorn under the Lambda Web Adapter) have no handler to wrap:
+    the seam's HTTP event gives them the same JSON log line and EMF blob as ObservedMangum."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__(function)
+        from aws_lambda_powertools import Logger
+
+        self.logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", f"gatewayz-{function}"))
+        self.cold = True
+
+    def http(self, route: str, method: str, status: int, seconds: float, request_id: str) -> None:
+        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+        cold, self.cold = self.cold, False
+        self.logger.set_correlation_id(request_id)
+        self.logger.info(
+            "request",
+            extra={
+                "cold_start": cold,
+                "function_name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+            },
+        )
+        metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE))
+        metrics.add_dimension("function", self.function)
+        metrics.add_metric("Requests", MetricUnit.Count, 1)
+        metrics.add_metric("Errors", MetricUnit.Count, 1 if status >= 500 else 0)
+        metrics.add_metric("LatencyMs", MetricUnit.Milliseconds, seconds * 1000)
+        if cold:
+            metrics.add_metric("ColdStart", MetricUnit.Count, 1)
+        metrics.flush_metrics()
+
+
+def observe_web_adapter(function: str) -> WebAdapterSink:
+    observe.configure_from_env()
+    configure_sentry()
+    return observe.install(WebAdapterSink(function))  # type: ignore[return-value]
 
 
 class ObservedMangum(Mangum):

@@ -91,7 +91,7 @@ class PrometheusSink:
             ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=r,
         )  # fmt: skip
 
-    def http(self, route: str, method: str, status: int, seconds: float) -> None:
+    def http(self, route: str, method: str, status: int, seconds: float, request_id: str) -> None:
         self.http_requests.labels(route, method, str(status)).inc()
         self.http_duration.labels(route, method).observe(seconds)
         if status == 429:

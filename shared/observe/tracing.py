@@ -23,7 +23,7 @@ class TraceSink:
     def __init__(self, provider: Any) -> None:
         self.tracer = provider.get_tracer(SCOPE)
 
-    def http(self, route: str, method: str, status: int, seconds: float) -> None:
+    def http(self, route: str, method: str, status: int, seconds: float, request_id: str) -> None:
         pass
 
     def request(self, event: RequestEvent) -> None:

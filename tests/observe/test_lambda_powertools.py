@@ -106,3 +106,32 @@ def test_inference_metrics_by_model_and_provider_and_no_secret_printed(
     assert one(blob["Failovers"]) == 1
     for secret in (account.key, ADMIN_KEY, "sk-test-openai", "sk-test-openrouter", "lambda-key-secret"):
         assert secret not in out
+
+
+def test_the_streaming_functions_log_and_measure_the_same_way(
+    client: Any, openai_fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under the Web Adapter there is no Mangum handler: the seam's events give the same output."""
+    from shared import observe
+    from shared.observe.lambda_handler import observe_web_adapter
+
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "gatewayz-test-web-adapter")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "gatewayz-ChatFunction")
+    sink = observe_web_adapter("chat")
+    try:
+        stream = client.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        request_id = stream.headers["x-request-id"]
+        assert "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices)
+    finally:
+        observe.uninstall(sink)
+    lines = printed(capsys.readouterr().out)
+    logs = [line for line in lines if line.get("message") == "request"]
+    assert len(logs) == 1
+    assert logs[0]["correlation_id"] == request_id and logs[0]["cold_start"] is True
+    assert (logs[0]["route"], logs[0]["status"]) == ("/v1/chat/completions", 200)
+    blobs = emf(lines)
+    assert [b["function"] for b in blobs] == ["chat", "chat"]
+    assert one(next(b for b in blobs if "Requests" in b)["Requests"]) == 1
+    assert one(next(b for b in blobs if "OutputTokens" in b)["OutputTokens"]) > 0
