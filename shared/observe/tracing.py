@@ -21,6 +21,7 @@ SCOPE = "gatewayz"
 
 class TraceSink:
     def __init__(self, provider: Any) -> None:
+        self.provider = provider
         self.tracer = provider.get_tracer(SCOPE)
 
     def http(self, route: str, method: str, status: int, seconds: float, request_id: str) -> None:
@@ -104,3 +105,14 @@ def otlp_sink() -> TraceSink:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         _SINK = TraceSink(provider)
     return _SINK
+
+
+def reset() -> None:
+    """Export what is pending and forget the OTLP sink (tests, or a reconfiguration)."""
+    global _SINK
+    from shared.observe import uninstall
+
+    if _SINK is not None:
+        uninstall(_SINK)
+        _SINK.provider.shutdown()
+    _SINK = None

@@ -74,3 +74,73 @@ def test_a_failover_is_a_request_span_with_two_attempt_spans(
     dumped = "".join(s.to_json() for s in spans)
     for secret in (account.key, ADMIN_KEY, "sk-test-openai", "sk-test-openrouter"):
         assert secret not in dumped
+
+
+class OtlpReceiver:
+    """A local OTLP/HTTP trace receiver: `POST /v1/traces` with a protobuf
+    ExportTraceServiceRequest, as a collector takes it."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[bytes] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                ok = (
+                    self.path == "/v1/traces" and self.headers.get("content-type") == "application/x-protobuf"
+                )
+                if ok:
+                    receiver.bodies.append(body)
+                self.send_response(200 if ok else 400)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def spans(self) -> list[Any]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        out = []
+        for body in self.bodies:
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            for resource in request.resource_spans:
+                for scope in resource.scope_spans:
+                    out.extend(scope.spans)
+        return out
+
+
+def test_the_standard_otel_environment_exports_to_an_otlp_receiver(
+    client: Any, openai_fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.observe import tracing
+
+    receiver = OtlpReceiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    observe.configure_from_env()  # what the server and the Lambda handlers call at start-up
+    try:
+        client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        tracing.reset()  # shuts the provider down: the batch is exported
+        receiver.server.shutdown()
+    spans = receiver.spans()
+    assert [s.name for s in spans] == ["chat openai/gpt-4o"] * 2
+    server, client_kind = 2, 3  # the OTLP protobuf's SpanKind values
+    assert sorted(s.kind for s in spans) == [server, client_kind]
+    request = next(s for s in spans if s.kind == server)
+    attributes = {a.key: a.value for a in request.attributes}
+    assert attributes["gen_ai.request.model"].string_value == "openai/gpt-4o"
+    assert attributes["gen_ai.usage.output_tokens"].int_value > 0
