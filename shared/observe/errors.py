@@ -85,5 +85,7 @@ def disable() -> None:
         import sentry_sdk
 
         sentry_sdk.flush(timeout=2)
-        sentry_sdk.init()  # a client without a DSN sends nothing
+        # A client without a DSN sends nothing; no integration is set up by it (a bare init()
+        # would patch every framework it finds).
+        sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
     _enabled = False

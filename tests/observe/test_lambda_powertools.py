@@ -135,3 +135,24 @@ def test_the_streaming_functions_log_and_measure_the_same_way(
     assert [b["function"] for b in blobs] == ["chat", "chat"]
     assert one(next(b for b in blobs if "Requests" in b)["Requests"]) == 1
     assert one(next(b for b in blobs if "OutputTokens" in b)["OutputTokens"]) > 0
+
+
+def test_a_streaming_function_app_built_on_lambda_installs_the_web_adapter_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared import observe
+    from shared.app import function_app
+    from shared.observe.lambda_handler import WebAdapterSink
+
+    monkeypatch.setenv("AWS_LWA_PORT", "8000")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "gatewayz-MessagesFunction")
+    monkeypatch.setenv("GATEWAYZ_ASGI_APP", "functions.messages:app")
+    before = list(observe.SINKS)
+    assert function_app([], title="a streaming function").built is not None  # as uvicorn's first request
+    added = [s for s in observe.SINKS if s not in before]
+    try:
+        assert len(added) == 1 and isinstance(added[0], WebAdapterSink)
+        assert added[0].function == "messages"
+    finally:
+        for sink in added:
+            observe.uninstall(sink)

@@ -136,6 +136,7 @@ def test_the_standard_otel_environment_exports_to_an_otlp_receiver(
     finally:
         tracing.reset()  # shuts the provider down: the batch is exported
         receiver.server.shutdown()
+        receiver.server.server_close()
     spans = receiver.spans()
     assert [s.name for s in spans] == ["chat openai/gpt-4o"] * 2
     server, client_kind = 2, 3  # the OTLP protobuf's SpanKind values
