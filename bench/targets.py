@@ -121,6 +121,17 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec(
             "litellm", f"LiteLLM proxy {LITELLM_VERSION} (1 worker, no DB)", "litellm", {"openai": "gpt-4o"}
         ),
+        # Issue 16, not in the default set: the embedded default with the Prometheus backend of the
+        # observability seam on (GATEWAYZ_METRICS=1), to show what /metrics costs the chat path.
+        TargetSpec(
+            "gatewayz-metrics",
+            "Gatewayz, embedded default, Prometheus metrics on (`GATEWAYZ_METRICS=1`)",
+            "gatewayz",
+            GATEWAYZ_MODELS,
+            routes=("chat",),
+            env={"GATEWAYZ_METRICS": "1"},
+            default=False,
+        ),
         # Experiment, not in the default set: the same app under granian instead of uvicorn.
         TargetSpec(
             "gatewayz-granian",

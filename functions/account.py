@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from mangum import Mangum
 
 from functions import provider_keys
 from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, parse_body
 from shared.app import function_app, runtime_of
 from shared.auth import KeyManager, Reader
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
 from shared.views import self_service, usage
 
@@ -135,4 +135,4 @@ async def usage_report(
 
 
 app = function_app([router], title="Gatewayz account")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "account")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from mangum import Mangum
 
 from shared.accounts.requests import CreditChange, UserCreate, UserUpdate, parse_body, time_param
 from shared.app import function_app, runtime_of
 from shared.auth import Admin
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
 from shared.views import admin
 
@@ -105,4 +105,4 @@ async def audit(
 
 
 app = function_app([router], title="Gatewayz admin")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "admin")

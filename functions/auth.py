@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.accounts.identity import MAX_TOKEN_CHARS, SessionRequest, exchange
 from shared.app import function_app, json_body, runtime_of
 from shared.auth import client_ip
 from shared.errors import AuthenticationFailed, InvalidRequest
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
 
 router = APIRouter()
@@ -89,4 +89,4 @@ async def session(request: Request) -> dict[str, Any]:
 
 
 app = function_app([router], title="Gatewayz auth")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "auth")

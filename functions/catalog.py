@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from mangum import Mangum
 
 from shared.app import function_app, runtime_of
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
 from shared.views.catalog import gateways, list_models, one_model, providers
 
@@ -57,4 +57,4 @@ async def gateway_list(request: Request) -> dict[str, object]:
 
 
 app = function_app([router], title="Gatewayz catalog")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "catalog")

@@ -7,13 +7,13 @@ Mangum entry for non-streaming deployments and tests.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from mangum import Mangum
 from starlette.responses import Response
 
 from shared.app import billing_id_of, function_app, json_body, request_id_of, runtime_of, started_at
 from shared.auth import authenticate
 from shared.frontends.completions import COMPLETION, chat_from_completion
 from shared.frontends.openai_chat import CHAT
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import fast_route
 from shared.pipeline.frontend import Inbound
 from shared.pipeline.run import run
@@ -69,4 +69,4 @@ async def completions(request: Request) -> Response:
 
 
 app = function_app([router], title="Gatewayz chat")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "chat")

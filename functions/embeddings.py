@@ -8,13 +8,13 @@ API (`handler`), like the catalog's.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from mangum import Mangum
 from starlette.responses import Response
 
 from functions.chat import INFERENCE_ERRORS, context
 from shared.app import function_app, json_body, runtime_of
 from shared.auth import authenticate
 from shared.frontends.openai_embeddings import EMBEDDINGS
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import fast_route
 from shared.pipeline.run import run
 
@@ -39,4 +39,4 @@ async def create_embeddings(request: Request) -> Response:
 
 
 app = function_app([router], title="Gatewayz embeddings")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "embeddings")

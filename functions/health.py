@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from mangum import Mangum
 
 from shared.app import function_app, runtime_of
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
 from shared.views.status import public_status, readiness
 from shared.views.status_page import render_status
@@ -48,4 +48,4 @@ async def status_page(request: Request) -> HTMLResponse:
 
 
 app = function_app([router], title="Gatewayz health")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "health")

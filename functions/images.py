@@ -9,13 +9,13 @@ for other deployments and tests.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from mangum import Mangum
 from starlette.responses import Response
 
 from functions.chat import INFERENCE_ERRORS, context
 from shared.app import function_app, json_body, runtime_of
 from shared.auth import authenticate
 from shared.frontends.openai_images import IMAGES
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import fast_route
 from shared.pipeline.run import run
 
@@ -40,4 +40,4 @@ async def generate_images(request: Request) -> Response:
 
 
 app = function_app([router], title="Gatewayz images")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "images")

@@ -7,13 +7,13 @@ Deployed like chat, behind a streaming Function URL (Lambda Web Adapter), becaus
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from mangum import Mangum
 from starlette.responses import Response
 
 from functions.chat import context
 from shared.app import function_app, json_body, runtime_of
 from shared.auth import authenticate
 from shared.frontends.anthropic_messages import MESSAGES, count_tokens, inbound
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import fast_route
 from shared.pipeline.run import run
 
@@ -61,4 +61,4 @@ async def messages_count_tokens(request: Request) -> Response:
 
 
 app = function_app([router], title="Gatewayz messages")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "messages")

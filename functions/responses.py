@@ -8,13 +8,13 @@ Deployed like chat, behind a streaming Function URL (Lambda Web Adapter), becaus
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from mangum import Mangum
 from starlette.responses import Response
 
 from functions.chat import context
 from shared.app import function_app, json_body, runtime_of
 from shared.auth import Inference, authenticate
 from shared.frontends.openai_responses import delete, responses_front, retrieve
+from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented, fast_route
 from shared.pipeline.run import run
 
@@ -68,4 +68,4 @@ async def delete_response(request: Request, principal: Inference, response_id: s
 
 
 app = function_app([router], title="Gatewayz responses")
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, "responses")

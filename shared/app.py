@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import observe
 from shared.billing.ledger import new_id
 from shared.config import Settings, process_settings
 from shared.errors import (
@@ -107,7 +108,7 @@ class GatewayMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = authorization = api_key = via = None
+        request_id = authorization = api_key = via = traceparent = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
@@ -117,6 +118,8 @@ class GatewayMiddleware:
                 authorization = value.decode("latin-1")
             elif name == b"x-api-key":
                 api_key = value.decode("latin-1")
+            elif name == b"traceparent":  # W3C trace context: the request's span joins the caller's trace
+                traceparent = value.decode("latin-1")
             elif name == b"via":
                 via = value.decode("latin-1") if via is None else f"{via}, {value.decode('latin-1')}"
         # The id billing keys on is always ours: a caller's id is echoed and recorded, never trusted
@@ -127,6 +130,8 @@ class GatewayMiddleware:
         state["request_id"] = request_id
         state["billing_id"] = billing_id
         state["t0"] = time.perf_counter()
+        if traceparent is not None:
+            state["traceparent"] = traceparent
         raw = request_id.encode()
         path = str(scope.get("path", ""))
         anthropic = path.startswith("/v1/messages")
@@ -183,11 +188,25 @@ class GatewayMiddleware:
                 raise
             await send_error(InternalError("The gateway failed unexpectedly; the request id identifies it."))
         finally:
+            if observe.SINKS:
+                observe.http_finished(
+                    route_label(scope, self.direct), scope["method"], status or 500, state["t0"], request_id
+                )
             if rt is not None:
                 rt.inflight -= 1
                 if "deferred_ip" in state:  # failed before its admission: layer 1 still counts it
                     await rt.limiter.count_ip(state.pop("deferred_ip"))
                 await rt.limiter.record_response(status or 500, state.get("client_ip") or "unknown")
+
+
+def route_label(scope: Scope, direct: Mapping[str, Route]) -> str:
+    """The route's template (`/v1/models/{model_id:path}`), never the raw path: a metric label
+    must have a bounded set of values. A path no route matched is `unmatched`."""
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    path = str(scope.get("path", ""))
+    return path if path in direct else "unmatched"
 
 
 async def call_direct(route: Route, scope: Scope, receive: Receive, send: Send) -> None:
@@ -356,6 +375,14 @@ class LazyApp:
     def built(self) -> FastAPI:
         if self._app is None:
             self._app = create_app(self._routers, title=self._title)
+            if os.environ.get("AWS_LWA_PORT") and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+                # A streaming function on Lambda (uvicorn under the Web Adapter, no Mangum handler):
+                # the same Powertools log line and EMF metrics, from the seam.
+                from shared.observe.lambda_handler import observe_web_adapter
+
+                observe_web_adapter(
+                    os.environ.get("GATEWAYZ_ASGI_APP", "app").partition(":")[0].rpartition(".")[2]
+                )
         return self._app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -39,4 +39,13 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         jobs.router,
         probes.router,
     ]
+    from shared import observe
+    from shared.observe import prometheus
+    from shared.observe.errors import configure_sentry
+
+    observe.configure_from_env()
+    configure_sentry()  # SENTRY_DSN: unhandled errors to Sentry, scrubbed
+    if prometheus.enabled():  # GATEWAYZ_METRICS=1 or GATEWAYZ_METRICS_TOKEN: /metrics and its backend
+        prometheus.sink()
+        routers.append(prometheus.metrics_router())
     return create_app(routers, settings=settings, title="Gatewayz")

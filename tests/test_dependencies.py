@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import importlib.util
 import re
 import sys
 import tomllib
@@ -48,7 +49,7 @@ def _type_checking_block(node: ast.AST) -> bool:
 
 
 def imported_modules(tree: ast.AST) -> set[str]:
-    """Top-level module names imported anywhere in the tree, `if TYPE_CHECKING:` blocks excepted."""
+    """Module names (dotted) imported anywhere in the tree, `if TYPE_CHECKING:` blocks excepted."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
@@ -58,14 +59,28 @@ def imported_modules(tree: ast.AST) -> set[str]:
                 visit(child)
             return
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
     visit(tree)
     return found
+
+
+def owner_of(dotted: str, candidates: list[str]) -> str:
+    """The distribution whose files hold the module `dotted` (one of a namespace's many)."""
+    spec = importlib.util.find_spec(dotted)
+    assert spec is not None and spec.origin, dotted
+    origin = Path(spec.origin).resolve()
+    for name in dict.fromkeys(candidates):
+        files = importlib.metadata.distribution(name).files or []
+        if any(
+            Path(str(importlib.metadata.distribution(name).locate_file(f))).resolve() == origin for f in files
+        ):
+            return name
+    raise AssertionError(f"no installed distribution of {sorted(set(candidates))} holds {dotted}")
 
 
 def runtime_imports() -> dict[str, set[str]]:
@@ -74,13 +89,16 @@ def runtime_imports() -> dict[str, set[str]]:
     used: dict[str, set[str]] = {}
     for root in RUNTIME_ROOTS:
         for path in sorted((ROOT / root).rglob("*.py")):
-            for module in imported_modules(ast.parse(path.read_text(), str(path))):
+            for dotted in imported_modules(ast.parse(path.read_text(), str(path))):
+                module = dotted.split(".")[0]
                 if module in sys.stdlib_module_names or module in FIRST_PARTY:
                     continue
                 names = distributions.get(module)
                 assert names, (
                     f"{path.relative_to(ROOT)} imports {module!r}, which no installed package provides"
                 )
+                if len(set(names)) > 1:  # a namespace package (opentelemetry): the module's own owner
+                    names = [owner_of(dotted, names)]
                 for name in names:
                     used.setdefault(normalise(name), set()).add(str(path.relative_to(ROOT)))
     return used
@@ -107,4 +125,4 @@ def test_the_scan_sees_lazy_imports_and_skips_type_checking_ones() -> None:
         "if TYPE_CHECKING:\n    import only_for_types\nelse:\n    import at_run_time\n"
         "def f():\n    import lazily.sub\n    from deep.er import x\n"
     )
-    assert imported_modules(tree) == {"typing", "at_run_time", "lazily", "deep"}
+    assert imported_modules(tree) == {"typing", "at_run_time", "lazily.sub", "deep.er"}

@@ -416,3 +416,51 @@ def test_the_vercel_source_patterns() -> None:
     assert sam_path("/v1/models/{model_id:path}") == "/v1/models/{model_id+}"
     assert sam_path("/v1/keys/{key_id:int}") == "/v1/keys/{key_id}"
     assert sample_path("/v1/models/{model_id:path}") == "/v1/models/openai/gpt-4o"
+
+
+# --- observability and the deploy docs (issue 16) ----------------------------------------------
+
+
+def test_every_function_logs_through_powertools_with_a_retained_log_group(
+    template: dict[str, Any], modules: dict[str, ModuleType]
+) -> None:
+    from shared.observe.lambda_handler import ObservedMangum
+
+    for name, module in modules.items():
+        assert isinstance(module.handler, ObservedMangum), (
+            f"functions/{name}.py: use lambda_handler(app, name)"
+        )
+        assert module.handler.function == name
+    variables = globals_function(template)["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] and variables["POWERTOOLS_METRICS_NAMESPACE"]
+    assert variables["POWERTOOLS_TRACE_DISABLED"] == "true"  # X-Ray off by default
+    groups = {
+        resource["Properties"]["LogGroupName"]["Fn::Sub"]: resource["Properties"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+    }
+    for logical_id in sam_functions(template):
+        group = groups.get(f"/aws/lambda/${{{logical_id}}}")
+        assert group is not None, f"{logical_id} has no log group (its logs would be kept forever)"
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert (
+        template["Parameters"]["LogRetentionDays"]["Default"]
+        in template["Parameters"]["LogRetentionDays"]["AllowedValues"]
+    )
+
+
+def test_the_infra_readme_describes_what_the_template_deploys(template: dict[str, Any]) -> None:
+    readme = (ROOT / "infra/README.md").read_text()
+    for logical_id, resource in sam_functions(template).items():
+        assert f"`{logical_id}`" in readme, f"infra/README.md does not describe {logical_id}"
+        for event in resource["Properties"].get("Events", {}).values():
+            if event["Type"] == "Schedule":
+                assert event["Properties"]["Schedule"] in readme, f"{logical_id}'s schedule is not documented"
+    for parameter in template["Parameters"]:
+        assert f"`{parameter}`" in readme, f"infra/README.md does not document the parameter {parameter}"
+    for variable in globals_function(template)["Environment"]["Variables"]:
+        assert f"`{variable}`" in readme, f"infra/README.md does not document {variable}"
+    for cited in re.findall(r"`((?:infra|functions|shared|api|tests|bench)/[\w./-]+)`", readme):
+        assert (ROOT / cited).exists(), f"infra/README.md cites {cited}, which does not exist"
+    for command in ("sam build", "sam deploy", "vercel"):
+        assert command in readme

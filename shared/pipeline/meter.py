@@ -14,6 +14,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from shared import observe
 from shared.accounts.keys import KeyRecord
 from shared.billing import money
 from shared.billing.ledger import RequestRecord
@@ -130,6 +131,8 @@ class Meter:
     def __init__(self, rt: Runtime, key: KeyRecord, ctx: RequestContext, endpoint: str, model: str) -> None:
         self.rt = rt
         self.key = key
+        self.ctx = ctx  # its attempts and upstream time, for the observability seam
+        self.stream = False  # set by the pipeline for a streamed request
         self.request_id = ctx.billing_id
         self.client_request_id = ctx.request_id if ctx.request_id != ctx.billing_id else None
         self.endpoint = endpoint
@@ -210,7 +213,9 @@ class Meter:
         # A caller who hangs up mid-stream is still billed for what was generated: the ledger
         # finishes a settlement even if this task is cancelled.
         charged = await self.rt.ledger.settle(record, cost)
-        return cost if charged is None else charged  # None: settled before (not through this meter)
+        charged = cost if charged is None else charged  # None: settled before (not through this meter)
+        observe.request_finished(self.ctx, record, charged, 200, self.stream)
+        return charged
 
     async def release(self, http_status: int, attempts: list[str]) -> None:
         """Nothing billable happened (every provider failed, or the caller erred): charge nothing."""
@@ -218,4 +223,7 @@ class Meter:
             return
         self.closed = True
         record = self.record(status="error", http_status=http_status, attempts=attempts)
-        await self.rt.ledger.release(record)
+        try:
+            await self.rt.ledger.release(record)
+        finally:  # observed even when the release fails (a database outage is worth seeing)
+            observe.request_finished(self.ctx, record, Decimal(0), http_status, self.stream)

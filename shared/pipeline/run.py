@@ -141,6 +141,8 @@ async def run(
     call = Call(upstream_body(body), params, front.api, native, inbound.headers, inbound.dropped)
     call.via = rt.http.forwarded_via(ctx.incoming_via())
     meter = Meter(rt, principal.key, ctx, front.endpoint, plan[0].model_id) if principal.key else None
+    if meter is not None:
+        meter.stream = params.stream
     try:
         if meter is not None:
             await meter.reserve(plan, call.body, params)

@@ -14,6 +14,7 @@ class Attempt:
     model: str
     status: str
     ms: int
+    started: float = 0.0  # perf_counter at the attempt's start (the trace spans of shared/observe)
 
     def header(self) -> str:
         return f"{self.provider}:{self.status}:{self.ms}"

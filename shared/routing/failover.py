@@ -141,14 +141,14 @@ async def _walk(
             elapsed = time.perf_counter() - t0
             ctx.upstream_s += elapsed
             ctx.attempts.append(
-                Attempt(candidate.provider_id, candidate.model_id, "200", int(elapsed * 1000))
+                Attempt(candidate.provider_id, candidate.model_id, "200", int(elapsed * 1000), t0)
             )
             await health.success(candidate.provider_id, candidate.model_id, elapsed * 1000)
             return (result,)
         elapsed = time.perf_counter() - t0
         ctx.upstream_s += elapsed
         ctx.attempts.append(
-            Attempt(candidate.provider_id, candidate.model_id, err.label(), int(elapsed * 1000))
+            Attempt(candidate.provider_id, candidate.model_id, err.label(), int(elapsed * 1000), t0)
         )
         if not err.failover:
             raise caller_error(err, candidate, ctx)

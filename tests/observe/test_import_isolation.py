@@ -1,0 +1,63 @@
+"""Cold start per function (issue 16): importing a function module in a fresh interpreter (what
+Lambda's init phase does) loads nothing its group does not use. The observability backends are
+imported only when enabled or on the first invocation; the catalog and health functions never
+load cryptography or a provider dialect; no function loads psycopg before it talks to PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Never at import, in any function: the backends of the seam, the database driver, Supabase.
+NEVER = (
+    "prometheus_client",
+    "aws_lambda_powertools",
+    "sentry_sdk",
+    "opentelemetry.sdk",
+    "opentelemetry.exporter",
+    "psycopg",
+    "supabase",
+)
+# What each function may not import beyond NEVER (its group does not use it).
+EXTRA = {
+    "catalog": ("cryptography", "jwt", "shared.dialects.", "shared.pipeline"),
+    "health": ("cryptography", "jwt", "shared.dialects.", "shared.pipeline"),
+    "chat": ("cryptography", "jwt"),
+    "messages": ("cryptography", "jwt"),
+    "responses": ("cryptography", "jwt"),
+    "jobs": ("cryptography", "jwt", "shared.dialects.", "shared.pipeline"),
+    "admin": ("jwt", "shared.dialects.openai_", "shared.dialects.anthropic_", "shared.dialects.responses_"),
+    "account": ("jwt",),
+    "auth": ("shared.pipeline",),
+}
+PROBE = "import json, sys, importlib; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
+
+
+@pytest.mark.parametrize("function", sorted(EXTRA))
+def test_a_function_imports_only_what_its_group_uses(function: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, f"functions.{function}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},  # no GATEWAYZ_*, SENTRY_DSN or OTEL_* from the test run
+    )
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    for prefix in (*NEVER, *EXTRA[function]):
+        if prefix.endswith(("_", ".")):  # a name prefix: `shared.dialects.` is any dialect module
+            offending = [m for m in loaded if m.startswith(prefix)]
+        else:  # a module and its submodules
+            offending = [m for m in loaded if m == prefix or m.startswith(prefix + ".")]
+        assert not offending, f"functions/{function}.py imports {offending[:5]} at import time"
+
+
+def test_every_function_is_checked() -> None:
+    modules = {p.stem for p in (ROOT / "functions").glob("*.py") if "\nhandler = " in p.read_text()}
+    modules.add("jobs")
+    assert modules <= set(EXTRA)
