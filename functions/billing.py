@@ -1,0 +1,89 @@
+"""The billing function (SPEC §6): Stripe Checkout for top-ups and plans, the customer portal, and
+the operator's view of Stripe events and frozen accounts.
+
+User routes need a key with the `billing` scope; credits are never granted here, only by the
+webhook (functions.webhooks). The work is in `shared.payments`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from mangum import Mangum
+
+from shared.accounts.requests import parse_body
+from shared.app import function_app, runtime_of
+from shared.auth import Admin, Billing
+from shared.openapi import documented
+from shared.payments import admin as payments_admin
+from shared.payments import subscriptions, topups
+from shared.payments.requests import CheckoutIn, SubscribeIn
+
+router = APIRouter()
+
+
+@router.post("/v1/billing/checkout")
+@documented(
+    "A Stripe Checkout Session for a credit top-up; the webhook grants the credits once paid",
+    request=CheckoutIn,
+    response="billing.CheckoutSession",
+    errors=(400, 401, 403, 502, 503),
+    tag="billing",
+)
+async def checkout(request: Request, principal: Billing) -> dict[str, Any]:
+    body = await parse_body(request, CheckoutIn)
+    assert principal.user_id is not None
+    return await topups.create_checkout(runtime_of(request), principal.user_id, body.amount_usd)
+
+
+@router.post("/v1/billing/subscribe")
+@documented(
+    "A Stripe Checkout Session for a plan subscription",
+    request=SubscribeIn,
+    response="billing.CheckoutSession",
+    errors=(400, 401, 403, 502, 503),
+    tag="billing",
+)
+async def subscribe(request: Request, principal: Billing) -> dict[str, Any]:
+    body = await parse_body(request, SubscribeIn)
+    assert principal.user_id is not None
+    return await subscriptions.create_subscription_checkout(runtime_of(request), principal.user_id, body.plan)
+
+
+@router.get("/v1/billing/portal")
+@documented(
+    "A Stripe customer portal session (manage the subscription, cards, invoices)",
+    response="billing.CheckoutSession",
+    errors=(401, 403, 404, 502, 503),
+    tag="billing",
+)
+async def portal(request: Request, principal: Billing) -> dict[str, Any]:
+    assert principal.user_id is not None
+    return await subscriptions.portal(runtime_of(request), principal.user_id)
+
+
+@router.get("/admin/stripe/events")
+@documented(
+    "Stripe events received, counted by type and status (ignored: not handled)",
+    response="billing.EventCounts",
+    errors=(401, 403),
+    tag="admin",
+)
+async def stripe_events(request: Request, principal: Admin) -> dict[str, Any]:
+    return await payments_admin.event_counts(runtime_of(request))
+
+
+@router.post("/admin/users/{user_id}/unfreeze")
+@documented(
+    "Lift a dispute freeze on a user's spending (a debt freeze lifts when the debt is paid)",
+    response="billing.FreezeState",
+    errors=(401, 403, 404, 409),
+    tag="admin",
+)
+async def unfreeze(request: Request, principal: Admin, user_id: str) -> dict[str, Any]:
+    return await payments_admin.unfreeze(runtime_of(request), principal, user_id)
+
+
+app = function_app([router], title="Gatewayz billing")
+handler = Mangum(app, lifespan="off")

@@ -1,0 +1,49 @@
+"""Schemas of the billing and webhook routes (SPEC §6) for the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from shared.openapi.base import Shape
+
+
+class CheckoutSession(Shape):
+    id: str = Field(description="Stripe's session id (cs_…, or bps_… for the portal)")
+    url: str = Field(description="Where to send the user")
+
+
+class StripeEvent(Shape):
+    id: str
+    object: str = "event"
+    type: str
+    created: int
+    data: dict[str, Any]
+
+
+class WebhookAck(Shape):
+    received: bool
+    id: str
+    type: str
+    status: str = Field(description="processed, ignored (type not handled) or duplicate (a replay)")
+
+
+class EventCount(Shape):
+    type: str
+    status: str
+    count: int
+
+
+class EventCounts(Shape):
+    data: list[EventCount]
+
+
+class FreezeState(Shape):
+    user_id: str
+    frozen: str | None = None
+    debt: str
+
+
+class JobResult(Shape):
+    downgraded: int
