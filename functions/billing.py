@@ -17,8 +17,8 @@ from shared.app import function_app, runtime_of
 from shared.auth import Admin, Billing
 from shared.openapi import documented
 from shared.payments import admin as payments_admin
-from shared.payments import subscriptions, topups
-from shared.payments.requests import CheckoutIn, SubscribeIn
+from shared.payments import coupons, subscriptions, topups
+from shared.payments.requests import CheckoutIn, CouponCreate, RedeemIn, SubscribeIn
 
 router = APIRouter()
 
@@ -61,6 +61,44 @@ async def subscribe(request: Request, principal: Billing) -> dict[str, Any]:
 async def portal(request: Request, principal: Billing) -> dict[str, Any]:
     assert principal.user_id is not None
     return await subscriptions.portal(runtime_of(request), principal.user_id)
+
+
+@router.post("/v1/billing/redeem")
+@documented(
+    "Redeem a coupon: credits at once, or a bonus on your next top-up (once per user)",
+    request=RedeemIn,
+    response="billing.Redemption",
+    errors=(400, 401, 403, 404, 409),
+    tag="billing",
+)
+async def redeem(request: Request, principal: Billing) -> dict[str, Any]:
+    body = await parse_body(request, RedeemIn)
+    assert principal.user_id is not None
+    return await coupons.redeem(runtime_of(request), principal.user_id, body.code)
+
+
+@router.post("/admin/coupons")
+@documented(
+    "Create a coupon code",
+    request=CouponCreate,
+    response="billing.Coupon",
+    errors=(400, 401, 403, 409),
+    tag="admin",
+)
+async def create_coupon(request: Request, principal: Admin) -> dict[str, Any]:
+    body = await parse_body(request, CouponCreate)
+    return await coupons.create(runtime_of(request), principal, body)
+
+
+@router.get("/admin/coupons")
+@documented(
+    "Coupons, newest first, with their redemption counts",
+    response="billing.CouponList",
+    errors=(401, 403),
+    tag="admin",
+)
+async def list_coupons(request: Request, principal: Admin) -> dict[str, Any]:
+    return await coupons.list_all(runtime_of(request))
 
 
 @router.get("/admin/stripe/events")

@@ -47,3 +47,29 @@ class FreezeState(Shape):
 
 class JobResult(Shape):
     downgraded: int
+
+
+class Redemption(Shape):
+    code: str
+    kind: str
+    status: str = Field(description="applied (credits granted) or pending (a bonus on the next top-up)")
+    credits: str | None = None
+    bonus_percent: int | None = None
+
+
+class Coupon(Shape):
+    code: str
+    kind: str
+    credits: str
+    bonus_percent: int | None = None
+    max_redemptions: int | None = None
+    per_user: int
+    redemptions: int
+    plans: list[str] | None = None
+    expires_at: str | None = None
+    disabled: bool
+    created_at: str
+
+
+class CouponList(Shape):
+    data: list[Coupon]
