@@ -345,6 +345,12 @@ def test_subscription_lifecycle(stack: Stack, buyer: Account) -> None:
         stack.deliver(fake.event("invoice.paid", fake.invoice(sub, "price_pro_monthly"))).status_code == 200
     )
     assert stack.balance(buyer.user_id) == Decimal(40)
+    me = httpx.get(
+        stack.gateways[1].url + "/v1/me", headers={"Authorization": f"Bearer {buyer.key}"}, timeout=20
+    ).json()
+    assert me["plan"] == "pro" and me["subscription"]["status"] == "active"
+    assert me["subscription"]["current_period_end"] and me["subscription"]["cancel_at_period_end"] is False
+    assert me["allowance"] == {"granted": "20", "used": "0", "since": me["allowance"]["since"]}
     # Upgrade, then cancel at period end (the plan stays), then deleted (Free).
     upgraded = fake.subscription(session_id, "price_enterprise_monthly", sub_id=sub["id"])
     assert stack.deliver(fake.event("customer.subscription.updated", upgraded)).status_code == 200
