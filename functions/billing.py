@@ -14,11 +14,11 @@ from mangum import Mangum
 
 from shared.accounts.requests import parse_body
 from shared.app import function_app, runtime_of
-from shared.auth import Admin, Billing
+from shared.auth import Admin, Billing, Reader
 from shared.openapi import documented
 from shared.payments import admin as payments_admin
-from shared.payments import coupons, subscriptions, topups
-from shared.payments.requests import CheckoutIn, CouponCreate, RedeemIn, SubscribeIn
+from shared.payments import coupons, promotions, subscriptions, topups
+from shared.payments.requests import CheckoutIn, CouponCreate, RedeemIn, ReferralIn, SubscribeIn
 
 router = APIRouter()
 
@@ -75,6 +75,44 @@ async def redeem(request: Request, principal: Billing) -> dict[str, Any]:
     body = await parse_body(request, RedeemIn)
     assert principal.user_id is not None
     return await coupons.redeem(runtime_of(request), principal.user_id, body.code)
+
+
+@router.post("/v1/billing/trial")
+@documented(
+    "Start your one trial: trial credits that expire, on the trial plan's limits and models",
+    response="billing.Trial",
+    errors=(401, 403, 409, 429),
+    tag="billing",
+)
+async def trial(request: Request, principal: Billing) -> dict[str, Any]:
+    assert principal.user_id is not None
+    return await promotions.start_trial(runtime_of(request), principal.user_id, principal.ip)
+
+
+@router.get("/v1/referrals")
+@documented(
+    "Your referral code and what it earned (scope read)",
+    response="billing.Referrals",
+    errors=(401, 403),
+    tag="billing",
+)
+async def referrals(request: Request, principal: Reader) -> dict[str, Any]:
+    assert principal.user_id is not None
+    return await promotions.referrals(runtime_of(request), principal.user_id)
+
+
+@router.post("/v1/referrals/apply")
+@documented(
+    "Apply a referral code to your new account: your first top-up pays both of you a bonus",
+    request=ReferralIn,
+    response="billing.ReferralApplied",
+    errors=(400, 401, 403, 404, 409),
+    tag="billing",
+)
+async def apply_referral(request: Request, principal: Billing) -> dict[str, Any]:
+    body = await parse_body(request, ReferralIn)
+    assert principal.user_id is not None
+    return await promotions.apply_referral(runtime_of(request), principal.user_id, body.code)
 
 
 @router.post("/admin/coupons")

@@ -56,9 +56,10 @@ async def billing_route(request: Request) -> dict[str, Any]:
 
 
 async def run_billing_jobs(rt: Runtime) -> dict[str, int]:
+    from shared.payments.promotions import expire_trials
     from shared.payments.subscriptions import downgrade_lapsed
 
-    return {"downgraded": await downgrade_lapsed(rt)}
+    return {"downgraded": await downgrade_lapsed(rt), "expired_trials": await expire_trials(rt)}
 
 
 async def _billing() -> dict[str, int]:

@@ -47,6 +47,7 @@ class FreezeState(Shape):
 
 class JobResult(Shape):
     downgraded: int
+    expired_trials: int
 
 
 class Redemption(Shape):
@@ -73,3 +74,24 @@ class Coupon(Shape):
 
 class CouponList(Shape):
     data: list[Coupon]
+
+
+class Trial(Shape):
+    plan: str
+    credits: str
+    expires_at: str
+    allowed_models: list[str] | None = None
+
+
+class Referrals(Shape):
+    code: str
+    referred: int
+    bonuses: int
+    bonuses_this_month: int
+    monthly_cap: int
+    bonus: str
+    earned: str
+
+
+class ReferralApplied(Shape):
+    referred_by: str

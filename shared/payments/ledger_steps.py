@@ -129,7 +129,6 @@ def credit_steps(
     tx_id = tx_id or new_id("txn")
     now = now_text()
     params = {
-        **guard_params,
         "tx_id": tx_id,
         "user_id": user_id,
         "amount": to_pico(amount),
@@ -147,6 +146,7 @@ def credit_steps(
             {"amount": str(amount), "description": description, "type": type, "payment_id": payment_id}
         ).decode(),
         "ip": None,
+        **guard_params,  # last: a guard may pin `now` (the moment its row was written)
     }
     return tx_id, [(grant_sql(guard), params), (APPLY_TX, params), (AUDIT_IF_TX, params)]
 

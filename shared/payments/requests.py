@@ -40,3 +40,7 @@ class CouponCreate(_Body):
 
 class RedeemIn(_Body):
     code: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class ReferralIn(_Body):
+    code: Annotated[str, StringConstraints(min_length=4, max_length=40, pattern=r"^[A-Za-z0-9]+$")]

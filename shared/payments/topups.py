@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from shared.billing import from_pico
-from shared.billing.ledger import AUDIT_IF_TX, new_id
+from shared.billing.ledger import AUDIT_IF_TX, LOCK_USER, new_id
 from shared.errors import InvalidRequest
 from shared.payments import notify
 from shared.payments.effects import (
@@ -162,8 +162,15 @@ async def _purchase_steps(
     now = now_text()
     month = datetime.now(UTC).strftime("%Y-%m")
     base = {"payment_id": payment_id, "user_id": user_id, "now": now}
+    referrer = await rt.db.fetch_one("SELECT referred_by FROM users WHERE id = :id", {"id": user_id})
+    referrer_id = str(referrer["referred_by"]) if referrer is not None and referrer["referred_by"] else None
+    steps: list[Step] = []
+    if referrer_id is not None and rt.db.dialect == "postgres":
+        # The referrer's monthly count is read under their row lock: concurrent first purchases of
+        # their referees take turns, so the cap holds (SQLite serialises writers anyway).
+        steps.append((LOCK_USER, {"user_id": referrer_id}))
     # Before the payment row: "first purchase" means no payment recorded yet.
-    steps: list[Step] = [
+    steps += [
         (CLAIM_REFERRAL, {**base, "month": month, "cap": settings.referral_cap}),
         (RECORD_PAYMENT, {**base, "session_id": session_id, "amount": pico_of_cents(int(amount * 100))}),
     ]
@@ -196,10 +203,9 @@ async def _purchase_steps(
             payment_id=payment_id,
             actor_type="stripe",
         )[1]
-    referrer = await rt.db.fetch_one("SELECT referred_by FROM users WHERE id = :id", {"id": user_id})
-    if referrer is not None and referrer["referred_by"] and settings.referral_bonus > 0:
+    if referrer_id is not None and settings.referral_bonus > 0:
         guard = {"referee": user_id, "payment_id": payment_id}
-        for who, key in ((user_id, "referee"), (str(referrer["referred_by"]), "referrer")):
+        for who, key in ((user_id, "referee"), (referrer_id, "referrer")):
             steps += credit_steps(
                 who,
                 settings.referral_bonus,

@@ -31,11 +31,13 @@ class Stack:
     gateways: list[GatewayServer]
     stripe: StripeFake
 
-    def post(self, path: str, key: str, body: dict[str, Any] | None = None, which: int = 0) -> httpx.Response:
+    def post(
+        self, path: str, key: str, body: dict[str, Any] | None = None, which: int = 0, ip: str = "127.0.0.1"
+    ) -> httpx.Response:
         return httpx.post(
             self.gateways[which].url + path,
             json=body or {},
-            headers={"Authorization": f"Bearer {key}"},
+            headers={"Authorization": f"Bearer {key}", "X-Forwarded-For": ip},
             timeout=20,
         )
 
@@ -88,6 +90,11 @@ def stack(
             STRIPE_PRICE_ENTERPRISE="price_enterprise_monthly",
             GATEWAYZ_TOPUP_MIN_USD="5",
             GATEWAYZ_TOPUP_MAX_USD="500",
+            GATEWAYZ_TRIAL_CREDITS_USD="2",
+            GATEWAYZ_TRIAL_MODELS="openai/gpt-4o-mini",
+            GATEWAYZ_REFERRAL_BONUS_USD="5",
+            GATEWAYZ_REFERRAL_MONTHLY_CAP="2",
+            GATEWAYZ_TRUSTED_PROXIES="127.0.0.1/32",  # the trial tests call "from" many addresses
         )
         provision(settings, "bootstrap@example.com", Decimal(0))  # migrates
         gateways = [start_gateway(settings), start_gateway(settings)]  # two instances, one database
