@@ -8,11 +8,11 @@
 -- Spending may be frozen ('debt': a refund took back more than was left; 'dispute': a chargeback
 -- was opened). The balance never goes below zero: what a refund could not take is `debt_pico`,
 -- paid first out of the next purchase. A frozen account reserves nothing (no inference).
-ALTER TABLE users ADD COLUMN debt_pico BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE users ADD COLUMN spend_frozen TEXT;
-ALTER TABLE users ADD COLUMN stripe_customer_id TEXT;
-ALTER TABLE users ADD COLUMN referral_code TEXT;
-ALTER TABLE users ADD COLUMN referred_by TEXT;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS debt_pico BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS spend_frozen TEXT;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS stripe_customer_id TEXT;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS referral_code TEXT;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS referred_by TEXT;
 CREATE UNIQUE INDEX IF NOT EXISTS users_referral_code ON users (referral_code);
 CREATE UNIQUE INDEX IF NOT EXISTS users_stripe_customer ON users (stripe_customer_id);
 
