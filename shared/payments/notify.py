@@ -1,8 +1,9 @@
 """Billing notices (receipts, low balance) through a pluggable sender, never blocking a request.
 
-Only the log sender is built (GATEWAYZ_NOTIFY=log, the default): it writes one structured line per
-notice, which an operator's log pipeline can route. Resend and SMTP are accepted names reserved
-for their senders; until those exist they fall back to the log, said once at start.
+Only the log sender is built (GATEWAYZ_NOTIFY=log, the default): it writes one line per receipt
+after the webhook's transaction committed, which an operator's log pipeline can route. `resend`
+and `smtp` are accepted names reserved for their senders (not built yet: they log too), and the
+low-balance notice (GATEWAYZ_LOW_BALANCE_USD) is not sent yet.
 """
 
 from __future__ import annotations
