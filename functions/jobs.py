@@ -40,6 +40,41 @@ async def reap_route(request: Request) -> dict[str, Any]:
     return await reap(runtime_of(request))
 
 
+@router.get("/internal/jobs/billing")
+@documented(
+    "Billing jobs: downgrade lapsed subscriptions (Vercel cron; Bearer $CRON_SECRET)",
+    response="billing.JobResult",
+    errors=(401,),
+    tag="jobs",
+)
+async def billing_route(request: Request) -> dict[str, Any]:
+    secret = os.environ.get("CRON_SECRET", "")
+    given = request_key(request) or ""
+    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        raise AuthenticationFailed("This job runs on the operator's schedule only.")
+    return await run_billing_jobs(runtime_of(request))
+
+
+async def run_billing_jobs(rt: Runtime) -> dict[str, int]:
+    from shared.payments.promotions import expire_trials
+    from shared.payments.subscriptions import downgrade_lapsed
+
+    return {"downgraded": await downgrade_lapsed(rt), "expired_trials": await expire_trials(rt)}
+
+
+async def _billing() -> dict[str, int]:
+    rt = Runtime.build(Settings.from_env())
+    try:
+        return await run_billing_jobs(rt)
+    finally:
+        await rt.close()
+
+
+def billing_jobs(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge entry of the hourly billing jobs."""
+    return asyncio.run(_billing())
+
+
 async def reap(rt: Runtime) -> dict[str, int]:
     return {"expired_holds": await rt.ledger.reap(), "expired_responses": await rt.responses.purge()}
 

@@ -150,6 +150,70 @@ class Timeouts:
     retry_after_max: float = 2.0  # a 429's retry-after is honoured on the same offer only if this short
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentSettings:
+    """Stripe and the money-in rules (SPEC §6; names in the README's configuration table)."""
+
+    secret_key: str | None = field(default=None, repr=False)  # STRIPE_SECRET_KEY
+    webhook_secret: str | None = field(default=None, repr=False)  # STRIPE_WEBHOOK_SECRET
+    api_base: str | None = None  # STRIPE_API_BASE (tests: the fake); None: Stripe's own
+    prices: Mapping[str, str] = field(default_factory=dict)  # plan id → STRIPE_PRICE_<PLAN>
+    topup_min: Decimal = Decimal(5)
+    topup_max: Decimal = Decimal(1000)
+    success_url: str = "http://127.0.0.1:8000/billing/success?session_id={CHECKOUT_SESSION_ID}"
+    cancel_url: str = "http://127.0.0.1:8000/billing/cancel"
+    portal_return_url: str = "http://127.0.0.1:8000/"
+    grace_days: int = 3  # after a failed renewal, before the downgrade to Free
+    trial_credits: Decimal = Decimal(1)
+    trial_days: int = 7
+    trial_models: tuple[str, ...] | None = None  # model patterns a trial may use; None: every model
+    trial_rpm: int = 10
+    trial_rpd: int = 200
+    referral_bonus: Decimal = Decimal(5)  # to each of referrer and referee, on the first top-up
+    referral_cap: int = 10  # bonuses per referrer per calendar month (UTC)
+    low_balance: Decimal = Decimal(1)  # the low-balance notice is sent below this
+    notify: str = "log"  # GATEWAYZ_NOTIFY: log (default) | resend | smtp
+    notify_from: str = "billing@gatewayz.local"
+
+
+def _payments(env: Mapping[str, str]) -> PaymentSettings:
+    d = PaymentSettings()
+    prices = {
+        name.removeprefix("STRIPE_PRICE_").lower(): value
+        for name, value in env.items()
+        if name.startswith("STRIPE_PRICE_") and value
+    }
+    low, high = _decimal(env, "GATEWAYZ_TOPUP_MIN_USD", "5"), _decimal(env, "GATEWAYZ_TOPUP_MAX_USD", "1000")
+    if low <= 0 or high < low:
+        raise ConfigError("GATEWAYZ_TOPUP_MIN_USD must be > 0 and at most GATEWAYZ_TOPUP_MAX_USD")
+    models = env.get("GATEWAYZ_TRIAL_MODELS", "").strip()
+    notify = env.get("GATEWAYZ_NOTIFY", "log").strip().lower() or "log"
+    if notify not in ("log", "resend", "smtp"):
+        raise ConfigError(f"GATEWAYZ_NOTIFY must be log, resend or smtp, got {notify!r}")
+    return PaymentSettings(
+        secret_key=env.get("STRIPE_SECRET_KEY") or None,
+        webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
+        api_base=(env.get("STRIPE_API_BASE") or "").rstrip("/") or None,
+        prices=prices,
+        topup_min=low,
+        topup_max=high,
+        success_url=env.get("GATEWAYZ_CHECKOUT_SUCCESS_URL") or d.success_url,
+        cancel_url=env.get("GATEWAYZ_CHECKOUT_CANCEL_URL") or d.cancel_url,
+        portal_return_url=env.get("GATEWAYZ_PORTAL_RETURN_URL") or d.portal_return_url,
+        grace_days=_int(env, "GATEWAYZ_BILLING_GRACE_DAYS", d.grace_days, low=0),
+        trial_credits=_decimal(env, "GATEWAYZ_TRIAL_CREDITS_USD", str(d.trial_credits)),
+        trial_days=_int(env, "GATEWAYZ_TRIAL_DAYS", d.trial_days),
+        trial_models=tuple(m.strip() for m in models.split(",") if m.strip()) or None,
+        trial_rpm=_int(env, "GATEWAYZ_TRIAL_RPM", d.trial_rpm),
+        trial_rpd=_int(env, "GATEWAYZ_TRIAL_RPD", d.trial_rpd),
+        referral_bonus=_decimal(env, "GATEWAYZ_REFERRAL_BONUS_USD", str(d.referral_bonus)),
+        referral_cap=_int(env, "GATEWAYZ_REFERRAL_MONTHLY_CAP", d.referral_cap, low=0),
+        low_balance=_decimal(env, "GATEWAYZ_LOW_BALANCE_USD", str(d.low_balance)),
+        notify=notify,
+        notify_from=env.get("GATEWAYZ_NOTIFY_FROM") or d.notify_from,
+    )
+
+
 _DEFAULT_TIMEOUTS = Timeouts()
 DEFAULT_DATABASE_URL = "sqlite:///.gatewayz/gatewayz.db"
 
@@ -171,6 +235,7 @@ class Settings:
     byok_fee: Decimal = Decimal("0.05")  # share of the usual cost charged when the user's own key served
     key_cache_ttl: float = 60.0
     responses_retention_days: int = 30  # how long a stored response (store: true) is kept
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
     # The raw environment, kept for per-provider lookups (`<ID>_API_KEY`, `<ID>_BASE_URL`, ...).
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -206,6 +271,7 @@ class Settings:
             byok_fee=byok_fee,
             key_cache_ttl=_seconds(env, "GATEWAYZ_KEY_CACHE_TTL", 60.0),
             responses_retention_days=_int(env, "GATEWAYZ_RESPONSES_RETENTION_DAYS", 30),
+            payments=_payments(env),
             admin_key=admin_key,
             database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,
             catalog_file=env.get("GATEWAYZ_CATALOG_FILE") or None,

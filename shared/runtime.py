@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -76,6 +76,8 @@ class Runtime:
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
     inflight: int = 0  # requests being served by this process (kept by the app's middleware)
+    # Clients built on first use by optional parts (the Stripe client): closed with the runtime.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -120,6 +122,8 @@ class Runtime:
     async def close(self) -> None:
         await self.ledger.drain()  # charges still landing, before their database goes
         await self.responses.drain()  # stored responses still being written
+        for close in self.closers:
+            await close()
         await self.http.close()
         await self.hot.close()
         await self.db.close()

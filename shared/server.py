@@ -14,6 +14,7 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         account,
         admin,
         auth,
+        billing,
         catalog,
         chat,
         embeddings,
@@ -23,6 +24,7 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         messages,
         probes,
         responses,
+        webhooks,
     )
 
     routers = [
@@ -38,6 +40,8 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         admin.router,
         jobs.router,
         probes.router,
+        billing.router,
+        webhooks.router,
     ]
     from shared import observe
     from shared.observe import prometheus

@@ -194,7 +194,14 @@ def owner(deployment: Deployment) -> Account:
 def test_me_has_the_spec_shape(deployment: Deployment, owner: Account) -> None:
     with deployment.http(owner.key) as http:
         body = http.get("/v1/me").json()
-    assert set(body) == {"id", "email", "role", "status", "plan", "balance"}
+    # SPEC §5's fields, then the billing state of issue 14 (no subscription, allowance or freeze yet).
+    assert set(body) == {"id", "email", "role", "status", "plan", "balance"} | {
+        "frozen",
+        "debt",
+        "subscription",
+        "allowance",
+    }
+    assert (body["frozen"], body["debt"], body["subscription"], body["allowance"]) == (None, "0", None, None)
     assert body["id"] == owner.user_id
     assert (body["role"], body["status"], body["plan"], body["balance"]) == ("user", "active", "free", "10")
 

@@ -91,7 +91,7 @@ INSERT_HOLD = f"""
 INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, created_at)
 SELECT :hold_id, u.id, :key_id, :request_id, :amount, 'open', :expires_at, :now
 FROM users u
-WHERE u.id = :user_id AND u.status = 'active'
+WHERE u.id = :user_id AND u.status = 'active' AND u.spend_frozen IS NULL
   AND u.balance_pico - ({_OPEN_HOLDS_USER}) >= :amount
   AND (CAST(:limit_day AS BIGINT) IS NULL OR {_spend("day")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_day)
   AND (CAST(:limit_month AS BIGINT) IS NULL OR {_spend("month")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_month)
@@ -101,7 +101,7 @@ RETURNING id
 """
 # Why a reserve failed (read only on that path).
 DIAGNOSE = f"""
-SELECT u.status, u.balance_pico, ({_OPEN_HOLDS_USER}) AS held,
+SELECT u.status, u.spend_frozen, u.balance_pico, ({_OPEN_HOLDS_USER}) AS held,
        {_spend("day")} AS spent_day, {_spend("month")} AS spent_month, {_spend("total")} AS spent_total,
        ({_OPEN_HOLDS_KEY}) AS key_held
 FROM users u WHERE u.id = :user_id
@@ -248,7 +248,7 @@ class SpendLimits:
 
 @dataclass(frozen=True, slots=True)
 class ReserveRefusal:
-    reason: str  # insufficient_credits | spend_limit_day | spend_limit_month | spend_limit_total | inactive | no_user
+    reason: str  # frozen | insufficient_credits | spend_limit_day | spend_limit_month | spend_limit_total | inactive | no_user
     available: Decimal
 
 
@@ -394,6 +394,8 @@ class Ledger:
         available = from_pico(row["balance_pico"] - row["held"])
         if row["status"] != "active":
             return ReserveRefusal("inactive", available)
+        if row["spend_frozen"] is not None:  # a refund left debt, or a dispute is open
+            return ReserveRefusal("frozen", available)
         amount = params["amount"]
         if row["balance_pico"] - row["held"] < amount:
             return ReserveRefusal("insufficient_credits", available)

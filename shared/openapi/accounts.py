@@ -11,6 +11,18 @@ from pydantic import Field
 from shared.openapi.base import Shape
 
 
+class Subscription(Shape):
+    status: str
+    current_period_end: str | None = None
+    cancel_at_period_end: bool
+
+
+class Allowance(Shape):
+    granted: str = Field(description="The plan's allowance granted with the last paid invoice")
+    used: str = Field(description="Usage charged since then, up to the allowance")
+    since: str
+
+
 class Me(Shape):
     id: str
     email: str
@@ -18,6 +30,10 @@ class Me(Shape):
     status: Literal["active", "suspended"]
     plan: str
     balance: str
+    frozen: str | None = Field(default=None, description="debt or dispute: spending is refused")
+    debt: str = Field(default="0", description="Owed after a refund larger than the credit left")
+    subscription: Subscription | None = None
+    allowance: Allowance | None = None
 
 
 class SpendLimits(Shape):

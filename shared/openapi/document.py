@@ -32,6 +32,7 @@ ERRORS = {
     429: "Rate limited (see `retry-after` and the x-ratelimit-* headers).",
     502: "The upstream provider failed.",
     503: "No provider can serve the request now, or a dependency is unavailable (`retry-after`).",
+    500: "The event could not be applied now (nothing was written): Stripe delivers it again.",
     504: "The upstream provider timed out.",
 }
 HEADERS = {

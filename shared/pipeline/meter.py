@@ -169,6 +169,12 @@ class Meter:
                 f"This API key's {period} spend limit would be exceeded by this request.",
                 code="key_spend_limit_exceeded",
             )
+        if refusal.reason == "frozen":
+            raise PermissionDenied(
+                "Spending on this account is frozen (a refund left a balance owed, or a payment is "
+                "disputed): a top-up pays what is owed.",
+                code="account_frozen",
+            )
         if refusal.reason == "inactive":
             raise PermissionDenied("This account is suspended.", code="account_suspended")
         raise insufficient(self.rt, plan, input_tokens, params, amount, refusal.available)

@@ -19,6 +19,9 @@ _PG_END = "-- gatewayz:postgres-only end"
 def for_dialect(script: str, dialect: str) -> str:
     if dialect == "postgres":
         return script
+    # SQLite has no `ADD COLUMN IF NOT EXISTS`: the SQLite backend runs the plain form and lets a
+    # re-run's "duplicate column" pass (shared.store.sqlite), so that a migration stays re-runnable.
+    script = script.replace("ADD COLUMN IF NOT EXISTS", "ADD COLUMN")
     out, skipping = [], False
     for line in script.splitlines():
         if line.strip() == _PG_BEGIN:

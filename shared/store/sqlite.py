@@ -266,7 +266,14 @@ class SQLiteDatabase(Database):
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in split_statements(script):
-                conn.execute(statement)
+                try:
+                    conn.execute(statement)
+                except sqlite3.OperationalError as exc:
+                    # A re-run of `ALTER TABLE … ADD COLUMN` (written IF NOT EXISTS for PostgreSQL,
+                    # see shared.store.migrate.for_dialect): the column is there already.
+                    if " ADD COLUMN " in statement and str(exc).startswith("duplicate column name"):
+                        continue
+                    raise
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)

@@ -36,7 +36,9 @@ def _owner(principal: Principal) -> tuple[str, Actor]:
 async def me(rt: Runtime, principal: Principal) -> dict[str, Any]:
     user_id, _ = _owner(principal)
     user = await rt.accounts.get_user(user_id)
-    return {name: user[name] for name in ME_FIELDS}
+    from shared.payments.account import billing_state  # the billing part of the profile (issue 14)
+
+    return {**{name: user[name] for name in ME_FIELDS}, **await billing_state(rt, user_id)}
 
 
 def _within_plan(plan: PlanLimits, limits: RateLimitsIn) -> None:

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.accounts.keys import SCOPES
+from tests.fakes.stripe_fake import SECRET_KEY, WEBHOOK_SECRET, StripeFake
 from tests.faults.conftest import Faulty, start_faulty
 from tests.store.support import BACKENDS
 
@@ -31,12 +32,26 @@ EXAMPLES = 40  # per operation and mode: enough to find defect 5, and well under
 SUPABASE = {"SUPABASE_JWT_SECRET": "fuzz-jwt-secret-" + "0" * 32}  # so that /auth/session is fuzzed too
 
 
+@pytest.fixture(scope="module")
+def stripe_env() -> Iterator[dict[str, str]]:
+    """Stripe configured against its fake, so that the billing routes are fuzzed past their
+    configuration check (unconfigured, they answer 503 by design)."""
+    fake = StripeFake({"price_pro_monthly": 2000}).start()
+    yield {
+        "STRIPE_SECRET_KEY": SECRET_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": fake.url,
+        "STRIPE_PRICE_PRO": "price_pro_monthly",
+    }
+    fake.stop()
+
+
 @pytest.fixture
-def fuzzed(fakes: dict[str, Any], tmp_path: Path) -> Iterator[list[Faulty]]:
+def fuzzed(fakes: dict[str, Any], tmp_path: Path, stripe_env: dict[str, str]) -> Iterator[list[Faulty]]:
     with ExitStack() as stack:
         gateways = []
         for backend in BACKENDS:
-            gw = start_faulty(fakes, backend, tmp_path / backend, stack, **SUPABASE)
+            gw = start_faulty(fakes, backend, tmp_path / backend, stack, **SUPABASE, **stripe_env)
             # Its key may do everything: an admin user's, with every scope and no rate limit of its own.
             gw.rows("UPDATE users SET role = 'admin' WHERE id = :u RETURNING id", u=gw.account.user_id)
             gw.rows(
