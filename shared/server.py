@@ -10,7 +10,7 @@ from shared.config import Settings
 
 def create_server_app(settings: Settings | None = None) -> FastAPI:
     # Imported here so that importing shared/ never imports the function modules.
-    from functions import account, admin, auth, catalog, chat, health, jobs, messages, responses
+    from functions import account, admin, auth, catalog, chat, health, jobs, messages, responses, web
 
     routers = [
         chat.router,  # first: the hot path's routes are matched before any other
@@ -22,5 +22,6 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         account.router,  # with the BYOK routes of functions.provider_keys
         admin.router,
         jobs.router,
+        web.router,  # the dashboard's pages (its app also includes the routers it calls)
     ]
     return create_app(routers, settings=settings, title="Gatewayz")

@@ -26,8 +26,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 VERCEL = ROOT / "vercel.json"
-# SPEC §1: the functions that stream are deployed behind the Lambda Web Adapter.
-STREAMING = {"chat", "messages", "responses"}
+# SPEC §1: the functions that stream are deployed behind the Lambda Web Adapter (the web
+# dashboard too: its playground streams).
+STREAMING = {"chat", "messages", "responses", "web"}
 
 
 # --- a reader for the YAML subset template.yaml keeps to ---------------------------------------
