@@ -210,7 +210,7 @@ async def keys_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
         session_key_last4=ctx.key[-4:],
         scopes=SCOPES,
         rate_fields=RATE_FIELDS,
-        **{"new_key": None, "error": None, "notice": None, **extra},
+        **{"new_key": None, "error": None, "notice": None, "rotated": False, **extra},
     )
 
 
