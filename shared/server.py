@@ -24,6 +24,7 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         messages,
         probes,
         responses,
+        web,
         webhooks,
     )
 
@@ -42,6 +43,7 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         probes.router,
         billing.router,
         webhooks.router,
+        web.router,  # the dashboard's pages (its app also includes the routers it calls)
     ]
     from shared import observe
     from shared.observe import prometheus

@@ -26,9 +26,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 VERCEL = ROOT / "vercel.json"
-# SPEC §1: the functions that stream are deployed behind the Lambda Web Adapter, and images too:
-# one answer, but a generation can outlast the HTTP API's 30 seconds.
-STREAMING = {"chat", "messages", "responses", "images"}
+# SPEC §1: the functions that stream are deployed behind the Lambda Web Adapter; images too (one
+# answer, but a generation can outlast the HTTP API's 30 seconds), and the web dashboard (its
+# playground streams).
+STREAMING = {"chat", "messages", "responses", "images", "web"}
 
 
 # --- a reader for the YAML subset template.yaml keeps to ---------------------------------------

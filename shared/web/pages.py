@@ -1,0 +1,314 @@
+"""The user's pages: sign-in and out, overview, API keys, credits (SPEC §5).
+
+Each page reads and writes through the JSON API (`shared.web.gateway`) with the signed-in key;
+what it shows is what `GET /v1/...` answers to a script holding that key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import RedirectResponse, Response
+
+from shared.web import gateway
+from shared.web.base import (
+    Ctx,
+    Leave,
+    checked_form,
+    error_page,
+    same_origin,
+    sealer,
+    set_session,
+    signed_in,
+    stripe_configured,
+    web_page,
+)
+from shared.web.render import PAGE_HEADERS, field, lines, page, read_form
+from shared.web.session import CSRF_FIELD, PRESESSION_COOKIE, SESSION_COOKIE
+
+router = APIRouter(include_in_schema=False)
+KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CURSOR = re.compile(r"^[A-Za-z0-9._:=-]{1,64}$")
+SCOPES = ("inference", "read", "keys", "billing", "admin")
+RATE_FIELDS = (
+    "requests_per_minute",
+    "requests_per_day",
+    "tokens_per_minute",
+    "tokens_per_day",
+    "concurrency",
+)
+
+
+def cursor_param(request: Request) -> str | None:
+    value = request.query_params.get("cursor")
+    return value if value and CURSOR.match(value) else None
+
+
+def see_other(target: str) -> Response:
+    return RedirectResponse(target, status_code=303, headers=dict(PAGE_HEADERS))
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+
+
+def _sign_in_page(request: Request, status: int = 200, error: str | None = None) -> Response:
+    presession = request.cookies.get(PRESESSION_COOKIE) or ""
+    fresh = not re.fullmatch(r"[0-9a-f]{32}", presession)
+    if fresh:
+        presession = os.urandom(16).hex()
+    response = page(
+        "sign_in.html",
+        status=status,
+        me=None,
+        is_admin=False,
+        path="/sign-in",
+        csrf=sealer(request).csrf("pre:" + presession),
+        error=error,
+        expired=request.query_params.get("expired") == "1",
+        supabase=bool(os.environ.get("SUPABASE_URL")),
+    )
+    if fresh:
+        response.set_cookie(
+            PRESESSION_COOKIE, presession, path="/", secure=True, httponly=True, samesite="strict"
+        )
+    return response
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    live = sealer(request).open(request.cookies.get(SESSION_COOKIE)) is not None
+    return see_other("/dashboard" if live else "/sign-in")
+
+
+@router.get("/sign-in")
+async def sign_in_form(request: Request) -> Response:
+    if sealer(request).open(request.cookies.get(SESSION_COOKIE)) is not None:
+        return see_other("/dashboard")
+    return _sign_in_page(request)
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    form = await read_form(request)
+    presession = request.cookies.get(PRESESSION_COOKIE)
+    token = field(form, CSRF_FIELD)
+    if not same_origin(request) or not sealer(request).csrf_ok(presession and "pre:" + presession, token):
+        return error_page(403, "This sign-in form could not be verified. Reload the page and try again.")
+    key = field(form, "api_key")
+    if not key:
+        return _sign_in_page(request, 400, "Paste an API key.")
+    answer = await gateway.call(request, "GET", "/v1/me", key=key)
+    if not answer.ok:
+        hint = " The key needs the read scope." if answer.status == 403 else ""
+        return _sign_in_page(request, answer.status if answer.status < 500 else 503, answer.message + hint)
+    sealed, _ = sealer(request).seal(key)
+    response = see_other("/dashboard")
+    set_session(response, sealed)
+    return response
+
+
+@router.post("/sign-out")
+@web_page
+async def sign_out(request: Request) -> Response:
+    ctx = await signed_in(request)
+    await checked_form(ctx)
+    response = see_other("/sign-in")
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+# --- overview ----------------------------------------------------------------------------------
+
+
+def spend_chart(daily: list[dict[str, Any]], days: int) -> dict[str, Any]:
+    """uPlot's data for daily spend by model over the last `days` days (zeros where none)."""
+    today = datetime.now(UTC).date()
+    dates = [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
+    by_model: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    for row in daily:
+        by_model[row["model"]][row["date"]] = Decimal(row["cost"])
+    return {
+        "x": [int(datetime.fromisoformat(d).replace(tzinfo=UTC).timestamp()) for d in dates],
+        "series": [
+            {"label": model, "values": [float(costs.get(d, 0)) for d in dates]}  # a picture, not a sum
+            for model, costs in sorted(by_model.items())
+        ],
+    }
+
+
+def totals(daily: list[dict[str, Any]]) -> dict[str, Any]:
+    today = datetime.now(UTC).date().isoformat()
+    month = today[:7]
+    return {
+        "today": sum((Decimal(r["cost"]) for r in daily if r["date"] == today), Decimal(0)),
+        "month": sum((Decimal(r["cost"]) for r in daily if r["date"].startswith(month)), Decimal(0)),
+        "requests": sum(int(r["requests"]) for r in daily),
+    }
+
+
+@router.get("/dashboard")
+@web_page
+async def overview(request: Request) -> Response:
+    ctx = await signed_in(request)
+    credits = await ctx.api("GET", "/v1/credits", query={"limit": 5})
+    usage = await ctx.api("GET", "/v1/usage", query={"days": 31, "limit": 1})
+    daily = usage.data["daily"] if usage.ok else []
+    return ctx.render(
+        "overview.html",
+        credits=credits.data if credits.ok else None,
+        credits_error=None if credits.ok else credits.message,
+        totals=totals(daily),
+        chart=spend_chart(daily, 30),
+        usage_error=None if usage.ok else usage.message,
+    )
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def key_body(form: dict[str, list[str]]) -> dict[str, Any]:
+    """The JSON of `POST /v1/keys` from the form: blanks left out (the API's defaults apply)."""
+    body: dict[str, Any] = {"name": field(form, "name") or "default"}
+    if field(form, "environment") in ("live", "test"):
+        body["environment"] = field(form, "environment")
+    scopes = [s for s in form.get("scopes", []) if s in SCOPES]
+    if scopes:
+        body["scopes"] = scopes
+    if field(form, "expires_at"):
+        body["expires_at"] = field(form, "expires_at")  # the API says what it cannot read
+    for name in ("ip_allowlist", "allowed_origins", "allowed_models"):
+        if lines(form, name):
+            body[name] = lines(form, name)
+    spend = {p: field(form, f"spend_{p}") for p in ("day", "month", "total") if field(form, f"spend_{p}")}
+    if spend:
+        body["spend_limits"] = spend
+    rates: dict[str, Any] = {}
+    for name in RATE_FIELDS:
+        text = field(form, name)
+        if text:
+            rates[name] = int(text) if text.isdigit() else text  # not a number: the API's 400 names it
+    if rates:
+        body["rate_limits"] = rates
+    return body
+
+
+async def keys_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
+    listing = await ctx.api("GET", "/v1/keys")
+    if not listing.ok and not extra.get("error"):
+        extra["error"] = listing.message
+    keys = listing.data["data"] if listing.ok else []
+    return ctx.render(
+        "keys.html",
+        status=status if listing.ok else listing.status,
+        keys=keys,
+        session_key_last4=ctx.key[-4:],
+        scopes=SCOPES,
+        rate_fields=RATE_FIELDS,
+        **{"new_key": None, "error": None, "notice": None, "rotated": False, **extra},
+    )
+
+
+@router.get("/dashboard/keys")
+@web_page
+async def keys(request: Request) -> Response:
+    ctx = await signed_in(request)
+    done = request.query_params.get("done")
+    notice = {"revoked": "The key was revoked.", "updated": "The key was updated."}.get(done or "")
+    return await keys_page(ctx, notice=notice)
+
+
+@router.post("/dashboard/keys")
+@web_page
+async def create_key(request: Request) -> Response:
+    ctx = await signed_in(request)
+    form = await checked_form(ctx)
+    answer = await ctx.api("POST", "/v1/keys", json=key_body(form))
+    if not answer.ok:
+        return await keys_page(ctx, status=answer.status, error=answer.message)
+    return await keys_page(ctx, status=201, new_key=answer.data)
+
+
+def key_path(key_id: str) -> str:
+    if not KEY_ID.match(key_id):
+        raise Leave(error_page(404, "No such key."))
+    return f"/v1/keys/{key_id}"
+
+
+@router.post("/dashboard/keys/{key_id}/rotate")
+@web_page
+async def rotate_key(request: Request, key_id: str) -> Response:
+    ctx = await signed_in(request)
+    form = await checked_form(ctx)
+    grace = field(form, "grace_seconds") or "0"
+    body = {"grace_seconds": int(grace) if grace.isdigit() else grace}
+    answer = await ctx.api("POST", key_path(key_id) + "/rotate", json=body)
+    if not answer.ok:
+        return await keys_page(ctx, status=answer.status, error=answer.message)
+    return await keys_page(ctx, new_key=answer.data, rotated=True)
+
+
+@router.post("/dashboard/keys/{key_id}/revoke")
+@web_page
+async def revoke_key(request: Request, key_id: str) -> Response:
+    ctx = await signed_in(request)
+    await checked_form(ctx)
+    answer = await ctx.api("DELETE", key_path(key_id))
+    if not answer.ok:
+        return await keys_page(ctx, status=answer.status, error=answer.message)
+    return see_other("/dashboard/keys?done=revoked")
+
+
+@router.post("/dashboard/keys/{key_id}/disabled")
+@web_page
+async def toggle_key(request: Request, key_id: str) -> Response:
+    ctx = await signed_in(request)
+    form = await checked_form(ctx)
+    answer = await ctx.api("PATCH", key_path(key_id), json={"disabled": field(form, "disabled") == "true"})
+    if not answer.ok:
+        return await keys_page(ctx, status=answer.status, error=answer.message)
+    return see_other("/dashboard/keys?done=updated")
+
+
+# --- credits -------------------------------------------------------------------------------------
+
+
+@router.get("/dashboard/credits")
+@web_page
+async def credits(request: Request) -> Response:
+    ctx = await signed_in(request)
+    kind = request.query_params.get("type") or ""
+    answer = await ctx.api("GET", "/v1/credits", query={"limit": 20, "cursor": cursor_param(request)})
+    rows = answer.data["data"] if answer.ok else []
+    return ctx.render(
+        "credits.html",
+        status=answer.status if not answer.ok else 200,
+        credits=answer.data if answer.ok else None,
+        rows=[r for r in rows if not kind or r["type"] == kind],
+        kind=kind,
+        kinds=sorted({r["type"] for r in rows} | ({kind} if kind else set())),
+        error=None if answer.ok else answer.message,
+        paged=bool(cursor_param(request)),
+        notice=request.query_params.get("notice"),
+    )
+
+
+@router.post("/dashboard/credits/top-up")
+@web_page
+async def top_up(request: Request) -> Response:
+    """Stripe Checkout through the payments route (`POST /v1/billing/checkout`), where configured."""
+    ctx = await signed_in(request)
+    form = await checked_form(ctx)
+    if not stripe_configured():
+        return error_page(404, "Top-up is not available on this deployment.")
+    answer = await ctx.api("POST", "/v1/billing/checkout", json={"amount": field(form, "amount")})
+    url = answer.data.get("url") if answer.ok and isinstance(answer.data, dict) else None
+    if not isinstance(url, str) or not url.startswith("https://"):
+        message = answer.message if not answer.ok else "The payment page could not be opened."
+        return error_page(answer.status if not answer.ok else 502, message)
+    return RedirectResponse(url, status_code=303, headers=dict(PAGE_HEADERS))
