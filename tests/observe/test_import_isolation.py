@@ -34,6 +34,12 @@ EXTRA = {
     "admin": ("jwt", "shared.dialects.openai_", "shared.dialects.anthropic_", "shared.dialects.responses_"),
     "account": ("jwt",),
     "auth": ("shared.pipeline",),
+    "embeddings": ("cryptography", "jwt"),
+    "images": ("cryptography", "jwt"),
+    # Stripe's library is imported on the first billing call or webhook, never at cold start.
+    "billing": ("stripe",),
+    "webhooks": ("stripe", "shared.dialects.", "shared.pipeline"),
+    "web": ("stripe",),
 }
 PROBE = "import json, sys, importlib; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
 
