@@ -7,7 +7,6 @@ the sign-in page; a failed CSRF check: 403) and the wrapper answers with that re
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec
@@ -58,9 +57,9 @@ def sealer(request: Request) -> Sealer:
     return found
 
 
-def stripe_configured() -> bool:
-    """Top-up appears only where Stripe Checkout is configured (the payments function's setting)."""
-    return bool(os.environ.get("STRIPE_SECRET_KEY"))
+def stripe_configured(request: Request) -> bool:
+    """Top-up appears only where Stripe Checkout is configured (the payments settings' secret key)."""
+    return bool(runtime_of(request).settings.payments.secret_key)
 
 
 @dataclass
@@ -91,7 +90,7 @@ class Ctx:
             csrf=self.csrf,
             is_admin=self.is_admin,
             path=self.request.url.path,
-            stripe=stripe_configured(),
+            stripe=stripe_configured(self.request),
             **context,
         )
 

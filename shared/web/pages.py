@@ -304,9 +304,9 @@ async def top_up(request: Request) -> Response:
     """Stripe Checkout through the payments route (`POST /v1/billing/checkout`), where configured."""
     ctx = await signed_in(request)
     form = await checked_form(ctx)
-    if not stripe_configured():
+    if not stripe_configured(request):
         return error_page(404, "Top-up is not available on this deployment.")
-    answer = await ctx.api("POST", "/v1/billing/checkout", json={"amount": field(form, "amount")})
+    answer = await ctx.api("POST", "/v1/billing/checkout", json={"amount_usd": field(form, "amount")})
     url = answer.data.get("url") if answer.ok and isinstance(answer.data, dict) else None
     if not isinstance(url, str) or not url.startswith("https://"):
         message = answer.message if not answer.ok else "The payment page could not be opened."
