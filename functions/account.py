@@ -17,7 +17,7 @@ from shared.app import function_app, runtime_of
 from shared.auth import KeyManager, Reader
 from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
-from shared.views import self_service, usage
+from shared.views import analytics, self_service, usage
 
 # The BYOK routes (`/v1/provider-keys`) belong to this function: its router starts with them.
 router = APIRouter(routes=list(provider_keys.router.routes))
@@ -25,6 +25,8 @@ router = APIRouter(routes=list(provider_keys.router.routes))
 # each parameter's alias into the latter, so one shared default would read the wrong name.
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(min_length=1, max_length=64)]
+Day = Annotated[str | None, Query(min_length=1, max_length=10)]  # YYYY-MM-DD, checked by the view
+Word = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 
 @router.get("/v1/me")
@@ -132,6 +134,52 @@ async def usage_report(
     return await usage.usage_page(
         runtime_of(request), principal.user_id, days=days, limit=limit, cursor=cursor
     )
+
+
+@router.get("/v1/usage/summary")
+@documented(
+    "Usage per day or hour by key, model and provider, from the rollups; CSV with format=csv (scope read)",
+    response="analytics.UsageSummary",
+    errors=(400, 401, 403),
+    tag="account",
+)
+async def usage_summary(
+    request: Request,
+    principal: Reader,
+    start: Day = None,
+    end: Day = None,
+    granularity: Word = "day",
+    group_by: Word = None,
+    format: Word = None,
+) -> Any:
+    assert principal.user_id is not None
+    csv = analytics.wants_csv(request, format)
+    rt = runtime_of(request)
+    query = analytics.parse_query(
+        rt,
+        start=start,
+        end=end,
+        granularity=granularity or "day",
+        group_by=group_by,
+        allowed=analytics.USER_GROUPS,
+        user_id=principal.user_id,
+    )
+    body = await analytics.summary(rt, query)
+    return analytics.summary_csv(body) if csv else body
+
+
+@router.get("/v1/activity")
+@documented(
+    "Your activity: requests, spend, top models, use and last use per key (scope read)",
+    response="analytics.Activity",
+    errors=(400, 401, 403),
+    tag="account",
+)
+async def activity(
+    request: Request, principal: Reader, days: Annotated[int, Query(ge=1, le=analytics.MAX_DAYS)] = 30
+) -> dict[str, Any]:
+    assert principal.user_id is not None
+    return await analytics.activity(runtime_of(request), principal.user_id, days)
 
 
 app = function_app([router], title="Gatewayz account")

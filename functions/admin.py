@@ -15,7 +15,7 @@ from shared.app import function_app, runtime_of
 from shared.auth import Admin
 from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
-from shared.views import admin
+from shared.views import admin, analytics
 
 router = APIRouter()
 # Annotated, not shared `Query(...)` defaults: FastAPI copies the former per parameter but writes
@@ -102,6 +102,38 @@ async def audit(
         "cursor": cursor,
     }
     return await admin.audit_page(runtime_of(request), filters, limit=limit)
+
+
+@router.get("/admin/analytics")
+@documented(
+    "Usage across users, by day or hour x user, key, model, provider (the summary's shape; CSV with format=csv)",
+    response="analytics.UsageSummary",
+    errors=(400, 401, 403),
+    tag="admin",
+)
+async def usage_analytics(
+    request: Request,
+    principal: Admin,
+    start: Filter = None,
+    end: Filter = None,
+    granularity: Filter = "day",
+    group_by: Filter = None,
+    user_id: Filter = None,
+    format: Filter = None,
+) -> Any:
+    csv = analytics.wants_csv(request, format)
+    rt = runtime_of(request)
+    query = analytics.parse_query(
+        rt,
+        start=start,
+        end=end,
+        granularity=granularity or "day",
+        group_by=group_by,
+        allowed=analytics.ADMIN_GROUPS,
+        user_id=user_id,
+    )
+    body = await analytics.summary(rt, query)
+    return analytics.summary_csv(body) if csv else body
 
 
 app = function_app([router], title="Gatewayz admin")

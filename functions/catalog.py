@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
 
 from shared.app import function_app, runtime_of
 from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
+from shared.views import analytics
 from shared.views.catalog import gateways, list_models, one_model, providers
 
 router = APIRouter()
@@ -54,6 +57,24 @@ async def provider_list(request: Request) -> dict[str, object]:
 )
 async def gateway_list(request: Request) -> dict[str, object]:
     return gateways(runtime_of(request))
+
+
+@router.get("/v1/rankings")
+@documented(
+    "Models ranked by tokens and by requests over the last day, week or month (public, from the rollups)",
+    response="analytics.Rankings",
+    errors=(400,),
+    tag="catalog",
+)
+async def rankings(
+    request: Request,
+    response: Response,
+    period: str = Query(default="week", max_length=16),
+    limit: int = Query(default=20, ge=1, le=100),
+) -> dict[str, Any]:
+    # Every user's traffic, no user data: shared caches may keep it as long as the process does.
+    response.headers["cache-control"] = f"public, max-age={int(analytics.RANKINGS_TTL_S)}"
+    return await analytics.rankings(runtime_of(request), period, limit)
 
 
 app = function_app([router], title="Gatewayz catalog")

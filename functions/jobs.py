@@ -1,5 +1,6 @@
 """Scheduled jobs (SPEC §1): the expired-hold reaper, which also deletes stored responses past
-their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS).
+their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS); the usage rollup, which also prunes raw request
+records past theirs (GATEWAYZ_REQUEST_RETENTION_DAYS).
 
 On Lambda an EventBridge schedule invokes `reap_holds(event, context)` directly. On Vercel a cron
 calls `GET /internal/jobs/reap-holds` with `Authorization: Bearer $CRON_SECRET` (Vercel's own
@@ -16,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from shared.app import function_app, runtime_of
-from shared.auth import request_key
+from shared.auth import request_key, require_cron
 from shared.config import Settings
 from shared.errors import AuthenticationFailed
 from shared.openapi import documented
@@ -90,6 +91,40 @@ async def _reap() -> dict[str, int]:
 def reap_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry: a fresh runtime per run (the loop of each invocation is its own)."""
     return asyncio.run(_reap())
+
+
+# --- usage rollups and raw-record retention (shared.analytics.rollup) ---------------------------
+
+
+@router.get("/internal/jobs/rollup")
+@documented(
+    "Roll up usage by day; prune raw request records past GATEWAYZ_REQUEST_RETENTION_DAYS (Vercel cron; Bearer $CRON_SECRET)",
+    response="analytics.RollupResult",
+    errors=(401,),
+    tag="jobs",
+)
+async def rollup_route(request: Request) -> dict[str, Any]:
+    require_cron(request)
+    return await run_rollup(runtime_of(request))
+
+
+async def run_rollup(rt: Runtime) -> dict[str, object]:
+    from shared.analytics.rollup import rollup_job
+
+    return await rollup_job(rt.db, rt.settings.request_retention_days)
+
+
+async def _rollup() -> dict[str, object]:
+    rt = Runtime.build(Settings.from_env())
+    try:
+        return await run_rollup(rt)
+    finally:
+        await rt.close()
+
+
+def rollup_usage(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge entry of the hourly usage rollup and raw-record retention."""
+    return asyncio.run(_rollup())
 
 
 app = function_app([router], title="Gatewayz jobs")

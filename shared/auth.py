@@ -9,6 +9,7 @@ bootstrap `GATEWAYZ_ADMIN_KEY` opens the admin routes only: it has no user to bi
 from __future__ import annotations
 
 import hmac
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -121,3 +122,12 @@ Reader = Annotated[Principal, require("read")]
 KeyManager = Annotated[Principal, require("keys")]
 Billing = Annotated[Principal, require("billing")]
 Admin = Annotated[Principal, require("admin")]
+
+
+def require_cron(request: Request) -> None:
+    """Scheduled routes (Vercel crons) answer only `Authorization: Bearer $CRON_SECRET`, Vercel's
+    own convention; without the secret configured they refuse every call."""
+    secret = os.environ.get("CRON_SECRET", "")
+    given = request_key(request) or ""
+    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        raise AuthenticationFailed("This job runs on the operator's schedule only.")

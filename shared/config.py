@@ -235,6 +235,9 @@ class Settings:
     byok_fee: Decimal = Decimal("0.05")  # share of the usual cost charged when the user's own key served
     key_cache_ttl: float = 60.0
     responses_retention_days: int = 30  # how long a stored response (store: true) is kept
+    # How long raw request records are kept (the rollup job prunes older ones once their days are
+    # rolled up; the daily rollups and the ledger are kept). 90: /v1/usage's longest window.
+    request_retention_days: int = 90
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     # The raw environment, kept for per-provider lookups (`<ID>_API_KEY`, `<ID>_BASE_URL`, ...).
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -271,6 +274,7 @@ class Settings:
             byok_fee=byok_fee,
             key_cache_ttl=_seconds(env, "GATEWAYZ_KEY_CACHE_TTL", 60.0),
             responses_retention_days=_int(env, "GATEWAYZ_RESPONSES_RETENTION_DAYS", 30),
+            request_retention_days=_int(env, "GATEWAYZ_REQUEST_RETENTION_DAYS", 90),
             payments=_payments(env),
             admin_key=admin_key,
             database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,
