@@ -9,7 +9,8 @@
 --
 -- usage_rollup_state.rolled_through is the first UTC day NOT yet rolled up: summaries read the
 -- rollups before it and the raw records from it on, and retention deletes raw records only before
--- it (never the ledger: credit_transactions are kept for good).
+-- it (never the ledger: credit_transactions are kept for good). pruned_before: the days before it
+-- are never rolled up again (their raw records may be gone; their rollups are what is left).
 --
 -- request_records_created serves the job's per-day scans over every user and the retention's
 -- oldest-first batches (the user index leads with user_id).
@@ -46,6 +47,7 @@ CREATE INDEX IF NOT EXISTS usage_daily_user ON usage_daily (user_id, day);
 CREATE TABLE IF NOT EXISTS usage_rollup_state (
     name           TEXT PRIMARY KEY,               -- 'daily'
     rolled_through TEXT NOT NULL,                  -- first UTC day (YYYY-MM-DD) not rolled up
+    pruned_before  TEXT,                           -- days before it may have lost raw records
     updated_at     TIMESTAMPTZ NOT NULL
 );
 

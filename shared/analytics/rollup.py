@@ -9,8 +9,10 @@ requests still settling across midnight), and each run also re-rolls the day bef
 so a record that settled late still lands. The hot path is untouched: no write per request.
 
 `prune_records` deletes raw records older than the retention, in bounded batches, and only from
-days already rolled up, so the summaries of those days (read from the rollups) stay exact. The
-ledger (`credit_transactions`) is never pruned.
+days already rolled up (and not the day the next run re-rolls), so the summaries of those days
+(read from the rollups) stay exact. It first records the cut (`pruned_before`): a day whose raw
+records may be gone is never rolled up again, since that would replace its rollup with what is
+left. The ledger (`credit_transactions`) is never pruned.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ ON CONFLICT (day, user_id, key_id, model, provider) DO UPDATE SET
 """
 # Two runs at once (a cron and a manual run) each replace the day; the upsert makes the second
 # converge on the same rows instead of failing on the first one's inserts.
-WATERMARK = "SELECT rolled_through FROM usage_rollup_state WHERE name = 'daily'"
+WATERMARK = "SELECT rolled_through, pruned_before FROM usage_rollup_state WHERE name = 'daily'"
+MARK_PRUNED = """
+UPDATE usage_rollup_state SET pruned_before = :cut
+WHERE name = 'daily' AND (pruned_before IS NULL OR pruned_before < :cut)
+"""
 ADVANCE = """
 INSERT INTO usage_rollup_state (name, rolled_through, updated_at) VALUES ('daily', :through, :now)
 ON CONFLICT (name) DO UPDATE SET
@@ -73,8 +79,16 @@ def day_start(day: date) -> str:
 
 async def watermark(db: Database) -> date | None:
     """The first UTC day not rolled up (None: the job has never run)."""
+    return (await _state(db))[0]
+
+
+async def _state(db: Database) -> tuple[date | None, date | None]:
+    """(rolled_through, pruned_before)."""
     row = await db.fetch_one(WATERMARK)
-    return None if row is None else date.fromisoformat(row["rolled_through"])
+    if row is None:
+        return None, None
+    pruned = row["pruned_before"]
+    return date.fromisoformat(row["rolled_through"]), date.fromisoformat(pruned) if pruned else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +108,10 @@ async def roll_up(
     max_days: int = MAX_DAYS_PER_RUN,
 ) -> RollupResult:
     """Roll up the complete days from the watermark (the day before it, re-rolled), or from
-    `since` if earlier (a reprocess), at most `max_days` of them."""
+    `since` if earlier (a reprocess; never before `pruned_before`), at most `max_days` of them."""
     now = now or datetime.now(UTC)
     complete_before = (now - LAG).astimezone(UTC).date()
-    mark = await watermark(db)
+    mark, pruned = await _state(db)
     if mark is not None:
         start = mark - timedelta(days=1)
     else:
@@ -105,6 +119,8 @@ async def roll_up(
         start = date.fromisoformat(first[:10]) if first else complete_before
     if since is not None:
         start = min(start, since)
+    if pruned is not None:
+        start = max(start, pruned)
     days: list[str] = []
     day = start
     while day < complete_before and len(days) < max_days:
@@ -132,12 +148,14 @@ async def prune_records(
     batch: int = 5000,
     max_batches: int = 20,
 ) -> int:
-    """Delete raw records older than `retention_days` whose day is rolled up; how many."""
+    """Delete raw records older than `retention_days` whose day is rolled up (and is not the day
+    the next run re-rolls); how many."""
     mark = await watermark(db)
     if mark is None:
         return 0
     now = now or datetime.now(UTC)
-    cutoff_day = min(now.astimezone(UTC).date() - timedelta(days=retention_days), mark)
+    cutoff_day = min(now.astimezone(UTC).date() - timedelta(days=retention_days), mark - timedelta(days=1))
+    await db.fetch(MARK_PRUNED, {"cut": cutoff_day.isoformat()})
     cutoff = day_start(cutoff_day)
     deleted = 0
     for _ in range(max_batches):

@@ -140,4 +140,3 @@ def merge_by(cells: list[Cell], index: int) -> dict[str | None, Cell]:
     for cell in cells:
         groups.setdefault(cell.series[index], []).append(cell)
     return {value: total(group, series=(value,)) for value, group in groups.items()}
-
