@@ -7,6 +7,7 @@
     gatewayz credits grant --user ID --amount USD --reason R [--idempotency-key K]
     gatewayz reap-holds
     gatewayz probe
+    gatewayz rollup [--since YYYY-MM-DD]
     gatewayz byok reencrypt
 
 Every command but `serve` prints one JSON object on stdout; errors go to stderr with exit code 2.
@@ -176,6 +177,21 @@ async def _probe(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     return await run_probes(rt)
 
 
+async def _rollup(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The scheduled rollup, or a reprocess from `--since` (every day up to now in one run)."""
+    from datetime import date
+
+    from shared.analytics.rollup import prune_records, roll_up
+
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        raise CliError(f"--since: expected YYYY-MM-DD, got {args.since!r}") from None
+    result = await roll_up(rt.db, since=since, max_days=100_000 if since else 31)
+    pruned = await prune_records(rt.db, rt.settings.request_retention_days)
+    return {**result.view(), "pruned_records": pruned}
+
+
 async def _byok_reencrypt(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     from shared.accounts.byok import reencrypt_all
     from shared.accounts.service import Actor
@@ -253,6 +269,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "probe", help="probe the offers of GATEWAYZ_PROBE_MODELS once; open and resolve incidents"
     ).set_defaults(run=_with_runtime(_probe))
+
+    rollup = sub.add_parser(
+        "rollup", help="roll usage up by day (re-rolling from --since), prune raw records past retention"
+    )
+    rollup.add_argument("--since", help="reprocess from this UTC day (YYYY-MM-DD)")
+    rollup.set_defaults(run=_with_runtime(_rollup))
 
     byok = sub.add_parser("byok", help="users' own provider keys").add_subparsers(
         dest="action", required=True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -246,7 +247,9 @@ def test_the_rollup_job_runs_on_the_operator_schedule_only(
         assert_envelope(http.get("/internal/jobs/rollup"), 401)
 
 
-def test_lambda_schedule_entry_rolls_up_and_prunes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lambda_schedule_entry_and_cli_roll_up_and_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from functions import jobs
     from shared.store import open_database
     from tests.test_jobs import _call, _NoFake
@@ -293,3 +296,19 @@ def test_lambda_schedule_entry_rolls_up_and_prunes(tmp_path: Path, monkeypatch: 
         result["rolled_days"] == 31
         and result["rolled_through"] == (old + timedelta(days=31)).date().isoformat()
     )
+
+    # `gatewayz rollup --since D` reprocesses every day from D (never the pruned ones) in one run.
+    from shared.cli import main
+
+    capsys.readouterr()
+    assert run_off_main_thread(lambda: _cli(main, ["rollup", "--since", "2026-02-30"])) == 2
+    assert run_off_main_thread(lambda: _cli(main, ["rollup", "--since", old.date().isoformat()])) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["rolled_through"] == (datetime.now(UTC) - LAG).date().isoformat()
+    assert printed["pruned_records"] == 0 and printed["rolled_days"] >= 9
+
+
+async def _cli(main: Any, argv: list[str]) -> int:
+    import asyncio
+
+    return int(await asyncio.to_thread(main, argv))
