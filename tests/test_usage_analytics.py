@@ -235,6 +235,20 @@ def test_rankings_are_public_cached_and_match_the_rollups(
     # The seeded traffic is counted: 4 requests of (1000+n) + 10 + 300 tokens.
     assert rolled["openai/gpt-4o"][0] >= sum(1000 + n + 310 for n in range(4))
 
+    # Cached in the process: a change to the rollups shows only after the TTL (60 s).
+    extra = {"day": day, "user": "usr_rankings_cache", "model": "openai/gpt-4o-mini"}
+    deployment.rows(
+        "INSERT INTO usage_daily (day, user_id, key_id, model, provider, requests, output_tokens) "
+        "VALUES (:day, :user, '', :model, 'openai', 1000000, 1000000000)",
+        extra,
+    )
+    try:
+        with deployment.http(None) as http:
+            again = http.get("/v1/rankings", params={"period": "day", "limit": 100}).json()
+        assert again == body
+    finally:
+        deployment.rows("DELETE FROM usage_daily WHERE user_id = :user", extra)
+
 
 def test_the_rollup_job_runs_on_the_operator_schedule_only(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch

@@ -114,12 +114,16 @@ def test_every_route_answers_503_while_the_database_is_down(pg: Faulty) -> None:
         pg.get("/v1/me"),
         pg.get("/v1/credits"),
         pg.get("/v1/usage"),
+        pg.get("/v1/usage/summary"),
+        pg.get("/v1/activity"),
+        pg.get("/v1/rankings"),  # public, first call of this process: nothing cached yet
         pg.send("POST", "/v1/keys", json={"name": "during the outage", "rate_limits": {"concurrency": 1}}),
         pg.get("/admin/users", admin=True),
         pg.get(f"/admin/users/{user}", admin=True),
         pg.send("POST", f"/admin/users/{user}/credits", admin=True, json=credit),
         pg.send("POST", "/admin/users", admin=True, json={"email": "new@example.com"}),
         pg.get("/admin/audit", admin=True),
+        pg.get("/admin/analytics", admin=True),
         # A key this instance never saw must be looked up: not a 401, and no failed-auth count.
         pg.chat(key="gw_live_" + "x" * 43),
     ):
