@@ -1,4 +1,4 @@
-"""The user's pages: sign-in and out, overview, API keys, credits (SPEC §5).
+"""The user's pages: overview, API keys, credits (SPEC §5).
 
 Each page reads and writes through the JSON API (`shared.web.gateway`) with the signed-in key;
 what it shows is what `GET /v1/...` answers to a script holding that key.
@@ -6,7 +6,6 @@ what it shows is what `GET /v1/...` answers to a script holding that key.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -16,21 +15,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from shared.web import gateway
 from shared.web.base import (
     Ctx,
     Leave,
     checked_form,
     error_page,
-    same_origin,
-    sealer,
-    set_session,
     signed_in,
     stripe_configured,
     web_page,
 )
-from shared.web.render import PAGE_HEADERS, field, lines, page, read_form
-from shared.web.session import CSRF_FIELD, PRESESSION_COOKIE, SESSION_COOKIE
+from shared.web.render import PAGE_HEADERS, field, lines
 
 router = APIRouter(include_in_schema=False)
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -52,75 +46,6 @@ def cursor_param(request: Request) -> str | None:
 
 def see_other(target: str) -> Response:
     return RedirectResponse(target, status_code=303, headers=dict(PAGE_HEADERS))
-
-
-# --- sign-in -----------------------------------------------------------------------------------
-
-
-def _sign_in_page(request: Request, status: int = 200, error: str | None = None) -> Response:
-    presession = request.cookies.get(PRESESSION_COOKIE) or ""
-    fresh = not re.fullmatch(r"[0-9a-f]{32}", presession)
-    if fresh:
-        presession = os.urandom(16).hex()
-    response = page(
-        "sign_in.html",
-        status=status,
-        me=None,
-        is_admin=False,
-        path="/sign-in",
-        csrf=sealer(request).csrf("pre:" + presession),
-        error=error,
-        expired=request.query_params.get("expired") == "1",
-        supabase=bool(os.environ.get("SUPABASE_URL")),
-    )
-    if fresh:
-        response.set_cookie(
-            PRESESSION_COOKIE, presession, path="/", secure=True, httponly=True, samesite="strict"
-        )
-    return response
-
-
-@router.get("/")
-async def home(request: Request) -> Response:
-    live = sealer(request).open(request.cookies.get(SESSION_COOKIE)) is not None
-    return see_other("/dashboard" if live else "/sign-in")
-
-
-@router.get("/sign-in")
-async def sign_in_form(request: Request) -> Response:
-    if sealer(request).open(request.cookies.get(SESSION_COOKIE)) is not None:
-        return see_other("/dashboard")
-    return _sign_in_page(request)
-
-
-@router.post("/sign-in")
-async def sign_in(request: Request) -> Response:
-    form = await read_form(request)
-    presession = request.cookies.get(PRESESSION_COOKIE)
-    token = field(form, CSRF_FIELD)
-    if not same_origin(request) or not sealer(request).csrf_ok(presession and "pre:" + presession, token):
-        return error_page(403, "This sign-in form could not be verified. Reload the page and try again.")
-    key = field(form, "api_key")
-    if not key:
-        return _sign_in_page(request, 400, "Paste an API key.")
-    answer = await gateway.call(request, "GET", "/v1/me", key=key)
-    if not answer.ok:
-        hint = " The key needs the read scope." if answer.status == 403 else ""
-        return _sign_in_page(request, answer.status if answer.status < 500 else 503, answer.message + hint)
-    sealed, _ = sealer(request).seal(key)
-    response = see_other("/dashboard")
-    set_session(response, sealed)
-    return response
-
-
-@router.post("/sign-out")
-@web_page
-async def sign_out(request: Request) -> Response:
-    ctx = await signed_in(request)
-    await checked_form(ctx)
-    response = see_other("/sign-in")
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
-    return response
 
 
 # --- overview ----------------------------------------------------------------------------------

@@ -127,4 +127,25 @@ function setupPlayground() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupCopy(); setupCharts(); setupPlayground(); });
+// Supabase Auth's implicit flow returns the session in the URL fragment (never sent to a server):
+// take the access token out of the address bar and history, and post it with the page's CSRF token.
+function setupSupabaseCallback() {
+  const form = document.getElementById("supabase-session");
+  if (!form) return;
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  history.replaceState(null, "", window.location.pathname);
+  const token = params.get("access_token");
+  if (token) {
+    form.elements.access_token.value = token;
+    form.submit();
+    return;
+  }
+  const status = document.getElementById("callback-status");
+  status.textContent = (params.get("error_description") || "The sign-in link carried no session.") +
+    " Request a new link.";
+  status.hidden = false;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupCopy(); setupCharts(); setupPlayground(); setupSupabaseCallback();
+});
