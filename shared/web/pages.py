@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from shared.web import spend
 from shared.web.base import (
     Ctx,
     Leave,
@@ -24,12 +25,13 @@ from shared.web.base import (
     stripe_configured,
     web_page,
 )
-from shared.web.render import PAGE_HEADERS, field, lines
+from shared.web.render import PAGE_HEADERS, field, lines, usd
 
 router = APIRouter(include_in_schema=False)
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CURSOR = re.compile(r"^[A-Za-z0-9._:=-]{1,64}$")
 SCOPES = ("inference", "read", "keys", "billing", "admin")
+SPEND_DAYS = 30  # the keys page's spend column
 RATE_FIELDS = (
     "requests_per_minute",
     "requests_per_day",
@@ -128,8 +130,13 @@ async def keys_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
     if not listing.ok and not extra.get("error"):
         extra["error"] = listing.message
     keys = listing.data["data"] if listing.ok else []
+    recent = await spend.records_since(ctx, SPEND_DAYS)
+    spent = {row["name"]: row for row in spend.totals_by(recent.rows, "key_id")}
     return ctx.render(
         "keys.html",
+        spent=spent,
+        spend_days=SPEND_DAYS,
+        spend_complete=recent.complete,
         status=status if listing.ok else listing.status,
         keys=keys,
         session_key_last4=ctx.key[-4:],
@@ -203,24 +210,45 @@ async def toggle_key(request: Request, key_id: str) -> Response:
 # --- credits -------------------------------------------------------------------------------------
 
 
-@router.get("/dashboard/credits")
-@web_page
-async def credits(request: Request) -> Response:
-    ctx = await signed_in(request)
+async def credits_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
+    request = ctx.request
     kind = request.query_params.get("type") or ""
     answer = await ctx.api("GET", "/v1/credits", query={"limit": 20, "cursor": cursor_param(request)})
     rows = answer.data["data"] if answer.ok else []
     return ctx.render(
         "credits.html",
-        status=answer.status if not answer.ok else 200,
+        status=answer.status if not answer.ok else status,
         credits=answer.data if answer.ok else None,
         rows=[r for r in rows if not kind or r["type"] == kind],
         kind=kind,
         kinds=sorted({r["type"] for r in rows} | ({kind} if kind else set())),
-        error=None if answer.ok else answer.message,
         paged=bool(cursor_param(request)),
-        notice=request.query_params.get("notice"),
+        **{"error": None if answer.ok else answer.message, "notice": None, **extra},
     )
+
+
+@router.get("/dashboard/credits")
+@web_page
+async def credits(request: Request) -> Response:
+    return await credits_page(await signed_in(request))
+
+
+@router.post("/dashboard/credits/redeem")
+@web_page
+async def redeem(request: Request) -> Response:
+    """A coupon through the payments route (`POST /v1/billing/redeem`): credits at once, or a
+    bonus on the next top-up; the API's refusal (unknown, expired, used) is the page's message."""
+    ctx = await signed_in(request)
+    form = await checked_form(ctx)
+    answer = await ctx.api("POST", "/v1/billing/redeem", json={"code": field(form, "code")})
+    if not answer.ok:
+        return await credits_page(ctx, status=answer.status, error=answer.message)
+    done = answer.data
+    if done.get("kind") == "credits":
+        notice = f"Coupon {done['code']} redeemed: {usd(done['credits'], 2)} added to your balance."
+    else:
+        notice = f"Coupon {done['code']} redeemed: {done['bonus_percent']}% extra on your next top-up."
+    return await credits_page(ctx, notice=notice)
 
 
 @router.post("/dashboard/credits/top-up")

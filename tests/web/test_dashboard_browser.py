@@ -100,6 +100,7 @@ def test_every_page_is_accessible_and_screenshotted(page: Any, web_gateway: Gate
         "/playground",
         "/settings",
         "/admin/users",
+        "/admin/audit",
         "/admin/health",
     ]
     found = {}
