@@ -25,6 +25,7 @@ class Records:
     rows: list[dict[str, Any]]
     complete: bool  # False: more requests in the period than were read
     error: str | None = None
+    status: int = 200  # the API's status when it refused a page
 
 
 def moment(value: Any) -> datetime:
@@ -48,7 +49,7 @@ async def records_since(ctx: Ctx, days: int, max_pages: int = MAX_PAGES) -> Reco
     for _ in range(max_pages):
         answer = await ctx.api("GET", "/v1/usage", query={"days": 1, "limit": PAGE, "cursor": cursor})
         if not answer.ok:
-            return Records(rows, False, answer.message)
+            return Records(rows, False, answer.message, answer.status)
         for record in answer.data["data"]:
             if moment(record["created_at"]) < start:
                 return Records(rows, True)

@@ -104,21 +104,17 @@ CSV_COLUMNS = (
 @router.get("/dashboard/usage.csv")
 @web_page
 async def usage_csv(request: Request) -> Response:
+    """The period's requests (the `days` the page shows, not older ones), newest first."""
     ctx = await signed_in(request)
     days = days_param(request)
+    recent = await spend.records_since(ctx, days, max_pages=CSV_PAGES)
+    if recent.error is not None:
+        return error_page(recent.status, recent.error)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    cursor = None
-    for _ in range(CSV_PAGES):
-        answer = await ctx.api("GET", "/v1/usage", query={"days": days, "limit": 100, "cursor": cursor})
-        if not answer.ok:
-            return error_page(answer.status, answer.message)
-        for record in answer.data["data"]:
-            writer.writerow([csv_cell(record.get(c)) for c in CSV_COLUMNS])
-        cursor = answer.data.get("next_cursor")
-        if not answer.data.get("has_more") or not cursor:
-            break
+    for record in recent.rows:
+        writer.writerow([csv_cell(record.get(c)) for c in CSV_COLUMNS])
     headers = {
         **PAGE_HEADERS,
         "content-disposition": f'attachment; filename="gatewayz-usage-{days}d.csv"',

@@ -4,14 +4,19 @@ fake OpenAI upstream, show up under the key and the provider that served them.""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from shared.store import now_text
 from tests.harness import GatewayServer
+from tests.store.support import query
 from tests.web.conftest import WebUser, make_user, page_text, signed_in_client
 
 SHOWN = Decimal("0.000001")  # the pages show costs to the millionth of a dollar
@@ -90,3 +95,34 @@ def test_usage_is_broken_down_by_provider_and_by_key(web_gateway: GatewayServer)
     assert chart.count('"label"') == 1 and '"label": "openai"' in chart
     chart = html.split('id="key-data">', 1)[1].split("</script>", 1)[0]
     assert chart.count('"label"') == 2 and r"\u003cscript\u003e" in chart
+
+
+def test_the_csv_export_and_the_breakdowns_keep_to_the_period(web_gateway: GatewayServer) -> None:
+    user = make_user(web_gateway)
+    chat(web_gateway, user.key)
+    chat(web_gateway, user.key)
+    old, new = records(web_gateway, user.key)[::-1]
+    ten_days_ago = now_text(datetime.now(UTC) - timedelta(days=10))
+    url = web_gateway.app.state.runtime.settings.database_url
+    query(
+        url,
+        "UPDATE request_records SET created_at = :t WHERE request_id = :id",
+        {"t": ten_days_ago, "id": old["request_id"]},
+    )
+    client = signed_in_client(web_gateway, user.key)
+
+    week = client.get("/dashboard/usage.csv?days=7")
+    assert week.status_code == 200 and week.headers["content-type"].startswith("text/csv")
+    assert 'filename="gatewayz-usage-7d.csv"' in week.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(week.text)))
+    assert [(r["request_id"], r["cost"], r["model"]) for r in rows] == [
+        (new["request_id"], new["cost"], new["model"])
+    ]
+    month = list(csv.DictReader(io.StringIO(client.get("/dashboard/usage.csv?days=30").text)))
+    assert [r["request_id"] for r in month] == [new["request_id"], old["request_id"]]
+
+    html = page_text(client, "/dashboard/usage?days=7")
+    providers = html.split('id="provider-h"', 1)[1].split("</section>", 1)[0]
+    assert '<tr><td>openai</td><td class="num">1</td>' in providers
+    keys = page_text(client, "/dashboard/keys")  # the last 30 days: both
+    assert re.search(r'<td class="num spend">\$[0-9.,]+<br><span class="small">2 requests', keys)
