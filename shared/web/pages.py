@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from shared.web import spend
+from shared.web import gateway, spend
 from shared.web.base import (
     Ctx,
     Leave,
@@ -31,6 +31,20 @@ router = APIRouter(include_in_schema=False)
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CURSOR = re.compile(r"^[A-Za-z0-9._:=-]{1,64}$")
 SCOPES = ("inference", "read", "keys", "billing", "admin")
+# credit_transactions.type (infra/migrations/20261129000000_init.sql)
+LEDGER_TYPES = (
+    "grant",
+    "adjustment",
+    "usage",
+    "purchase",
+    "refund",
+    "allowance",
+    "trial",
+    "coupon",
+    "referral",
+)
+LEDGER_PAGE = 20
+LEDGER_SCAN = 10  # pages of 100 read for one filtered page view
 SPEND_DAYS = 30  # the keys page's spend column
 RATE_FIELDS = (
     "requests_per_minute",
@@ -210,18 +224,44 @@ async def toggle_key(request: Request, key_id: str) -> Response:
 # --- credits -------------------------------------------------------------------------------------
 
 
+async def ledger(ctx: Ctx, kind: str, cursor: str | None) -> tuple[gateway.Answer, dict[str, Any]]:
+    """A page of the ledger (`GET /v1/credits`), of one type when `kind` is set: the API pages
+    every type, so older pages are read (bounded) until a page of that type is found; "Older"
+    then continues from the last row read."""
+    if not kind:
+        answer = await ctx.api("GET", "/v1/credits", query={"limit": LEDGER_PAGE, "cursor": cursor})
+        return answer, answer.data if answer.ok else {}
+    rows: list[dict[str, Any]] = []
+    for _ in range(LEDGER_SCAN):
+        answer = await ctx.api("GET", "/v1/credits", query={"limit": 100, "cursor": cursor})
+        if not answer.ok:
+            return answer, {}
+        page = answer.data["data"]
+        for i, row in enumerate(page):
+            cursor = row["id"]
+            if row["type"] == kind:
+                rows.append(row)
+                if len(rows) == LEDGER_PAGE:
+                    more = i + 1 < len(page) or answer.data["has_more"]
+                    return answer, {**answer.data, "data": rows, "has_more": more, "next_cursor": cursor}
+        if not answer.data["has_more"]:
+            return answer, {**answer.data, "data": rows, "has_more": False, "next_cursor": None}
+    # Scanned as far as one page view may: "Older" continues the scan.
+    return answer, {**answer.data, "data": rows, "has_more": True, "next_cursor": cursor}
+
+
 async def credits_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
     request = ctx.request
     kind = request.query_params.get("type") or ""
-    answer = await ctx.api("GET", "/v1/credits", query={"limit": 20, "cursor": cursor_param(request)})
-    rows = answer.data["data"] if answer.ok else []
+    kind = kind if kind in LEDGER_TYPES else ""
+    answer, data = await ledger(ctx, kind, cursor_param(request))
     return ctx.render(
         "credits.html",
         status=answer.status if not answer.ok else status,
-        credits=answer.data if answer.ok else None,
-        rows=[r for r in rows if not kind or r["type"] == kind],
+        credits=data if answer.ok else None,
+        rows=data.get("data", []),
         kind=kind,
-        kinds=sorted({r["type"] for r in rows} | ({kind} if kind else set())),
+        kinds=LEDGER_TYPES,
         paged=bool(cursor_param(request)),
         **{"error": None if answer.ok else answer.message, "notice": None, **extra},
     )

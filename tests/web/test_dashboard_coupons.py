@@ -13,7 +13,7 @@ import httpx
 from tests.conftest import ADMIN_KEY
 from tests.harness import GatewayServer
 from tests.web.browser import serious_violations, shot, sign_in
-from tests.web.conftest import WebUser, csrf_of, page_text, signed_in_client
+from tests.web.conftest import WebUser, csrf_of, make_user, page_text, signed_in_client
 
 
 def coupon(gateway: GatewayServer, credits: str = "2.50", **extra: Any) -> str:
@@ -76,3 +76,34 @@ def test_a_coupon_is_redeemed_in_the_browser(
     assert page.locator("tbody tr").first.inner_text().count(f"coupon {code}") == 1
     shot(page, "credits-coupon-redeemed")
     assert not serious_violations(page)
+
+
+def test_the_ledger_filter_reaches_past_the_first_page(web_gateway: GatewayServer) -> None:
+    """Coupons older than a page of grants are still found by the type filter, and the filter
+    stays on the next page."""
+    user = make_user(web_gateway)
+    codes = [coupon(web_gateway, "0.10") for _ in range(22)]
+    with signed_in_client(web_gateway, user.key) as client:
+        token = csrf_of(page_text(client, "/dashboard/credits"))
+        for code in codes:
+            assert (
+                client.post("/dashboard/credits/redeem", data={"csrf_token": token, "code": code}).status_code
+                == 200
+            )
+    for i in range(25):  # a page and more of newer grants
+        answer = httpx.post(
+            f"{web_gateway.url}/admin/users/{user.id}/credits",
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
+            json={"amount": "0.01", "reason": f"newer {i}"},
+        )
+        assert answer.status_code == 200
+    client = signed_in_client(web_gateway, user.key)
+    first = page_text(client, "/dashboard/credits?type=coupon")
+    body = first.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert body.count("<tr>") == 20 and "newer" not in body
+    assert all(f"coupon {c}" in body for c in codes[2:]) and f"coupon {codes[0]}<" not in body
+    older = first.split('rel="next"', 1)[0].rsplit('href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert older.startswith("/dashboard/credits?type=coupon&cursor=")
+    second = page_text(client, older).split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert second.count("<tr>") == 2 and f"coupon {codes[0]}" in second and f"coupon {codes[1]}" in second
+    assert 'rel="next"' not in page_text(client, older)
