@@ -10,6 +10,11 @@ exchanges it at the gateway's own `POST /auth/session` (no back door) for a key 
 session: it expires with the session and is revoked at sign-out.
 https://supabase.com/docs/guides/auth/sessions/implicit-flow
 
+A session is taken only in the browser that started the sign-in (a `gz_flow` cookie, set when the
+link is requested or the OAuth round trip begins, for 15 minutes, used once): otherwise anyone
+could send a victim a callback link carrying the sender's own session and sign them in to the
+sender's account (login CSRF), where they might save provider keys or pay a top-up.
+
 Before sign-in the forms' CSRF tokens are bound to a random pre-session cookie (login CSRF).
 """
 
@@ -44,6 +49,8 @@ router = APIRouter(include_in_schema=False)
 PROVIDER = re.compile(r"^[a-z0-9_-]{1,32}$")
 EMAIL = re.compile(r"^[^@\s]{1,200}@[^@\s]{1,200}$")
 SESSION_KEY_NAME = "dashboard sign-in"
+FLOW_COOKIE = "gz_flow"
+FLOW_SECONDS = 15 * 60
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -110,13 +117,7 @@ def sign_in_page(
     request: Request, status: int = 200, error: str | None = None, notice: str | None = None
 ) -> Response:
     supabase = supabase_auth(request)
-    oauth = []
-    if supabase:
-        back = callback_url(request)
-        oauth = [
-            (p, f"{supabase[0]}/auth/v1/authorize?{urlencode({'provider': p, 'redirect_to': back})}")
-            for p in oauth_providers(request)
-        ]
+    oauth = [(p, f"/sign-in/oauth/{p}") for p in oauth_providers(request)] if supabase else []
     return presession_page(
         request,
         "sign_in.html",
@@ -182,6 +183,25 @@ async def sign_out(request: Request) -> Response:
 # --- with Supabase Auth ------------------------------------------------------------------------
 
 
+def flow_started(response: Response) -> Response:
+    """Marks this browser as the one that started a Supabase sign-in (see the module's notes)."""
+    response.set_cookie(
+        FLOW_COOKIE,
+        os.urandom(16).hex(),
+        max_age=FLOW_SECONDS,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+def flow_ended(response: Response) -> Response:
+    response.delete_cookie(FLOW_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
 async def send_magic_link(supabase: tuple[str, str], email: str, redirect_to: str) -> tuple[int, str]:
     """GoTrue's `POST /auth/v1/otp` (what supabase-js `signInWithOtp` sends): the status, and
     GoTrue's message when it refused. https://supabase.com/docs/reference/api/auth-v1-otp"""
@@ -222,11 +242,22 @@ async def sign_in_email(request: Request) -> Response:
         return sign_in_page(request, 400, "Enter your email address.")
     status, message = await send_magic_link(supabase, email, callback_url(request))
     if status == 200:
-        return sign_in_page(request, notice=f"Check your email: a sign-in link was sent to {email}.")
+        notice = f"Check your email: a sign-in link was sent to {email}. Open it in this browser."
+        return flow_started(sign_in_page(request, notice=notice))
     if 400 <= status < 500 and status not in (401, 403):  # the address, or too many links: say so
         return sign_in_page(request, status, message or "Supabase Auth refused this address.")
     # Its API key refused (a deployment fault) or unreachable: the user can only retry later.
     return sign_in_page(request, 503, "Email sign-in is unavailable right now; try again later.")
+
+
+@router.get("/sign-in/oauth/{provider}")
+async def sign_in_oauth(request: Request, provider: str) -> Response:
+    """The OAuth round trip through Supabase Auth (`GET /auth/v1/authorize`), from this browser."""
+    supabase = supabase_auth(request)
+    if supabase is None or provider not in oauth_providers(request):
+        return error_page(404, "This sign-in is not available on this deployment.")
+    query = urlencode({"provider": provider, "redirect_to": callback_url(request)})
+    return flow_started(see_other(f"{supabase[0]}/auth/v1/authorize?{query}"))
 
 
 @router.get("/auth/callback")
@@ -246,11 +277,19 @@ async def sign_in_supabase(request: Request) -> Response:
     token = field(form, "access_token")
     if not token:
         return sign_in_page(request, 400, "The sign-in link carried no session. Request a new link.")
+    if not re.fullmatch(r"[0-9a-f]{32}", request.cookies.get(FLOW_COOKIE) or ""):
+        return sign_in_page(
+            request,
+            403,
+            "This sign-in was not started in this browser (or took over 15 minutes). Sign in again "
+            "here, and open the email's link in the browser where you asked for it.",
+        )
     ends = datetime.fromtimestamp(time.time() + SESSION_SECONDS, UTC).isoformat()
     body = {"access_token": token, "create_key": True, "key_name": SESSION_KEY_NAME, "expires_at": ends}
     answer = await gateway.call(request, "POST", "/auth/session", key=None, json=body)
     key = answer.data.get("api_key") if answer.ok and isinstance(answer.data, dict) else None
     if not isinstance(key, dict) or not isinstance(key.get("key"), str):
         status = answer.status if not answer.ok and answer.status < 500 else 503
-        return sign_in_page(request, status, answer.message if not answer.ok else "No key was issued.")
-    return signed_in_as(request, key["key"], minted=str(key["id"]))
+        message = answer.message if not answer.ok else "No key was issued."
+        return flow_ended(sign_in_page(request, status, message))
+    return flow_ended(signed_in_as(request, key["key"], minted=str(key["id"])))

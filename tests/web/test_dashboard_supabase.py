@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -58,24 +59,34 @@ def presession(gateway: GatewayServer, path: str = "/sign-in") -> tuple[str, str
     return csrf_of(answer.text), answer.cookies["gz_presession"]
 
 
-def post(gateway: GatewayServer, path: str, data: dict[str, str], cookie: str | None) -> httpx.Response:
-    headers = {"cookie": f"gz_presession={cookie}"} if cookie else {}
+def post(
+    gateway: GatewayServer, path: str, data: dict[str, str], cookie: str | None, flow: str | None = None
+) -> httpx.Response:
+    cookies = [f"gz_presession={cookie}"] if cookie else []
+    cookies += [f"gz_flow={flow}"] if flow else []
+    headers = {"cookie": "; ".join(cookies)} if cookies else {}
     return httpx.post(gateway.url + path, data=data, headers=headers, timeout=20)
 
 
-def request_link(gateway: GatewayServer, supabase: SupabaseFake, email: str) -> str:
+@dataclass
+class Link:
+    url: str
+    flow: str  # the cookie that marks the browser which asked for it
+
+
+def request_link(gateway: GatewayServer, supabase: SupabaseFake, email: str) -> Link:
     token, cookie = presession(gateway)
     sent = len(supabase.outbox)
     answer = post(gateway, "/sign-in/email", {"email": email, "csrf_token": token}, cookie)
     assert answer.status_code == 200, answer.text
     assert f"a sign-in link was sent to {email}" in answer.text
     assert len(supabase.outbox) == sent + 1
-    return supabase.outbox[-1]["link"]
+    return Link(supabase.outbox[-1]["link"], answer.cookies["gz_flow"])
 
 
-def follow_link(link: str) -> dict[str, str]:
+def follow_link(link: Link) -> dict[str, str]:
     """What the browser gets by opening the link: the redirect to the callback, and its fragment."""
-    answer = httpx.get(link, follow_redirects=False)
+    answer = httpx.get(link.url, follow_redirects=False)
     assert answer.status_code == 303
     target = urlsplit(answer.headers["location"])
     return {"path": target.path, **{k: v[0] for k, v in parse_qs(target.fragment).items()}}
@@ -102,12 +113,13 @@ def test_the_magic_link_is_requested_from_supabase_auth_with_the_callback(
 def test_a_supabase_session_signs_in_with_a_key_that_ends_with_it(
     sb_gateway: GatewayServer, supabase: SupabaseFake
 ) -> None:
-    landed = follow_link(request_link(sb_gateway, supabase, "session@example.com"))
+    link = request_link(sb_gateway, supabase, "session@example.com")
+    landed = follow_link(link)
     token, cookie = presession(sb_gateway, "/auth/callback")
-    answer = post(
-        sb_gateway, "/sign-in/supabase", {"access_token": landed["access_token"], "csrf_token": token}, cookie
-    )
+    data = {"access_token": landed["access_token"], "csrf_token": token}
+    answer = post(sb_gateway, "/sign-in/supabase", data, cookie, link.flow)
     assert answer.status_code == 303 and answer.headers["location"] == "/dashboard", answer.text
+    assert any(h.startswith('gz_flow=""') for h in answer.headers.get_list("set-cookie"))  # used once
     session = answer.cookies["gz_session"]
     client = httpx.Client(base_url=sb_gateway.url, cookies={"gz_session": session}, timeout=20)
     with client:
@@ -140,13 +152,19 @@ def test_a_bad_token_or_a_missing_csrf_token_signs_nobody_in(
 ) -> None:
     token, cookie = presession(sb_gateway, "/auth/callback")
     forged = supabase.sign_hs256(supabase.claims(email="forged@example.com"), secret="x" * 40)
-    answer = post(sb_gateway, "/sign-in/supabase", {"access_token": forged, "csrf_token": token}, cookie)
+    flow = request_link(sb_gateway, supabase, "forger@example.com").flow
+    answer = post(
+        sb_gateway, "/sign-in/supabase", {"access_token": forged, "csrf_token": token}, cookie, flow
+    )
     assert answer.status_code == 401 and "gz_session" not in answer.headers.get("set-cookie", "")
     assert "does not verify" in answer.text or "rejected" in answer.text
     # A real session posted without the page's token (login CSRF) is refused, and so is a link
     # requested without it.
-    landed = follow_link(request_link(sb_gateway, supabase, "csrf@example.com"))
-    answer = post(sb_gateway, "/sign-in/supabase", {"access_token": landed["access_token"]}, cookie)
+    link = request_link(sb_gateway, supabase, "csrf@example.com")
+    landed = follow_link(link)
+    answer = post(
+        sb_gateway, "/sign-in/supabase", {"access_token": landed["access_token"]}, cookie, link.flow
+    )
     assert answer.status_code == 403 and "gz_session" not in answer.headers.get("set-cookie", "")
     sent = len(supabase.outbox)
     answer = post(sb_gateway, "/sign-in/email", {"email": "csrf@example.com", "csrf_token": "0" * 64}, cookie)
@@ -171,19 +189,38 @@ def test_supabase_refusals_are_shown_on_the_sign_in_page(
     assert answer.status_code == 400 and "Enter your email address" in answer.text
     # An administrator's account is never signed in by Supabase (POST /auth/session's 403).
     admin = make_user(sb_gateway, role="admin")
-    landed = follow_link(request_link(sb_gateway, supabase, admin.email))
+    link = request_link(sb_gateway, supabase, admin.email)
+    landed = follow_link(link)
     token, cookie = presession(sb_gateway, "/auth/callback")
+    data = {"access_token": landed["access_token"], "csrf_token": token}
+    answer = post(sb_gateway, "/sign-in/supabase", data, cookie, link.flow)
+    assert answer.status_code == 403 and "administrator" in answer.text
+    assert "gz_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_a_session_sent_by_someone_else_signs_nobody_in(
+    sb_gateway: GatewayServer, supabase: SupabaseFake
+) -> None:
+    """Login CSRF: an attacker's own session, in a callback link sent to a victim whose browser
+    never started a sign-in, is refused before anything is exchanged."""
+    landed = follow_link(request_link(sb_gateway, supabase, "attacker@example.com"))
+    token, cookie = presession(sb_gateway, "/auth/callback")  # the victim's browser, on our page
     answer = post(
         sb_gateway, "/sign-in/supabase", {"access_token": landed["access_token"], "csrf_token": token}, cookie
     )
-    assert answer.status_code == 403 and "administrator" in answer.text
+    assert answer.status_code == 403 and "not started in this browser" in answer.text
     assert "gz_session" not in answer.headers.get("set-cookie", "")
+    users = httpx.get(
+        f"{sb_gateway.url}/admin/users?limit=100", headers={"authorization": f"Bearer {ADMIN_KEY}"}
+    ).json()["data"]
+    assert all(u["email"] != "attacker@example.com" for u in users)
 
 
 def test_without_supabase_there_is_no_email_sign_in(web_gateway: GatewayServer) -> None:
     html = httpx.get(f"{web_gateway.url}/sign-in").text
     assert 'action="/sign-in/email"' not in html and "Continue with" not in html
     assert httpx.get(f"{web_gateway.url}/auth/callback").status_code == 404
+    assert httpx.get(f"{web_gateway.url}/sign-in/oauth/github").status_code == 404
     token, cookie = presession(web_gateway)
     answer = post(web_gateway, "/sign-in/email", {"email": "a@example.com", "csrf_token": token}, cookie)
     assert answer.status_code == 404
@@ -226,7 +263,7 @@ def test_an_oauth_provider_signs_in_in_the_browser(
     page: Any, sb_gateway: GatewayServer, supabase: SupabaseFake
 ) -> None:
     page.goto(f"{sb_gateway.url}/sign-in")
-    page.get_by_role("link", name="Continue with Github").click()
+    page.get_by_role("link", name="Continue with Github").click()  # via /sign-in/oauth/github
     page.wait_for_url(f"{sb_gateway.url}/dashboard")
     assert supabase.oauth_email in page.locator(".who").inner_text()
     authorize = next(r for r in reversed(supabase.requests) if r.path == "/auth/v1/authorize")
