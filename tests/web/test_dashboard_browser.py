@@ -90,6 +90,13 @@ def test_a_user_signs_in_manages_a_key_and_chats(
 
 def test_every_page_is_accessible_and_screenshotted(page: Any, web_gateway: GatewayServer) -> None:
     admin = make_user(web_gateway, role="admin")
+    chat = httpx.post(  # something to chart: usage by model, provider and key, spend per key
+        f"{web_gateway.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {admin.key}"},
+        json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=20,
+    )
+    assert chat.status_code == 200, chat.text
     sign_in(page, web_gateway, admin.key)
     pages = [
         "",

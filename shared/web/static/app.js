@@ -26,6 +26,7 @@ const PALETTE = ["#0b57d0", "#b3261e", "#146c2e", "#8430ce", "#b06000", "#007b83
 
 function setupCharts() {
   if (typeof uPlot === "undefined") return;
+  const ink = getComputedStyle(document.body).color;
   for (const box of document.querySelectorAll("[data-chart]")) {
     const data = JSON.parse(document.getElementById(box.dataset.chart).textContent);
     if (!data.series.length) { box.textContent = "No spend in this period."; continue; }
@@ -35,7 +36,9 @@ function setupCharts() {
         label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2,
         value: (u, v) => v == null ? "" : "$" + v.toFixed(6),
       }))),
-      axes: [{}, { values: (u, vals) => vals.map((v) => "$" + v) }],
+      // uPlot draws on a canvas: its labels take the page's text colour (light or dark) and the
+      // y axis room for sub-cent amounts.
+      axes: [{ stroke: ink }, { stroke: ink, size: 90, values: (u, vals) => vals.map((v) => "$" + v) }],
     };
     new uPlot(opts, [data.x].concat(data.series.map((s) => s.values)), box);
   }
