@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from shared.accounts.identity import AuthNotConfigured, verifier_of
 from shared.app import runtime_of
 from shared.web import gateway
 from shared.web.base import (
@@ -58,8 +59,6 @@ FLOW_SECONDS = 15 * 60
 
 def supabase_auth(request: Request) -> tuple[str, str] | None:
     """Supabase Auth's URL and API key where the dashboard may use it (both set), else None."""
-    from shared.accounts.identity import AuthNotConfigured, verifier_of
-
     try:
         config = verifier_of(runtime_of(request)).config
     except AuthNotConfigured:

@@ -9,9 +9,11 @@ endpoints), and the real browser for the flows that need the page's script.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -281,3 +283,22 @@ def test_a_session_key_expiry_in_the_past_is_refused_and_creates_nothing(
         f"{sb_gateway.url}/admin/users?limit=100", headers={"authorization": f"Bearer {ADMIN_KEY}"}
     ).json()["data"]
     assert all(u["email"] != "past@example.com" for u in users)
+
+
+def test_supabase_auth_out_of_reach_is_a_503_that_starts_nothing(
+    fakes: dict[str, FakeServer], tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = f"sqlite:///{tmp_path / 'gatewayz.db'}"
+    extra = {"SUPABASE_URL": f"http://127.0.0.1:{port}", "SUPABASE_ANON_KEY": ANON_KEY}
+    provision(gateway_settings(fakes, db, **extra), "bootstrap@example.com", 0)
+    gateway = start_gateway(gateway_settings(fakes, db, **extra))
+    try:
+        token, cookie = presession(gateway)
+        answer = post(gateway, "/sign-in/email", {"email": "down@example.com", "csrf_token": token}, cookie)
+        assert answer.status_code == 503 and "unavailable right now" in answer.text
+        assert "gz_flow" not in answer.headers.get("set-cookie", "")
+    finally:
+        gateway.stop()
