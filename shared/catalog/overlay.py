@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from shared.catalog import CatalogFile, build_catalog, parse_catalog_file
-from shared.store import Database, now_text
+from shared.store import Database, Step, now_text
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -63,15 +64,17 @@ async def pinned(db: Database) -> set[str]:
     return {str(r["model_id"]) for r in await db.fetch("SELECT model_id FROM catalog_pins")}
 
 
-async def set_pin(db: Database, model_id: str, pin: bool, actor: str) -> None:
+async def set_pin(db: Database, model_id: str, pin: bool, actor: str, also: Sequence[Step] = ()) -> None:
+    """Pin or unpin a model's prices, with `also` (the audit entry) in the same transaction."""
     if pin:
-        await db.fetch(
+        step: Step = (
             "INSERT INTO catalog_pins (model_id, pinned_by, pinned_at) VALUES (:m, :a, :t) "
             "ON CONFLICT (model_id) DO NOTHING",
             {"m": model_id, "a": actor, "t": now_text()},
         )
     else:
-        await db.fetch("DELETE FROM catalog_pins WHERE model_id = :m", {"m": model_id})
+        step = ("DELETE FROM catalog_pins WHERE model_id = :m", {"m": model_id})
+    await db.transaction([step, *also])
 
 
 async def refresh(rt: Runtime) -> None:
@@ -96,3 +99,12 @@ async def refresh(rt: Runtime) -> None:
     rt.router.catalog = catalog
     rt.cache.pop("model_views", None)  # rendered /v1/models entries of the old catalog
     rt.catalog_version = sync_id
+
+
+async def last_diff(rt: Runtime) -> dict[str, Any]:
+    """The admin diff: the last stored sync's report, and the models pinned now."""
+    found = await latest(rt.db)
+    pins = sorted(await pinned(rt.db) | {m.id for m in rt.catalog.models.values() if m.pinned})
+    if found is None:
+        return {"id": None, "pinned": pins}
+    return {**found[2], "pinned": pins}

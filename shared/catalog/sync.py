@@ -385,12 +385,3 @@ async def run_sync(rt: Runtime, options: SyncOptions | None = None) -> dict[str,
         await store.store(rt.db, sync_id, overlay, result)
         await rt.refresh_catalog()  # this process serves it at once; the others within their refresh
     return result
-
-
-async def last_diff(rt: Runtime) -> dict[str, Any]:
-    """The admin diff: the last stored sync's report, and the models pinned now."""
-    found = await store.latest(rt.db)
-    pins = sorted(await store.pinned(rt.db) | {m.id for m in rt.catalog.models.values() if m.pinned})
-    if found is None:
-        return {"id": None, "pinned": pins}
-    return {**found[2], "pinned": pins}
