@@ -6,7 +6,7 @@ Model lists, per dialect (an admin call: httpx, never the inference client):
 - Anthropic: `GET {base}/v1/models?limit=1000` with `x-api-key` and `anthropic-version`, paged
   by `after_id` while `has_more` (https://docs.anthropic.com/en/api/models-list);
 - Gemini (AI Studio): `GET {base}/models?pageSize=1000`, paged by `pageToken`/`nextPageToken`;
-  only models whose `supportedGenerationMethods` include `generateContent`
+  only models whose `supportedGenerationMethods` include `generateContent` or `embedContent`
   (https://ai.google.dev/api/models#method:-models.list).
 Rows that sign their calls (SigV4, Google service accounts) have no such list: not synced.
 
@@ -36,6 +36,7 @@ from shared.providers import ProviderEndpoint
 
 LISTABLE = frozenset({"openai", "anthropic", "gemini"})
 _MAX_PAGES = 50  # a paging loop that never ends is a broken upstream, not a big catalog
+_SERVED = frozenset({"generateContent", "embedContent"})  # Gemini methods the gemini dialect calls
 _DATED = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")  # a snapshot id: claude-…-20250514, gpt-…-2024-08-06
 
 
@@ -133,8 +134,8 @@ async def list_models(client: httpx.AsyncClient, endpoint: ProviderEndpoint) -> 
         for row in rows:
             if not isinstance(row, dict) or not isinstance(row.get("name"), str):
                 continue
-            if "generateContent" not in (row.get("supportedGenerationMethods") or ()):
-                continue  # embedding-only, AQA, ...: not a chat model
+            if not _SERVED & set(row.get("supportedGenerationMethods") or ()):
+                continue  # AQA, image or video generation: nothing the gateway serves from Gemini
             out.append(
                 Listed(
                     row["name"].removeprefix("models/"),
