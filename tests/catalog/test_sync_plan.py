@@ -87,7 +87,7 @@ def test_an_unpriced_listing_is_reported_never_served() -> None:
         listings={
             "anthropic": _listed("claude-a-1", "claude-b-2-20250101", "claude-new"),
             "groq": _listed("llama-z-versatile", "mixtral-new"),
-        },  # fmt: skip
+        },
         quotes=parse_prices(_quotes(("meta-llama/mixtral-new", "0.1", "0.1")), "test"),
     )
     overlay, report = plan(inputs, "2026-12-06")
