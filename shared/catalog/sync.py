@@ -5,16 +5,20 @@ previous overlay, what each provider lists and what the price source quotes, it 
 overlay and a report. It always starts from the shipped catalog, so a model that comes back is
 restored and running it twice changes nothing the second time. The rules:
 
+- **Which offers the source prices**: those of the providers in `GATEWAYZ_CATALOG_PRICED_PROVIDERS`
+  (default OpenRouter — the source's own prices — and OpenAI, Anthropic and Google, whose
+  first-party prices OpenRouter passes through unchanged). Other vendors' direct prices differ
+  from OpenRouter's (DeepSeek, Mistral, Moonshot, Z.ai in the bundled catalog): never theirs.
 - **New models**: a native id a provider lists that no catalog offer of that provider has becomes
-  an offer when the price source prices it — on OpenRouter (whose ids are the catalog's) or on the
-  model's own vendor (`anthropic` lists `claude-opus-6`, priced as `anthropic/claude-opus-6`).
-  Anything else is reported as unpriced, never served at a guessed price: a reseller's own price
-  is not OpenRouter's.
+  an offer when the source prices it for that provider — on OpenRouter (whose ids are the
+  catalog's) or on the model's own vendor (`anthropic` lists `claude-opus-6`, priced as
+  `anthropic/claude-opus-6`). Anything else is reported as unpriced, never served at a guessed
+  price.
 - **Removed models**: an offer whose native id its provider no longer lists (a dated snapshot
   counts as its undated alias) is dropped; a model left without offers is removed and answers 404
   with the reason. A list that shares no id with the catalog's offers of that provider is not a
   list of that provider's models (a proxy's, a wrong URL): it is reported and changes nothing.
-- **Prices**: a quote that differs from the vendor's or OpenRouter's offer is applied and reported
+- **Prices**: a quote that differs from an offer the source prices is applied and reported
   — unless the model is pinned (`"pinned": true` in the catalog file, or the admin API), then it
   is reported and not applied. Only the rates the source states are compared: prompt, completion,
   and cache read/write when given.
@@ -68,6 +72,7 @@ VENDOR_ORGS: Mapping[str, str] = {
     "perplexity": "perplexity",
 }
 AGGREGATOR = "openrouter"  # its list and its prices use the catalog's own ids
+PRICED_BY_SOURCE = frozenset({AGGREGATOR, "openai", "anthropic", "google"})
 MAX_LISTED = 200  # report entries of one kind beyond this are counted, not listed
 
 
@@ -83,6 +88,7 @@ class Inputs:
     listings: dict[str, list[Listed]]  # provider → what it lists (only providers read successfully)
     quotes: dict[str, Quote] | None  # the price source, by model id (None: not configured)
     pins: set[str] = field(default_factory=set)  # pinned through the admin API
+    priced: frozenset[str] = PRICED_BY_SOURCE  # providers whose offers the source prices
 
 
 @dataclass
@@ -121,8 +127,10 @@ def _differs(pricing: Pricing, quote: Quote) -> bool:
     return any(getattr(pricing, k) != v for k, v in quote.rates.items())
 
 
-def _priced_by_source(provider: str, model_id: str) -> bool:
+def _priced_by_source(provider: str, model_id: str, priced: frozenset[str]) -> bool:
     """Whether the price source states this offer's price: OpenRouter's, or the model's vendor's."""
+    if provider not in priced:
+        return False
     return provider == AGGREGATOR or VENDOR_ORGS.get(provider) == model_id.split("/", 1)[0]
 
 
@@ -153,16 +161,19 @@ def plan(inputs: Inputs, when: str) -> tuple[CatalogFile, Report]:
 
     models: dict[str, Model] = {}
     removed: dict[str, str] = {}
+    # The report is a diff against what was served: what a previous run already did is not news.
     for model in base.values():
         offers: list[Offer] = []
+        already_gone = model.id in was_removed
         before = previous.get(model.id, model)
         before_offers = {o.provider: o for o in before.offers}
         for offer in model.offers:
             listing = listed.get(offer.provider)
             if listing is not None and offer.native_id not in listing:
-                report.offers_removed.append(
-                    {"model": model.id, "provider": offer.provider, "native_id": offer.native_id}
-                )
+                if not already_gone and offer.provider in before_offers:
+                    report.offers_removed.append(
+                        {"model": model.id, "provider": offer.provider, "native_id": offer.native_id}
+                    )
                 continue
             prior = before_offers.get(offer.provider)
             if prior is not None and prior.native_id == offer.native_id and prior.pricing != offer.pricing:
@@ -170,11 +181,14 @@ def plan(inputs: Inputs, when: str) -> tuple[CatalogFile, Report]:
                 # pinned at it): a source that stops quoting a model must not revert it silently.
                 offer = offer.model_copy(update={"pricing": prior.pricing})
             quote = quotes.get(model.id) or by_canonical.get(canonical(model.id))
-            if quote is not None and _priced_by_source(offer.provider, model.id):
+            if quote is not None and _priced_by_source(offer.provider, model.id, inputs.priced):
                 offer = _priced(model, offer, quote, pins, report)
             offers.append(offer)
         if not offers:
             gone_from = sorted({o.provider for o in model.offers})
+            if already_gone:
+                removed[model.id] = was_removed[model.id]  # with the date it went
+                continue
             removed[model.id] = (
                 f"its providers ({', '.join(gone_from)}) no longer list it (catalog sync {when})"
             )
@@ -238,7 +252,7 @@ def _add_new(
             org = VENDOR_ORGS.get(provider)
             candidate = native if provider == AGGREGATOR else f"{org}/{native}" if org else None
             quote = by_canonical.get(canonical(candidate)) if candidate else None
-            if quote is None:
+            if quote is None or not _priced_by_source(provider, quote.id, inputs.priced):
                 report.unpriced.append({"provider": provider, "native_id": native})
                 continue
             if quote.id in pins:
@@ -246,6 +260,7 @@ def _add_new(
                 continue
             offer = Offer(provider=provider, native_id=native, pricing=_new_pricing(quote))
             new_offers.setdefault(base_ids.get(canonical(quote.id), quote.id), []).append((offer, row))
+    served = {m.id: {o.provider for o in m.offers} for m in inputs.previous.models} if inputs.previous else {}
     for model_id, found in sorted(new_offers.items()):
         existing = models.get(model_id) or base.get(model_id)
         if existing is not None:
@@ -253,8 +268,11 @@ def _add_new(
             extra = tuple(o for o, _ in found if o.provider not in have)
             if extra:
                 models[model_id] = existing.model_copy(update={"offers": (*existing.offers, *extra)})
-                report.offers_added += [{"model": model_id, "provider": o.provider, "native_id": o.native_id}
-                                        for o in extra]  # fmt: skip
+                report.offers_added += [
+                    {"model": model_id, "provider": o.provider, "native_id": o.native_id}
+                    for o in extra
+                    if o.provider not in served.get(model_id, ())
+                ]
             continue
         model = _new_model(by_canonical[canonical(model_id)], found, names)
         if model is None:
@@ -262,6 +280,8 @@ def _add_new(
                                 for o, _ in found]  # fmt: skip
             continue
         models[model_id] = model
+        if model_id in served:
+            continue  # added by an earlier run
         report.added.append(
             {
                 "model": model_id,
@@ -338,6 +358,13 @@ async def run_sync(rt: Runtime, options: SyncOptions | None = None) -> dict[str,
 
     options = options or SyncOptions()
     providers = _providers(rt, options.providers)
+    priced_env = rt.settings.env.get("GATEWAYZ_CATALOG_PRICED_PROVIDERS", "")
+    priced = frozenset(p.strip() for p in priced_env.split(",") if p.strip()) or PRICED_BY_SOURCE
+    unknown = priced - set(rt.endpoints)
+    if unknown:
+        raise ConfigError(
+            f"GATEWAYZ_CATALOG_PRICED_PROVIDERS: unknown provider(s) {', '.join(sorted(unknown))}"
+        )
     source = options.prices if options.prices is not None else rt.settings.env.get("GATEWAYZ_CATALOG_PRICES")
     status: dict[str, dict[str, Any]] = {}
     listings: dict[str, list[Listed]] = {}
@@ -364,6 +391,7 @@ async def run_sync(rt: Runtime, options: SyncOptions | None = None) -> dict[str,
         listings=listings,
         quotes=quotes,
         pins=await store.pinned(rt.db),
+        priced=priced,
     )
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     overlay, report = plan(inputs, when)
