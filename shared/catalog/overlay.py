@@ -10,6 +10,7 @@ does the read; requests arriving meanwhile keep the catalog they have.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shared.catalog import CatalogFile, build_catalog, parse_catalog_file
+from shared.catalog import Catalog, CatalogFile, base_catalog_file, overlaid, parse_catalog_file
 from shared.store import Database, Step, now_text
 
 if TYPE_CHECKING:
@@ -89,7 +90,10 @@ async def refresh(rt: Runtime) -> None:
         if found is None:
             return
         sync_id, overlay, _ = found
-        catalog = build_catalog(rt.settings.catalog_file, overlay)
+        # The operator's file is read off the loop; the catalog is built from it and the overlay.
+        base = await asyncio.to_thread(base_catalog_file, rt.settings.catalog_file)
+        merged = overlaid(base, overlay)
+        catalog = Catalog(list(merged.models), merged.aliases, merged.removed)
     except Exception:
         # A database outage (the request itself will meet it and answer 503), or a schema not yet
         # migrated: serving the catalog already built is right either way.

@@ -15,7 +15,7 @@ restored and running it twice changes nothing the second time. The rules:
   `anthropic/claude-opus-6`). Anything else is reported as unpriced, never served at a guessed
   price.
 - **Removed models**: an offer whose native id its provider no longer lists (a dated snapshot
-  counts as its undated alias) is dropped; a model left without offers is removed and answers 404
+  and its undated alias count as one) is dropped; a model left without offers is removed and answers 404
   with the reason. A list that shares no id with the catalog's offers of that provider is not a
   list of that provider's models (a proxy's, a wrong URL): it is reported and changes nothing.
 - **Prices**: a quote that differs from an offer the source prices is applied and reported
@@ -50,6 +50,7 @@ from shared.catalog import (
 from shared.catalog import overlay as store
 from shared.catalog.listings import Listed, Quote, SourceError, list_models, listable, load_prices, undated
 from shared.config import ConfigError
+from shared.errors import DependencyUnavailable
 from shared.store import now_text
 
 if TYPE_CHECKING:
@@ -139,8 +140,12 @@ def _new_pricing(quote: Quote) -> Pricing:
 
 
 def plan(inputs: Inputs, when: str) -> tuple[CatalogFile, Report]:
-    base = {m.id: m for m in inputs.base.models}
     previous = {m.id: m for m in inputs.previous.models} if inputs.previous else {}
+    shipped = {m.id: m for m in inputs.base.models}
+    # Models an earlier run added are carried like shipped ones: they leave when their providers
+    # stop listing them, not when the price source is down or stops quoting them.
+    carried = {mid: m for mid, m in previous.items() if mid not in shipped}
+    base = {**shipped, **carried}
     was_removed = inputs.previous.removed if inputs.previous else {}
     quotes = inputs.quotes or {}
     by_canonical = {canonical(q.id): q for q in quotes.values()}
@@ -152,7 +157,7 @@ def plan(inputs: Inputs, when: str) -> tuple[CatalogFile, Report]:
     for provider, rows in inputs.listings.items():
         ids = {r.native_id for r in rows} | {undated(r.native_id) for r in rows}
         known = {o.native_id for m in base.values() for o in m.offers if o.provider == provider}
-        if known and not known & ids:
+        if known and not (known | {undated(n) for n in known}) & ids:
             report.ignored_lists.append(
                 {"provider": provider, "listed": len(rows), "reason": "shares no model id with the catalog"}
             )
@@ -169,7 +174,7 @@ def plan(inputs: Inputs, when: str) -> tuple[CatalogFile, Report]:
         before_offers = {o.provider: o for o in before.offers}
         for offer in model.offers:
             listing = listed.get(offer.provider)
-            if listing is not None and offer.native_id not in listing:
+            if listing is not None and not {offer.native_id, undated(offer.native_id)} & listing:
                 if not already_gone and offer.provider in before_offers:
                     report.offers_removed.append(
                         {"model": model.id, "provider": offer.provider, "native_id": offer.native_id}
@@ -194,7 +199,7 @@ def plan(inputs: Inputs, when: str) -> tuple[CatalogFile, Report]:
             )
             report.removed.append({"model": model.id, "providers": gone_from})
             continue
-        if offers != list(model.offers):
+        if offers != list(model.offers) or model.id in carried:
             models[model.id] = model.model_copy(update={"offers": tuple(offers)})
         if model.id in was_removed:
             report.restored.append(model.id)
@@ -245,6 +250,7 @@ def _add_new(
     new_offers: dict[str, list[tuple[Offer, Listed]]] = {}
     for provider in sorted(listed):
         known = {o.native_id for m in base.values() for o in m.offers if o.provider == provider}
+        known |= {undated(n) for n in known}
         for row in inputs.listings[provider]:
             native = row.native_id
             if native in known or undated(native) in known:
@@ -383,7 +389,12 @@ async def run_sync(rt: Runtime, options: SyncOptions | None = None) -> dict[str,
                 status[pid] = {"status": "error", "error": str(exc)}
 
         await asyncio.gather(*(read(pid) for pid in providers))
-        quotes = await load_prices(client, source) if source else None
+        try:
+            quotes = await load_prices(client, source) if source else None
+        except SourceError as exc:
+            # Without its prices a run would drop nothing it should keep, but add nothing either
+            # and report nothing true about prices: refuse it whole, as a dependency outage.
+            raise DependencyUnavailable(f"catalog sync: {exc}; nothing stored") from None
     previous = await store.latest(rt.db)
     inputs = Inputs(
         base=base_catalog_file(rt.settings.catalog_file),

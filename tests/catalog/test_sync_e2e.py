@@ -247,6 +247,17 @@ def test_a_failed_list_leaves_that_providers_models_alone(
     } in report["offers_removed"]
     # A dry run stores nothing.
     assert _admin(gateway, "GET", "/admin/catalog/diff").json()["id"] is None
+    # A price source that cannot be read stops the run (an outage, exit 2), and stores nothing.
+    from shared.cli import main
+
+    failed: list[int] = []
+    worker = threading.Thread(
+        target=lambda: failed.append(main(["catalog", "sync", "--prices", "/nonexistent.json"]))
+    )
+    worker.start()
+    worker.join(120)
+    assert failed == [2] and "price source /nonexistent.json" in capsys.readouterr().err
+    assert _admin(gateway, "GET", "/admin/catalog/diff").json()["id"] is None
 
 
 def test_admin_catalog_routes_refuse_bad_input_and_other_callers(

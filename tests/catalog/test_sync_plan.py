@@ -226,3 +226,17 @@ def test_the_overlay_builds_over_the_shipped_catalog() -> None:
     assert catalog.resolve("anthropic/claude-b-2") is None
     assert catalog.gone_reason("claude-b-2") == catalog.gone_reason("anthropic/claude-b-2")
     assert "anthropic/claude-b-2" in (catalog.gone_reason("anthropic/claude-b-2") or "")
+
+
+def test_a_model_an_earlier_run_added_stays_without_quotes_and_leaves_when_unlisted() -> None:
+    quotes = parse_prices(_quotes(("anthropic/claude-c-3", "0.000006", "0.00003")), "test")
+    listings = {"anthropic": _listed("claude-a-1", "claude-b-2", "claude-c-3")}
+    first, _ = plan(Inputs(base=BASE, previous=None, listings=listings, quotes=quotes), "d1")
+    # The price source is not configured any more (or no longer quotes it): still served, same price.
+    kept, report = plan(Inputs(base=BASE, previous=first, listings=listings, quotes=None), "d2")
+    assert kept == first and report.as_dict() == Report().as_dict()
+    # Its provider stops listing it: removed, with the reason.
+    listings["anthropic"] = _listed("claude-a-1", "claude-b-2")
+    gone, report = plan(Inputs(base=BASE, previous=first, listings=listings, quotes=None), "d3")
+    assert "anthropic/claude-c-3" in gone.removed
+    assert report.removed == [{"model": "anthropic/claude-c-3", "providers": ["anthropic"]}]
