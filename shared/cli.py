@@ -7,7 +7,7 @@
     gatewayz credits grant --user ID --amount USD --reason R [--idempotency-key K]
     gatewayz reap-holds
     gatewayz probe
-    gatewayz catalog sync [--providers a,b] [--prices URL|FILE] [--dry-run]
+    gatewayz catalog sync [--providers a,b] [--prices URL|FILE] [--dry-run] [--output FILE]
     gatewayz catalog diff
     gatewayz catalog pin MODEL [--unpin]
     gatewayz byok reencrypt
@@ -192,7 +192,10 @@ async def _catalog_sync(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     providers = tuple(p.strip() for p in args.providers.split(",") if p.strip()) if args.providers else None
     try:
-        return await run_sync(rt, SyncOptions(providers=providers, prices=args.prices, dry_run=args.dry_run))
+        options = SyncOptions(
+            providers=providers, prices=args.prices, dry_run=args.dry_run, output=args.output
+        )
+        return await run_sync(rt, options)
     except SourceError as exc:
         raise CliError(str(exc)) from None
 
@@ -299,6 +302,9 @@ def parser() -> argparse.ArgumentParser:
         "--prices", help="an OpenRouter-format models JSON, by URL or file (default: GATEWAYZ_CATALOG_PRICES)"
     )
     csync.add_argument("--dry-run", action="store_true", help="print the diff, store nothing")
+    csync.add_argument(
+        "--output", help="also write the overlay as a catalog file (usable as GATEWAYZ_CATALOG_FILE)"
+    )
     csync.set_defaults(run=_with_runtime(_catalog_sync))
     catalog.add_parser("diff", help="print the last sync's diff and the pinned models").set_defaults(
         run=_with_runtime(_catalog_diff)

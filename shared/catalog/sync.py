@@ -31,6 +31,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -337,6 +338,10 @@ class SyncOptions:
     )
     prices: str | None = None  # None: GATEWAYZ_CATALOG_PRICES
     dry_run: bool = False
+    # Also write the overlay here as a catalog file (usable as GATEWAYZ_CATALOG_FILE, extending
+    # the bundled catalog): for an operator who ships the catalog as a file rather than serving it
+    # from the database.
+    output: str | None = None
 
 
 def _providers(rt: Runtime, asked: Iterable[str] | None) -> list[str]:
@@ -420,6 +425,9 @@ async def run_sync(rt: Runtime, options: SyncOptions | None = None) -> dict[str,
         "prices": {"source": source, "models": len(quotes)} if quotes is not None else None,
         **report.as_dict(),
     }
+    if options.output:
+        text = overlay.model_dump_json(exclude_defaults=True, indent=2)
+        await asyncio.to_thread(Path(options.output).write_text, text + "\n", "utf-8")
     if not options.dry_run:
         await store.store(rt.db, sync_id, overlay, result)
         await rt.refresh_catalog()  # this process serves it at once; the others within their refresh

@@ -224,6 +224,7 @@ def _sync_and_check(
 
 def test_a_failed_list_leaves_that_providers_models_alone(
     synced_gateway: tuple[GatewayServer, Settings, Account],
+    tmp_path: Path,
     openai_fake: Any,
     anthropic_fake: Any,
     gemini_fake: Any,
@@ -235,7 +236,8 @@ def test_a_failed_list_leaves_that_providers_models_alone(
     openai_fake.listings["openai"] = _fixture("openai_models.json")
     openai_fake.listings["openrouter"] = _fixture("openrouter_models.json")
     gemini_fake.listings["models"] = _fixture("gemini_models.json")["models"]
-    report = _cli(settings, monkeypatch, capsys, "catalog", "sync", "--dry-run")
+    written = tmp_path / "overlay.json"
+    report = _cli(settings, monkeypatch, capsys, "catalog", "sync", "--dry-run", "--output", str(written))
     assert report["providers"]["anthropic"]["status"] == "error"
     assert "HTTP 404" in report["providers"]["anthropic"]["error"]
     # OpenRouter dropped Claude Sonnet 4; Anthropic's offer stays, since its list said nothing.
@@ -245,8 +247,13 @@ def test_a_failed_list_leaves_that_providers_models_alone(
         "provider": "openrouter",
         "native_id": "anthropic/claude-sonnet-4",
     } in report["offers_removed"]
-    # A dry run stores nothing.
+    # A dry run stores nothing; the overlay written as a file is a catalog file the gateway takes.
     assert _admin(gateway, "GET", "/admin/catalog/diff").json()["id"] is None
+    from shared.catalog import build_catalog
+
+    from_file = build_catalog(str(written))
+    assert "anthropic/claude-opus-6" in from_file.models  # priced by OpenRouter, listed by it
+    assert [o.provider for o in from_file.models["anthropic/claude-sonnet-4"].offers] == ["anthropic"]
     # A price source that cannot be read stops the run (an outage, exit 2), and stores nothing.
     from shared.cli import main
 
