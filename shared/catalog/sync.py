@@ -333,9 +333,8 @@ def _new_model(quote: Quote, found: list[tuple[Offer, Listed]], taken: set[str])
 
 @dataclass(frozen=True)
 class SyncOptions:
-    providers: tuple[str, ...] | None = (
-        None  # None: GATEWAYZ_CATALOG_SYNC_PROVIDERS, else every listable configured one
-    )
+    # None: GATEWAYZ_CATALOG_SYNC_PROVIDERS, else every configured provider with a model list.
+    providers: tuple[str, ...] | None = None
     prices: str | None = None  # None: GATEWAYZ_CATALOG_PRICES
     dry_run: bool = False
     # Also write the overlay here as a catalog file (usable as GATEWAYZ_CATALOG_FILE, extending
@@ -397,12 +396,12 @@ async def run_sync(rt: Runtime, options: SyncOptions | None = None) -> dict[str,
         try:
             quotes = await load_prices(client, source) if source else None
         except SourceError as exc:
-            # Without its prices a run would drop nothing it should keep, but add nothing either
-            # and report nothing true about prices: refuse it whole, as a dependency outage.
+            # A run without the prices the operator configured would look like a success that
+            # found no new model and no price change: refuse it whole, as a dependency outage.
             raise DependencyUnavailable(f"catalog sync: {exc}; nothing stored") from None
     previous = await store.latest(rt.db)
     inputs = Inputs(
-        base=base_catalog_file(rt.settings.catalog_file),
+        base=await asyncio.to_thread(base_catalog_file, rt.settings.catalog_file),
         previous=previous[1] if previous else None,
         listings=listings,
         quotes=quotes,
