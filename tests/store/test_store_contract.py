@@ -24,6 +24,8 @@ TABLES = (
     "audit_log",
     "provider_keys",
     "stored_responses",
+    "catalog_syncs",
+    "catalog_pins",
     "schema_migrations",
 )
 INSERT_USER = "INSERT INTO users (id, email, plan_id, created_at) VALUES (:id, :email, 'free', :now)"
