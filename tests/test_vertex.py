@@ -248,9 +248,11 @@ UNUSABLE: dict[str, tuple[Any, str]] = {
     "not-json": (lambda info: json.dumps(info)[:-1], "GOOGLE_VERTEX_CREDENTIALS is unusable"),
     "not-a-service-account": (
         lambda info: json.dumps({**info, "type": "authorized_user"}),
-        "not a service-account key",
+        "not a service-account key (its 'type' is 'authorized_user')",
     ),
+    "not-an-object": (lambda info: json.dumps([info]), "not a JSON object"),
     "no-client-email": (_without("client_email"), "missing fields client_email"),
+    "null-client-email": (lambda info: json.dumps({**info, "client_email": None}), "'client_email' is empty"),
     "no-private-key": (_without("private_key"), "private_key field was not found"),
     "key-not-pem": (
         lambda info: json.dumps({**info, "private_key": info["private_key"].replace("\n", "")[:300]}),

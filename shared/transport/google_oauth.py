@@ -70,14 +70,18 @@ def load_service_account(env: Mapping[str, str]) -> tuple[Credentials, str]:
             source = f"GOOGLE_APPLICATION_CREDENTIALS ({env.get('GOOGLE_APPLICATION_CREDENTIALS', '')})"
             raw = Path(env.get("GOOGLE_APPLICATION_CREDENTIALS", "")).read_text()
         info = orjson.loads(raw)
-        if not isinstance(info, dict) or info.get("type") != "service_account":
-            raise ValueError("not a service-account key (its 'type' is not 'service_account')")
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        if info.get("type") != "service_account":  # e.g. gcloud's `authorized_user` credentials
+            raise ValueError(f"not a service-account key (its 'type' is {str(info.get('type'))[:40]!r})")
         if not isinstance(info.get("private_key", ""), str):
             # Checked here: google-auth's own message would quote the value.
             raise ValueError("its 'private_key' is not a PEM string")
         # google-auth requires `token_uri`; a key without one uses Google's endpoint, as before.
         token_uri = str(info.get("token_uri") or DEFAULT_TOKEN_URI)
         credentials = service_account.Credentials.from_service_account_info({**info, "token_uri": token_uri})
+        if not credentials.service_account_email or not isinstance(credentials.service_account_email, str):
+            raise ValueError("its 'client_email' is empty")
         try:
             # A PEM key of another kind (EC) loads but cannot sign RS256: found here, once.
             credentials.signer.sign(b"probe")
