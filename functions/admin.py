@@ -1,4 +1,5 @@
-"""The admin function (SPEC §5, §8): users, plans, credit grants and adjustments, the audit log.
+"""The admin function (SPEC §5, §8): users, plans, credit grants and adjustments, the audit log,
+the catalog sync's diff and price pins.
 
 Every route needs the bootstrap `GATEWAYZ_ADMIN_KEY` or an admin user's key with the `admin`
 scope. The work is in `shared.views.admin`; each change is audited with its actor and IP.
@@ -15,7 +16,7 @@ from shared.app import function_app, runtime_of
 from shared.auth import Admin
 from shared.observe.lambda_handler import lambda_handler
 from shared.openapi import documented
-from shared.views import admin, analytics
+from shared.views import admin, analytics, catalog_admin
 
 router = APIRouter()
 # Annotated, not shared `Query(...)` defaults: FastAPI copies the former per parameter but writes
@@ -102,6 +103,31 @@ async def audit(
         "cursor": cursor,
     }
     return await admin.audit_page(runtime_of(request), filters, limit=limit)
+
+
+@router.get("/admin/catalog/diff")
+@documented(
+    "The last catalog sync's diff (models added, removed, re-priced; changes not applied to pinned "
+    "models) and the pinned models",
+    response="catalog.CatalogSyncReport",
+    errors=(401, 403),
+    tag="admin",
+)
+async def catalog_diff(request: Request, principal: Admin) -> dict[str, Any]:
+    return await catalog_admin.diff(runtime_of(request))
+
+
+@router.post("/admin/catalog/pins")
+@documented(
+    "Pin (or unpin) a model's prices: catalog syncs report its upstream price changes, never apply them",
+    request=catalog_admin.CatalogPin,
+    response="catalog.CatalogPinResult",
+    errors=(400, 401, 403, 404),
+    tag="admin",
+)
+async def catalog_pin(request: Request, principal: Admin) -> dict[str, Any]:
+    body = await parse_body(request, catalog_admin.CatalogPin)
+    return await catalog_admin.pin(runtime_of(request), principal, body)
 
 
 @router.get("/admin/analytics")

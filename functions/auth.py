@@ -3,7 +3,8 @@ user and, on first sign-in (or when asked), a new API key (SPEC §5).
 
 The token comes as `Authorization: Bearer <access token>` or as `{"access_token": ...}` in the
 body. Optional body fields: `create_key` (mint a key on a later sign-in), `key_name`, `scopes`
-(any of inference, read, keys, billing; default all four: a sign-in never grants admin).
+(any of inference, read, keys, billing; default all four: a sign-in never grants admin) and
+`expires_at` (when the minted key stops working: the dashboard's sign-in key ends with its session).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.accounts.identity import MAX_TOKEN_CHARS, SessionRequest, exchange
+from shared.accounts.requests import FutureTime
 from shared.app import function_app, json_body, runtime_of
 from shared.auth import client_ip
 from shared.errors import AuthenticationFailed, InvalidRequest
@@ -32,6 +34,7 @@ class SessionBody(BaseModel):
     scopes: list[Literal["inference", "read", "keys", "billing"]] | None = Field(
         default=None, min_length=1, max_length=4
     )
+    expires_at: FutureTime | None = None
 
 
 def invalid(exc: ValidationError) -> InvalidRequest:
@@ -84,6 +87,7 @@ async def session(request: Request) -> dict[str, Any]:
         create_key=body.create_key,
         key_name=body.key_name,
         scopes=list(body.scopes) if body.scopes is not None else None,
+        expires_at=body.expires_at,
     )
     return await exchange(rt, token, wanted, ip=client_ip(request, rt.settings))
 

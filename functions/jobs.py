@@ -1,6 +1,7 @@
 """Scheduled jobs (SPEC §1): the expired-hold reaper, which also deletes stored responses past
-their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS); the usage rollup, which also prunes raw request
-records past theirs (GATEWAYZ_REQUEST_RETENTION_DAYS).
+their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS); the billing jobs; the catalog sync
+(shared.catalog.sync); the usage rollup, which also prunes raw request records past their retention
+(GATEWAYZ_REQUEST_RETENTION_DAYS).
 
 On Lambda an EventBridge schedule invokes `reap_holds(event, context)` directly. On Vercel a cron
 calls `GET /internal/jobs/reap-holds` with `Authorization: Bearer $CRON_SECRET` (Vercel's own
@@ -91,6 +92,41 @@ async def _reap() -> dict[str, int]:
 def reap_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry: a fresh runtime per run (the loop of each invocation is its own)."""
     return asyncio.run(_reap())
+
+
+@router.get("/internal/jobs/catalog-sync")
+@documented(
+    "Catalog sync: providers' model lists and the price source into the catalog overlay "
+    "(Vercel cron; Bearer $CRON_SECRET)",
+    response="catalog.CatalogSyncReport",
+    errors=(401,),
+    tag="jobs",
+)
+async def catalog_sync_route(request: Request) -> dict[str, Any]:
+    secret = os.environ.get("CRON_SECRET", "")
+    given = request_key(request) or ""
+    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        raise AuthenticationFailed("This job runs on the operator's schedule only.")
+    return await run_catalog_sync(runtime_of(request))
+
+
+async def run_catalog_sync(rt: Runtime) -> dict[str, Any]:
+    from shared.catalog.sync import run_sync
+
+    return await run_sync(rt)
+
+
+async def _catalog_sync() -> dict[str, Any]:
+    rt = Runtime.build(Settings.from_env())
+    try:
+        return await run_catalog_sync(rt)
+    finally:
+        await rt.close()
+
+
+def catalog_sync(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge entry of the scheduled catalog sync."""
+    return asyncio.run(_catalog_sync())
 
 
 # --- usage rollups and raw-record retention (shared.analytics.rollup) ---------------------------

@@ -164,6 +164,8 @@ class GatewayMiddleware:
                     await send_error(LoopDetected(LOOP_MESSAGE))
                     return
             if rt is not None:
+                if time.monotonic() >= rt.catalog_check_at:  # a newer catalog-sync overlay?
+                    await rt.refresh_catalog()
                 ip = client_ip(Request(scope), rt.settings) or "unknown"
                 state["client_ip"] = ip
                 key = presented_key(authorization, api_key) if path in ADMITTING_PATHS else None

@@ -8,6 +8,9 @@
     gatewayz reap-holds
     gatewayz probe
     gatewayz rollup [--since YYYY-MM-DD]
+    gatewayz catalog sync [--providers a,b] [--prices URL|FILE] [--dry-run] [--output FILE]
+    gatewayz catalog diff
+    gatewayz catalog pin MODEL [--unpin]
     gatewayz byok reencrypt
 
 Every command but `serve` prints one JSON object on stdout; errors go to stderr with exit code 2.
@@ -199,6 +202,37 @@ async def _byok_reencrypt(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     return {"reencrypted": await reencrypt_all(rt, Actor("cli"))}
 
 
+async def _catalog_sync(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from shared.catalog.listings import SourceError
+    from shared.catalog.sync import SyncOptions, run_sync
+
+    providers = tuple(p.strip() for p in args.providers.split(",") if p.strip()) if args.providers else None
+    try:
+        options = SyncOptions(
+            providers=providers, prices=args.prices, dry_run=args.dry_run, output=args.output
+        )
+        return await run_sync(rt, options)
+    except SourceError as exc:
+        raise CliError(str(exc)) from None
+
+
+async def _catalog_diff(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from shared.catalog.overlay import last_diff
+
+    return await last_diff(rt)
+
+
+async def _catalog_pin(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from shared.catalog.overlay import set_pin
+
+    await rt.refresh_catalog()  # models a sync added are pinnable too
+    model = rt.catalog.resolve(args.model)
+    if model is None:
+        raise CliError(f"no model {args.model} in the catalog")
+    await set_pin(rt.db, model.id, not args.unpin, "cli")
+    return {"model": model.id, "pinned": not args.unpin}
+
+
 def _migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     _print({"applied": asyncio.run(_migrate_only(settings))})
@@ -269,6 +303,34 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "probe", help="probe the offers of GATEWAYZ_PROBE_MODELS once; open and resolve incidents"
     ).set_defaults(run=_with_runtime(_probe))
+
+    catalog = sub.add_parser("catalog", help="the model catalog").add_subparsers(dest="action", required=True)
+    csync = catalog.add_parser(
+        "sync",
+        help="read providers' model lists and the price source; store the overlay every instance serves; "
+        "print the diff",
+    )
+    csync.add_argument(
+        "--providers",
+        help="comma-separated provider ids (default: GATEWAYZ_CATALOG_SYNC_PROVIDERS, else every configured one)",
+    )
+    csync.add_argument(
+        "--prices", help="an OpenRouter-format models JSON, by URL or file (default: GATEWAYZ_CATALOG_PRICES)"
+    )
+    csync.add_argument("--dry-run", action="store_true", help="print the diff, store nothing")
+    csync.add_argument(
+        "--output", help="also write the overlay as a catalog file (usable as GATEWAYZ_CATALOG_FILE)"
+    )
+    csync.set_defaults(run=_with_runtime(_catalog_sync))
+    catalog.add_parser("diff", help="print the last sync's diff and the pinned models").set_defaults(
+        run=_with_runtime(_catalog_diff)
+    )
+    pin = catalog.add_parser(
+        "pin", help="pin a model's prices: syncs report upstream changes, never apply them"
+    )
+    pin.add_argument("model")
+    pin.add_argument("--unpin", action="store_true", help="let syncs apply upstream prices again")
+    pin.set_defaults(run=_with_runtime(_catalog_pin))
 
     rollup = sub.add_parser(
         "rollup", help="roll usage up by day (re-rolling from --since), prune raw records past retention"

@@ -223,6 +223,8 @@ class Settings:
     admin_key: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
     catalog_file: str | None = None
+    # How often an instance looks for a newer catalog-sync overlay in the database (one small read).
+    catalog_refresh: float = 30.0
     markup: Decimal = Decimal("1.25")
     timeouts: Timeouts = field(default_factory=Timeouts)
     key_secret: str | None = field(default=None, repr=False)  # HMAC secret of API key hashes
@@ -279,6 +281,7 @@ class Settings:
             admin_key=admin_key,
             database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,
             catalog_file=env.get("GATEWAYZ_CATALOG_FILE") or None,
+            catalog_refresh=_seconds(env, "GATEWAYZ_CATALOG_REFRESH_SECONDS", 30.0),
             markup=_decimal(env, "GATEWAYZ_MARKUP", "1.25"),
             timeouts=timeouts,
             env=env,

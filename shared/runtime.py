@@ -76,6 +76,10 @@ class Runtime:
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
     inflight: int = 0  # requests being served by this process (kept by the app's middleware)
+    # The catalog-sync overlay this process serves (its `catalog_syncs` id) and when to look for a
+    # newer one (time.monotonic(); 0: on the first request). shared.catalog.overlay.refresh.
+    catalog_version: str | None = None
+    catalog_check_at: float = 0.0
     # Clients built on first use by optional parts (the Stripe client): closed with the runtime.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -118,6 +122,11 @@ class Runtime:
             # waiting for them added the whole window to every transaction, ~4 ms a request).
             db.load = lambda: runtime.inflight - runtime.http.waiting()
         return runtime
+
+    async def refresh_catalog(self) -> None:
+        from shared.catalog.overlay import refresh
+
+        await refresh(self)
 
     async def close(self) -> None:
         await self.ledger.drain()  # charges still landing, before their database goes

@@ -207,7 +207,7 @@ def test_failover_from_anthropic_to_bedrock(
 def test_cold_start_imports_no_cloud_sdk() -> None:
     code = (
         "import sys, functions.chat, functions.messages\n"
-        "heavy = [m for m in ('botocore', 'boto3', 'google.auth', 'jwt') if m in sys.modules]\n"
+        "heavy = [m for m in ('botocore', 'boto3', 'google.auth', 'google.oauth2', 'jwt') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

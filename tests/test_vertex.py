@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jwt
 import openai
 import pytest
 
@@ -85,6 +86,8 @@ def test_gemini_on_vertex_with_a_service_account(
         assert len(bearers) == 1 and token_fake.valid(bearers.pop()[7:])
         form = token_fake.requests[0].body
         assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        # The assertion names the signing key, as Google's key rotation needs.
+        assert jwt.get_unverified_header(form["assertion"])["kid"] == info["private_key_id"]
     finally:
         for c in closing:
             c.close()
@@ -224,3 +227,142 @@ def test_a_token_near_expiry_is_refreshed_in_the_background(token_fake: GoogleTo
         token_fake.reset()
     assert exchanges == 1
     assert second == first and third != first
+
+
+def _ec_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _without(field: str) -> Any:
+    return lambda info: json.dumps({k: v for k, v in info.items() if k != field})
+
+
+# What an operator can get wrong in the key, and the reason the error must give.
+UNUSABLE: dict[str, tuple[Any, str]] = {
+    "not-json": (lambda info: json.dumps(info)[:-1], "GOOGLE_VERTEX_CREDENTIALS is unusable"),
+    "not-a-service-account": (
+        lambda info: json.dumps({**info, "type": "authorized_user"}),
+        "not a service-account key (its 'type' is 'authorized_user')",
+    ),
+    "not-an-object": (lambda info: json.dumps([info]), "not a JSON object"),
+    "no-client-email": (_without("client_email"), "missing fields client_email"),
+    "null-client-email": (lambda info: json.dumps({**info, "client_email": None}), "'client_email' is empty"),
+    "no-private-key": (_without("private_key"), "private_key field was not found"),
+    "key-not-pem": (
+        lambda info: json.dumps({**info, "private_key": info["private_key"].replace("\n", "")[:300]}),
+        "Unable to load PEM file",
+    ),
+    "key-as-lines": (
+        lambda info: json.dumps({**info, "private_key": info["private_key"].splitlines()}),
+        "'private_key' is not a PEM string",
+    ),
+    "ec-key": (lambda info: json.dumps({**info, "private_key": _ec_pem()}), "not an RSA key"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE))
+def test_an_unusable_service_account_is_a_configuration_error(
+    case: str, token_fake: GoogleTokenFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key that cannot be read or used fails with its reason (never the key itself), before
+    anything is sent; it is the offer's failure (`connect`: the walk fails over), logged once."""
+    from shared.config import Timeouts
+    from shared.transport.errors import UpstreamError
+    from shared.transport.google_oauth import GoogleTokens
+    from shared.transport.upstream import UpstreamClient
+    from tests.conftest import run_off_main_thread
+
+    info, public = service_account(token_fake.token_uri)
+    token_fake.accounts[info["client_email"]] = public
+    spoil, reason = UNUSABLE[case]
+
+    async def scenario() -> list[UpstreamError]:
+        http = UpstreamClient(Timeouts())
+        tokens = GoogleTokens({"GOOGLE_VERTEX_CREDENTIALS": spoil(info)}, http)
+        errors = []
+        try:
+            for _ in range(2):
+                with pytest.raises(UpstreamError) as err:
+                    await tokens.token()
+                errors.append(err.value)
+            return errors
+        finally:
+            await http.close()
+
+    with caplog.at_level("WARNING", logger="gatewayz.transport"):
+        errors = run_off_main_thread(scenario)
+    token_fake.reset()
+    for err in errors:
+        assert (err.status, err.kind, err.failover) == (None, "connect", True)
+        assert reason in err.message and "service account" in err.message
+    secret = info["private_key"].splitlines()[1]  # a line of the key's body
+    assert all(secret not in e.message for e in errors) and secret not in caplog.text
+    warnings = [r for r in caplog.records if r.name == "gatewayz.transport"]
+    assert len(warnings) == 1 and reason in warnings[0].getMessage()
+    assert token_fake.requests == []  # nothing was sent to Google
+
+
+def test_a_missing_key_file_names_the_file(token_fake: GoogleTokenFake, tmp_path: Path) -> None:
+    from shared.transport.errors import UpstreamError
+    from shared.transport.google_oauth import load_service_account
+
+    missing = tmp_path / "sa.json"
+    with pytest.raises(UpstreamError) as err:
+        load_service_account({"GOOGLE_APPLICATION_CREDENTIALS": str(missing)})
+    assert str(missing) in err.value.message and "No such file" in err.value.message
+    info, _ = service_account(token_fake.token_uri)
+    missing.write_text(json.dumps(info))  # the same file, now there: loaded
+    credentials, token_uri = load_service_account({"GOOGLE_APPLICATION_CREDENTIALS": str(missing)})
+    assert credentials.service_account_email == info["client_email"] and token_uri == token_fake.token_uri
+
+
+def test_a_gateway_with_an_unusable_service_account_answers_502_not_500(
+    fakes: dict[str, Any],
+    tmp_path: Path,
+    token_fake: GoogleTokenFake,
+    vertex_fake: GeminiFake,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At request time the broken key is the provider's failure (502, attempts say `connect`),
+    the same on every request, with the reason in the gateway's log once."""
+    vertex_fake.reset()  # what an earlier test sent it
+    info, _ = service_account(token_fake.token_uri)
+    del info["client_email"]
+    gw, account = _gateway(fakes, tmp_path, vertex_fake, info)
+    try:
+        with (
+            caplog.at_level("WARNING", logger="gatewayz.transport"),
+            openai.OpenAI(base_url=f"{gw.url}/v1", api_key=account.key, max_retries=0, timeout=20) as sdk,
+        ):
+            for stream in (False, True):
+                with pytest.raises(openai.APIStatusError) as err:
+                    sdk.chat.completions.create(
+                        model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=stream
+                    )
+                assert err.value.status_code == 502
+                assert "google-vertex (connect)" in err.value.message
+                assert err.value.response.headers["x-gatewayz-attempts"].startswith("google-vertex:connect")
+        assert token_fake.requests == [] and vertex_fake.requests == []
+        logged = [r.getMessage() for r in caplog.records if r.name == "gatewayz.transport"]
+        assert len(logged) == 1 and "missing fields client_email" in logged[0]
+    finally:
+        gw.stop()
+        token_fake.reset()
+        vertex_fake.reset()
+
+
+def test_the_token_bench_runs() -> None:
+    """bench/vertex_token.py (the measured reason the exchange stays on our client) still runs
+    every way it compares; a smoke run, no timing asserted."""
+    from bench.vertex_token import compare
+    from tests.conftest import run_off_main_thread
+
+    results = run_off_main_thread(lambda: compare(0.005, 1))
+    assert "gateway: google-auth signs, async exchange" in results
+    assert len(results) == 7 and all(r["mint_ms"] > 0 for r in results.values())

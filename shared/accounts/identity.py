@@ -378,12 +378,15 @@ class SessionRequest:
     create_key: bool = False
     key_name: str | None = None
     scopes: list[str] | None = None
+    expires_at: str | None = None  # the minted key's end (validated by the route)
 
 
 def _key_spec(request: SessionRequest, role: str) -> KeySpec:
     """A sign-in never grants `admin` (SESSION_SCOPES), whatever the user's role."""
     scopes = request.scopes if request.scopes is not None else default_scopes(role, SESSION_SCOPES)
-    return KeySpec(name=request.key_name or "supabase-session", scopes=sorted(set(scopes)))
+    return KeySpec(
+        name=request.key_name or "supabase-session", scopes=sorted(set(scopes)), expires_at=request.expires_at
+    )
 
 
 async def _confirmed_identity(verifier: TokenVerifier, identity: Identity, token: str) -> Identity:

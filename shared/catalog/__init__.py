@@ -4,6 +4,11 @@ The bundled `models.json` is validated once per process (prices are exact decima
 names a provider of the table, aliases point at real models). `GATEWAYZ_CATALOG_FILE` names an
 operator file of the same shape that extends the bundled catalog (a model with the same id
 replaces the bundled one) or, with `"mode": "replace"`, stands alone.
+
+On top of both, the catalog sync (`shared.catalog.sync`) writes an overlay of the same shape: the
+models it added or re-priced, and under `removed` the ids of models their providers no longer
+list (they answer 404 with the reason, instead of an upstream error). A model marked `pinned`
+keeps its price through every sync: an upstream change is reported, never applied.
 """
 
 from __future__ import annotations
@@ -145,6 +150,9 @@ class Model(_Strict):
     capabilities: frozenset[str] = frozenset()
     aliases: tuple[str, ...] = ()
     dimensions: int | None = Field(default=None, gt=0)  # an embedding model's default vector length
+    pinned: bool = (
+        False  # the operator fixed its prices: the catalog sync reports changes, never applies them
+    )
     offers: tuple[Offer, ...] = Field(min_length=1)
 
     @field_validator("capabilities")
@@ -177,6 +185,7 @@ class CatalogFile(_Strict):
     mode: Literal["extend", "replace"] = "extend"
     models: tuple[Model, ...] = ()
     aliases: dict[str, str] = Field(default_factory=dict)
+    removed: dict[str, str] = Field(default_factory=dict)  # model id → why it is no longer served
 
 
 class ResolvedOffer:
@@ -204,11 +213,18 @@ class ResolvedOffer:
 
 
 class Catalog:
-    def __init__(self, models: list[Model], aliases: Mapping[str, str]) -> None:
+    def __init__(
+        self, models: list[Model], aliases: Mapping[str, str], removed: Mapping[str, str] | None = None
+    ) -> None:
         providers = load_providers()
+        removed = removed or {}
         self.models: dict[str, Model] = {}
         for model in models:
-            self.models[model.id] = model
+            if model.id not in removed:
+                self.models[model.id] = model
+        # Names that once led to a model the catalog sync found gone → that model's id.
+        self.gone: dict[str, str] = {}
+        self.removed: dict[str, str] = {m: why for m, why in removed.items() if m not in self.models}
         self.offers: dict[str, tuple[ResolvedOffer, ...]] = {}
         self.native: dict[tuple[str, str], ResolvedOffer] = {}
         for model in self.models.values():
@@ -230,8 +246,29 @@ class Catalog:
         for model in self.models.values():
             for alias in model.aliases:
                 self._alias(alias, model.id)
+        gone_models = [m for m in models if m.id in self.removed]
+        for model in gone_models:
+            self.gone[model.id] = model.id
+            for alias in model.aliases:
+                self.gone.setdefault(alias, model.id)
+        for model_id in self.removed:
+            self.gone.setdefault(model_id, model_id)
+            self.gone.setdefault(model_id.split("/", 1)[-1], model_id)
         for alias, target in aliases.items():
-            self._alias(alias, target)
+            if target in self.removed:
+                self.gone.setdefault(alias, target)
+            else:
+                self._alias(alias, target)
+        for name in list(self.gone):
+            if name in self.models or name in self.aliases:  # a live model took the name over
+                del self.gone[name]
+
+    def gone_reason(self, name: str) -> str | None:
+        """Why `name` (a model id or alias) no longer resolves, when the catalog sync removed it."""
+        model_id = self.gone.get(name)
+        if model_id is None:
+            return None
+        return f"The model '{model_id}' is no longer available: {self.removed[model_id]}"
 
     def _alias(self, alias: str, target: str) -> None:
         if target not in self.models:
@@ -263,10 +300,15 @@ def bundled_catalog_file() -> CatalogFile:
     return _read(data, "bundled catalog")
 
 
-def build_catalog(operator_file: str | None = None) -> Catalog:
+def parse_catalog_file(text: bytes | str, where: str) -> CatalogFile:
+    return _read(text, where)
+
+
+def base_catalog_file(operator_file: str | None = None) -> CatalogFile:
+    """The bundled catalog with the operator's file applied: what the catalog sync starts from."""
     base = bundled_catalog_file()
     if not operator_file:
-        return Catalog(list(base.models), base.aliases)
+        return base
     path = Path(operator_file)
     try:
         text = path.read_bytes()
@@ -274,10 +316,27 @@ def build_catalog(operator_file: str | None = None) -> Catalog:
         raise CatalogError(f"GATEWAYZ_CATALOG_FILE {operator_file!r}: {exc.strerror}") from None
     extra = _read(text, f"GATEWAYZ_CATALOG_FILE {operator_file!r}")
     if extra.mode == "replace":
-        return Catalog(list(extra.models), extra.aliases)
+        return extra
+    return overlaid(base, extra)
+
+
+def overlaid(base: CatalogFile, extra: CatalogFile) -> CatalogFile:
+    """`extra` over `base`: its models replace those with the same id, its removals add up."""
     merged = {m.id: m for m in base.models}
     merged.update({m.id: m for m in extra.models})
-    return Catalog(list(merged.values()), {**base.aliases, **extra.aliases})
+    return CatalogFile(
+        models=tuple(merged.values()),
+        aliases={**base.aliases, **extra.aliases},
+        removed={**base.removed, **extra.removed},
+    )
+
+
+def build_catalog(operator_file: str | None = None, overlay: CatalogFile | None = None) -> Catalog:
+    """The catalog a process serves: bundled, the operator's file, then the last sync's overlay."""
+    base = base_catalog_file(operator_file)
+    if overlay is not None:
+        base = overlaid(base, overlay)
+    return Catalog(list(base.models), base.aliases, base.removed)
 
 
 __all__ = [
@@ -286,6 +345,7 @@ __all__ = [
     "MILLION",
     "Catalog",
     "CatalogError",
+    "CatalogFile",
     "Model",
     "Offer",
     "Pricing",

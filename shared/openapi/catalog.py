@@ -182,3 +182,38 @@ class ProbeRun(Shape):
     failed: int
     incidents_opened: int
     incidents_resolved: int
+
+
+class PriceChange(Shape):
+    """An upstream price that differs from the catalog's (USD per million tokens, before markup)."""
+
+    model: str
+    provider: str
+    from_: dict[str, str] = Field(alias="from")
+    to: dict[str, str]
+    applied: bool  # False: the model is pinned, the catalog keeps its price
+    pinned: bool
+
+
+class CatalogSyncReport(Shape):
+    """One catalog sync: what each provider listed, what changed and what was not applied."""
+
+    id: str | None  # None: no sync has run yet
+    created_at: str | None = None
+    dry_run: bool = False
+    providers: dict[str, dict[str, Any]] = {}  # id → {status: ok|error|skipped, listed | error | reason}
+    prices: dict[str, Any] | None = None  # {source, models}
+    added: list[dict[str, Any]] = []  # {model, providers, pricing}
+    offers_added: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []  # {model, providers}: now a 404 with the reason
+    offers_removed: list[dict[str, Any]] = []
+    restored: list[str] = []
+    price_changes: list[PriceChange] = []
+    unpriced: list[dict[str, Any]] = []  # listed, but the price source does not price it: not served
+    ignored_lists: list[dict[str, Any]] = []
+    pinned: list[str] = []  # on the diff: the models pinned now
+
+
+class CatalogPinResult(Shape):
+    model: str
+    pinned: bool

@@ -164,6 +164,9 @@ class Router:
             model = self.catalog.resolve(name[: -len(":free")])
             if model is not None:
                 return model, [o for o in self.catalog.offers[model.id] if o.pricing.is_free]
+        gone = self.catalog.gone_reason(name.removesuffix(":free"))
+        if gone is not None:  # the catalog sync found it gone from its providers' lists
+            raise ModelNotFound(gone, param=param)
         raise ModelNotFound(f"The model '{name}' does not exist or is not in the catalog", param=param)
 
     def _local_model(self, native_id: str) -> tuple[Model, list[ResolvedOffer]]:

@@ -163,6 +163,9 @@ def list_models(
 def one_model(rt: Runtime, model_id: str) -> dict[str, Any]:
     model = rt.catalog.resolve(model_id)
     if model is None:
+        gone = rt.catalog.gone_reason(model_id)
+        if gone is not None:
+            raise ModelNotFound(gone, param="model")
         raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
     return model_view(rt, model)
 

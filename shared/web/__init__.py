@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from shared.web import admin, pages, tools
+from shared.web import admin, pages, signin, tools
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {".js": "text/javascript", ".css": "text/css", ".txt": "text/plain", ".LICENSE": "text/plain"}
@@ -32,5 +32,5 @@ async def static(request: Request, name: str) -> Response:
 
 
 router = APIRouter(include_in_schema=False)
-for part in (pages.router, tools.router, admin.router, static_router):
+for part in (signin.router, pages.router, tools.router, admin.router, static_router):
     router.include_router(part)

@@ -1,11 +1,13 @@
-"""The operators' pages (admin role): users (suspend, reactivate, grant credits with a reason)
-and provider health. They call the admin JSON routes with the signed-in key, so a user without
-the admin role and scope gets the API's own 403, shown as the page's answer."""
+"""The operators' pages (admin role): users (suspend, reactivate, grant credits with a reason),
+the audit log, and provider health with its incidents. They call the admin JSON routes with the
+signed-in key, so a user without the admin role and scope gets the API's own 403, shown as the
+page's answer."""
 
 from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -16,6 +18,8 @@ from shared.web.render import field
 
 router = APIRouter(include_in_schema=False)
 USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# `GET /admin/audit`'s filters, passed as typed (the API says what it cannot read).
+AUDIT_FILTERS = ("action", "actor", "actor_type", "target", "target_type", "since")
 
 
 @router.get("/dashboard/admin/users")
@@ -83,3 +87,26 @@ async def health(request: Request) -> Response:
     if not answer.ok:
         return error_page(answer.status, answer.message)
     return ctx.render("admin_health.html", status_data=answer.data, ready=ready.data, ready_ok=ready.ok)
+
+
+@router.get("/dashboard/admin/audit")
+@web_page
+async def audit(request: Request) -> Response:
+    ctx = await signed_in(request)
+    filters = {name: (request.query_params.get(name) or "").strip()[:200] for name in AUDIT_FILTERS}
+    answer = await ctx.api(
+        "GET", "/admin/audit", query={**filters, "limit": 50, "cursor": cursor_param(request)}
+    )
+    if answer.status in (401, 403):
+        return error_page(answer.status, answer.message)
+    empty = {"data": [], "has_more": False, "next_cursor": None}
+    more = {k: v for k, v in filters.items() if v}
+    return ctx.render(
+        "admin_audit.html",
+        status=200 if answer.ok else answer.status,
+        audit=answer.data if answer.ok else empty,
+        filters=filters,
+        filter_query=urlencode(more),
+        error=None if answer.ok else answer.message,
+        paged=bool(cursor_param(request)),
+    )

@@ -1,4 +1,4 @@
-"""The user's pages: sign-in and out, overview, API keys, credits (SPEC §5).
+"""The user's pages: overview, API keys, credits (SPEC §5).
 
 Each page reads and writes through the JSON API (`shared.web.gateway`) with the signed-in key;
 what it shows is what `GET /v1/...` answers to a script holding that key.
@@ -6,7 +6,6 @@ what it shows is what `GET /v1/...` answers to a script holding that key.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -16,26 +15,37 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from shared.web import gateway
+from shared.web import gateway, spend
 from shared.web.base import (
     Ctx,
     Leave,
     checked_form,
     error_page,
-    same_origin,
-    sealer,
-    set_session,
     signed_in,
     stripe_configured,
     web_page,
 )
-from shared.web.render import PAGE_HEADERS, field, lines, page, read_form
-from shared.web.session import CSRF_FIELD, PRESESSION_COOKIE, SESSION_COOKIE
+from shared.web.render import PAGE_HEADERS, field, lines, usd
 
 router = APIRouter(include_in_schema=False)
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CURSOR = re.compile(r"^[A-Za-z0-9._:=-]{1,64}$")
 SCOPES = ("inference", "read", "keys", "billing", "admin")
+# credit_transactions.type (infra/migrations/20261129000000_init.sql)
+LEDGER_TYPES = (
+    "grant",
+    "adjustment",
+    "usage",
+    "purchase",
+    "refund",
+    "allowance",
+    "trial",
+    "coupon",
+    "referral",
+)
+LEDGER_PAGE = 20
+LEDGER_SCAN = 10  # pages of 100 read for one filtered page view
+SPEND_DAYS = 30  # the keys page's spend column
 RATE_FIELDS = (
     "requests_per_minute",
     "requests_per_day",
@@ -52,75 +62,6 @@ def cursor_param(request: Request) -> str | None:
 
 def see_other(target: str) -> Response:
     return RedirectResponse(target, status_code=303, headers=dict(PAGE_HEADERS))
-
-
-# --- sign-in -----------------------------------------------------------------------------------
-
-
-def _sign_in_page(request: Request, status: int = 200, error: str | None = None) -> Response:
-    presession = request.cookies.get(PRESESSION_COOKIE) or ""
-    fresh = not re.fullmatch(r"[0-9a-f]{32}", presession)
-    if fresh:
-        presession = os.urandom(16).hex()
-    response = page(
-        "sign_in.html",
-        status=status,
-        me=None,
-        is_admin=False,
-        path="/sign-in",
-        csrf=sealer(request).csrf("pre:" + presession),
-        error=error,
-        expired=request.query_params.get("expired") == "1",
-        supabase=bool(os.environ.get("SUPABASE_URL")),
-    )
-    if fresh:
-        response.set_cookie(
-            PRESESSION_COOKIE, presession, path="/", secure=True, httponly=True, samesite="strict"
-        )
-    return response
-
-
-@router.get("/")
-async def home(request: Request) -> Response:
-    live = sealer(request).open(request.cookies.get(SESSION_COOKIE)) is not None
-    return see_other("/dashboard" if live else "/sign-in")
-
-
-@router.get("/sign-in")
-async def sign_in_form(request: Request) -> Response:
-    if sealer(request).open(request.cookies.get(SESSION_COOKIE)) is not None:
-        return see_other("/dashboard")
-    return _sign_in_page(request)
-
-
-@router.post("/sign-in")
-async def sign_in(request: Request) -> Response:
-    form = await read_form(request)
-    presession = request.cookies.get(PRESESSION_COOKIE)
-    token = field(form, CSRF_FIELD)
-    if not same_origin(request) or not sealer(request).csrf_ok(presession and "pre:" + presession, token):
-        return error_page(403, "This sign-in form could not be verified. Reload the page and try again.")
-    key = field(form, "api_key")
-    if not key:
-        return _sign_in_page(request, 400, "Paste an API key.")
-    answer = await gateway.call(request, "GET", "/v1/me", key=key)
-    if not answer.ok:
-        hint = " The key needs the read scope." if answer.status == 403 else ""
-        return _sign_in_page(request, answer.status if answer.status < 500 else 503, answer.message + hint)
-    sealed, _ = sealer(request).seal(key)
-    response = see_other("/dashboard")
-    set_session(response, sealed)
-    return response
-
-
-@router.post("/sign-out")
-@web_page
-async def sign_out(request: Request) -> Response:
-    ctx = await signed_in(request)
-    await checked_form(ctx)
-    response = see_other("/sign-in")
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
-    return response
 
 
 # --- overview ----------------------------------------------------------------------------------
@@ -203,8 +144,13 @@ async def keys_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
     if not listing.ok and not extra.get("error"):
         extra["error"] = listing.message
     keys = listing.data["data"] if listing.ok else []
+    recent = await spend.records_since(ctx, SPEND_DAYS)
+    spent = {row["name"]: row for row in spend.totals_by(recent.rows, "key_id")}
     return ctx.render(
         "keys.html",
+        spent=spent,
+        spend_days=SPEND_DAYS,
+        spend_complete=recent.complete,
         status=status if listing.ok else listing.status,
         keys=keys,
         session_key_last4=ctx.key[-4:],
@@ -278,24 +224,71 @@ async def toggle_key(request: Request, key_id: str) -> Response:
 # --- credits -------------------------------------------------------------------------------------
 
 
+async def ledger(ctx: Ctx, kind: str, cursor: str | None) -> tuple[gateway.Answer, dict[str, Any]]:
+    """A page of the ledger (`GET /v1/credits`), of one type when `kind` is set: the API pages
+    every type, so older pages are read (bounded) until a page of that type is found; "Older"
+    then continues from the last row read."""
+    if not kind:
+        answer = await ctx.api("GET", "/v1/credits", query={"limit": LEDGER_PAGE, "cursor": cursor})
+        return answer, answer.data if answer.ok else {}
+    rows: list[dict[str, Any]] = []
+    for _ in range(LEDGER_SCAN):
+        answer = await ctx.api("GET", "/v1/credits", query={"limit": 100, "cursor": cursor})
+        if not answer.ok:
+            return answer, {}
+        page = answer.data["data"]
+        for i, row in enumerate(page):
+            cursor = row["id"]
+            if row["type"] == kind:
+                rows.append(row)
+                if len(rows) == LEDGER_PAGE:
+                    more = i + 1 < len(page) or answer.data["has_more"]
+                    return answer, {**answer.data, "data": rows, "has_more": more, "next_cursor": cursor}
+        if not answer.data["has_more"]:
+            return answer, {**answer.data, "data": rows, "has_more": False, "next_cursor": None}
+    # Scanned as far as one page view may: "Older" continues the scan.
+    return answer, {**answer.data, "data": rows, "has_more": True, "next_cursor": cursor}
+
+
+async def credits_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
+    request = ctx.request
+    kind = request.query_params.get("type") or ""
+    kind = kind if kind in LEDGER_TYPES else ""
+    answer, data = await ledger(ctx, kind, cursor_param(request))
+    return ctx.render(
+        "credits.html",
+        status=answer.status if not answer.ok else status,
+        credits=data if answer.ok else None,
+        rows=data.get("data", []),
+        kind=kind,
+        kinds=LEDGER_TYPES,
+        paged=bool(cursor_param(request)),
+        **{"error": None if answer.ok else answer.message, "notice": None, **extra},
+    )
+
+
 @router.get("/dashboard/credits")
 @web_page
 async def credits(request: Request) -> Response:
+    return await credits_page(await signed_in(request))
+
+
+@router.post("/dashboard/credits/redeem")
+@web_page
+async def redeem(request: Request) -> Response:
+    """A coupon through the payments route (`POST /v1/billing/redeem`): credits at once, or a
+    bonus on the next top-up; the API's refusal (unknown, expired, used) is the page's message."""
     ctx = await signed_in(request)
-    kind = request.query_params.get("type") or ""
-    answer = await ctx.api("GET", "/v1/credits", query={"limit": 20, "cursor": cursor_param(request)})
-    rows = answer.data["data"] if answer.ok else []
-    return ctx.render(
-        "credits.html",
-        status=answer.status if not answer.ok else 200,
-        credits=answer.data if answer.ok else None,
-        rows=[r for r in rows if not kind or r["type"] == kind],
-        kind=kind,
-        kinds=sorted({r["type"] for r in rows} | ({kind} if kind else set())),
-        error=None if answer.ok else answer.message,
-        paged=bool(cursor_param(request)),
-        notice=request.query_params.get("notice"),
-    )
+    form = await checked_form(ctx)
+    answer = await ctx.api("POST", "/v1/billing/redeem", json={"code": field(form, "code")})
+    if not answer.ok:
+        return await credits_page(ctx, status=answer.status, error=answer.message)
+    done = answer.data
+    if done.get("kind") == "credits":
+        notice = f"Coupon {done['code']} redeemed: {usd(done['credits'], 2)} added to your balance."
+    else:
+        notice = f"Coupon {done['code']} redeemed: {done['bonus_percent']}% extra on your next top-up."
+    return await credits_page(ctx, notice=notice)
 
 
 @router.post("/dashboard/credits/top-up")

@@ -36,6 +36,7 @@ class Session:
     api_key: str
     sid: str  # random, per sign-in: what the CSRF token is bound to
     expires: int
+    minted: str | None = None  # the id of a key made for this session (Supabase sign-in): revoked at sign-out
 
 
 class Sealer:
@@ -46,10 +47,11 @@ class Sealer:
         self._aead = AESGCM(hashlib.sha256(root + b"\0seal").digest())
         self._mac = hashlib.sha256(root + b"\0csrf").digest()
 
-    def seal(self, api_key: str, now: float | None = None) -> tuple[str, Session]:
-        session = Session(api_key, os.urandom(16).hex(), int(now or time.time()) + SESSION_SECONDS)
+    def seal(self, api_key: str, now: float | None = None, minted: str | None = None) -> tuple[str, Session]:
+        session = Session(api_key, os.urandom(16).hex(), int(now or time.time()) + SESSION_SECONDS, minted)
         nonce = os.urandom(12)
-        plain = orjson.dumps({"k": session.api_key, "s": session.sid, "e": session.expires})
+        fields = {"k": session.api_key, "s": session.sid, "e": session.expires}
+        plain = orjson.dumps({**fields, "m": minted} if minted else fields)
         sealed = nonce + self._aead.encrypt(nonce, plain, SESSION_COOKIE.encode())
         return base64.urlsafe_b64encode(sealed).decode().rstrip("="), session
 
@@ -61,8 +63,9 @@ class Sealer:
             raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
             plain = self._aead.decrypt(raw[:12], raw[12:], SESSION_COOKIE.encode())
             data = orjson.loads(plain)
-            session = Session(str(data["k"]), str(data["s"]), int(data["e"]))
-        except (ValueError, InvalidTag, KeyError, TypeError, orjson.JSONDecodeError):
+            minted = data.get("m")
+            session = Session(str(data["k"]), str(data["s"]), int(data["e"]), str(minted) if minted else None)
+        except (ValueError, InvalidTag, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
             return None
         return session if session.expires > (now or time.time()) else None
 

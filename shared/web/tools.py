@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from shared.web import gateway
+from shared.web import gateway, spend
 from shared.web.base import Leave, checked_form, error_page, signed_in, web_page
 from shared.web.pages import cursor_param, see_other, spend_chart
 from shared.web.render import PAGE_HEADERS, field
@@ -66,6 +66,8 @@ async def usage(request: Request) -> Response:
     )
     empty: dict[str, Any] = {"data": [], "daily": [], "has_more": False, "next_cursor": None}
     data: dict[str, Any] = answer.data if answer.ok else empty
+    recent = await spend.records_since(ctx, days)
+    names = await spend.key_names(ctx)
     return ctx.render(
         "usage.html",
         status=200 if answer.ok else answer.status,
@@ -73,7 +75,15 @@ async def usage(request: Request) -> Response:
         usage=data,
         models=breakdown(data["daily"]),
         chart=spend_chart(data["daily"], days),
-        error=None if answer.ok else answer.message,
+        providers=spend.totals_by(recent.rows, "provider"),
+        provider_chart=spend_chart(spend.daily_by(recent.rows, "provider"), days),
+        keys=[
+            {**r, "label": names.get(r["name"], r["name"])} for r in spend.totals_by(recent.rows, "key_id")
+        ],
+        key_chart=spend_chart(spend.daily_by(recent.rows, "key_id", names), days),
+        complete=recent.complete,
+        read=len(recent.rows),
+        error=(None if answer.ok else answer.message) or recent.error,
         paged=bool(cursor_param(request)),
     )
 
@@ -94,21 +104,17 @@ CSV_COLUMNS = (
 @router.get("/dashboard/usage.csv")
 @web_page
 async def usage_csv(request: Request) -> Response:
+    """The period's requests (the `days` the page shows, not older ones), newest first."""
     ctx = await signed_in(request)
     days = days_param(request)
+    recent = await spend.records_since(ctx, days, max_pages=CSV_PAGES)
+    if recent.error is not None:
+        return error_page(recent.status, recent.error)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    cursor = None
-    for _ in range(CSV_PAGES):
-        answer = await ctx.api("GET", "/v1/usage", query={"days": days, "limit": 100, "cursor": cursor})
-        if not answer.ok:
-            return error_page(answer.status, answer.message)
-        for record in answer.data["data"]:
-            writer.writerow([csv_cell(record.get(c)) for c in CSV_COLUMNS])
-        cursor = answer.data.get("next_cursor")
-        if not answer.data.get("has_more") or not cursor:
-            break
+    for record in recent.rows:
+        writer.writerow([csv_cell(record.get(c)) for c in CSV_COLUMNS])
     headers = {
         **PAGE_HEADERS,
         "content-disposition": f'attachment; filename="gatewayz-usage-{days}d.csv"',

@@ -121,10 +121,19 @@ class AnthropicFake(FakeServer):
         return [
             web.post("/v1/messages", self.messages),
             web.post("/v1/messages/count_tokens", self.count_tokens),
+            web.get("/v1/models", self.models),
             web.post(
                 "/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{call}", self.vertex
             ),
         ]
+
+    async def models(self, request: web.Request) -> web.Response:
+        from tests.fakes.model_lists import anthropic_models
+
+        self.record(request, None)
+        if "models" not in self.listings:
+            return anthropic_error(404, "Not found")
+        return anthropic_models(request, self.listings["models"], self.page_cap)
 
     async def vertex(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["call"].partition(":")

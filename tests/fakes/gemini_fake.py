@@ -301,7 +301,15 @@ class GeminiFake(FakeServer):
         self.token_check: Callable[[str], bool] | None = None
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/{tail:.*}", self.handle)]
+        return [web.get("/v1beta/models", self.models), web.post("/{tail:.*}", self.handle)]
+
+    async def models(self, request: web.Request) -> web.Response:
+        from tests.fakes.model_lists import gemini_models
+
+        self.record(request, None)
+        if "models" not in self.listings:
+            return google_error(404, f"The requested URL {request.path} was not found on this server.")
+        return gemini_models(request, self.listings["models"], self.page_cap)
 
     def base_for(self, provider: str) -> str:
         """The provider-table base URL pointing here ("google" or "google-vertex")."""

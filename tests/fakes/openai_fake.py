@@ -492,6 +492,12 @@ class OpenAIFake(FakeServer):
         return web.json_response(out, dumps=lambda o: orjson.dumps(o).decode())
 
     async def models(self, request: web.Request) -> web.Response:
+        vendor = request.match_info.get("prefix", "").strip("/").split("/")[0]
+        if vendor in self.listings:
+            from tests.fakes.model_lists import openai_models
+
+            self.record(request, None)
+            return openai_models(request, self.listings[vendor], self.profile_for(request).auth_header)
         return web.json_response(
             {
                 "object": "list",

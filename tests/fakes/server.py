@@ -83,6 +83,10 @@ class FakeServer:
         self._thread: threading.Thread | None = None
         self.port = 0
         self.open_streams = 0
+        # What GET …/models answers, once a test sets it (tests/fakes/model_lists.py): by vendor
+        # prefix on the OpenAI fake, under "models" on the others; `page_cap` pages below `limit`.
+        self.listings: dict[str, Any] = {}
+        self.page_cap: int | None = None
 
     # --- scripting (called from tests, any thread) ---------------------------------------------
     def script(self, model: str, *replies: Reply) -> None:
@@ -94,6 +98,8 @@ class FakeServer:
             self._queues.clear()
             self.requests.clear()
             self.default = Reply()
+            self.listings = {}
+            self.page_cap = None
 
     def next_reply(self, model: str) -> Reply:
         with self._lock:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# Never at import, in any function: the backends of the seam, the database driver, Supabase.
+# Never at import, in any function: the backends of the seam, the database driver, Supabase,
+# the cloud providers' credential libraries (botocore for Bedrock, google-auth for Vertex: loaded
+# on the first signed call or token mint).
 NEVER = (
     "prometheus_client",
     "aws_lambda_powertools",
@@ -22,6 +24,9 @@ NEVER = (
     "opentelemetry.exporter",
     "psycopg",
     "supabase",
+    "botocore",
+    "google.auth",
+    "google.oauth2",
 )
 # What each function may not import beyond NEVER (its group does not use it).
 EXTRA = {
@@ -61,6 +66,28 @@ def test_a_function_imports_only_what_its_group_uses(function: str) -> None:
         else:  # a module and its submodules
             offending = [m for m in loaded if m == prefix or m.startswith(prefix + ".")]
         assert not offending, f"functions/{function}.py imports {offending[:5]} at import time"
+
+
+@pytest.mark.parametrize("function", ["chat", "messages", "responses"])
+def test_a_configured_vertex_service_account_is_loaded_on_first_use(function: str, tmp_path: Path) -> None:
+    """With a Vertex service account in the environment (the deployed case), the cold start still
+    leaves google-auth out: the key is read and google-auth imported on the first token mint."""
+    key = tmp_path / "sa.json"
+    key.write_text(json.dumps({"type": "service_account", "client_email": "sa@p.iam.gserviceaccount.com"}))
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, f"functions.{function}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GOOGLE_APPLICATION_CREDENTIALS": str(key),
+            "GOOGLE_VERTEX_PROJECT": "p",
+        },
+    )
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not [m for m in loaded if m.startswith(("google.auth", "google.oauth2"))]
 
 
 def test_every_function_is_checked() -> None:

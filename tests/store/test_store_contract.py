@@ -24,6 +24,8 @@ TABLES = (
     "audit_log",
     "provider_keys",
     "stored_responses",
+    "catalog_syncs",
+    "catalog_pins",
     "usage_daily",
     "usage_rollup_state",
     "schema_migrations",

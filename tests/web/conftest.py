@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import ADMIN_KEY, gateway_settings, start_gateway
 from tests.fakes.server import FakeServer
 from tests.harness import GatewayServer
+from tests.web.browser import launch, new_page
 
 
 @dataclass
@@ -98,3 +99,13 @@ def page_text(client: httpx.Client, path: str) -> Any:
     answer = client.get(path)
     assert answer.status_code == 200, (path, answer.status_code, answer.text[:500])
     return answer.text
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    yield from new_page(browser)

@@ -5,68 +5,18 @@ tests/web/vendor) must find no serious or critical violation on any page."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import ADMIN_KEY
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Reply
 from tests.harness import GatewayServer
-from tests.web.browser import chromium
+from tests.web.browser import serious_violations, shot, sign_in
 from tests.web.conftest import WebUser, make_user
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("GATEWAYZ_TEST_ARTIFACTS", ROOT / ".gatewayz" / "test-artifacts")) / "web"
-AXE = (Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js").read_text()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def sign_in(page: Any, gateway: GatewayServer, key: str) -> None:
-    page.goto(f"{gateway.url}/sign-in")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{gateway.url}/dashboard")
-
-
-def shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def serious_violations(page: Any) -> list[str]:
-    page.evaluate(AXE)  # through the debugger: the page's CSP (no inline script) stays on
-    result = page.evaluate(
-        "async () => { const r = await axe.run(document); return [r.passes.length, r.violations]; }"
-    )
-    passes, violations = result
-    assert passes > 10, "axe-core did not run its checks"
-    return [f"{v['id']}: {v['help']}" for v in violations if v["impact"] in ("serious", "critical")]
 
 
 def balance(gateway: GatewayServer, key: str) -> Decimal:
@@ -140,6 +90,13 @@ def test_a_user_signs_in_manages_a_key_and_chats(
 
 def test_every_page_is_accessible_and_screenshotted(page: Any, web_gateway: GatewayServer) -> None:
     admin = make_user(web_gateway, role="admin")
+    chat = httpx.post(  # something to chart: usage by model, provider and key, spend per key
+        f"{web_gateway.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {admin.key}"},
+        json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=20,
+    )
+    assert chat.status_code == 200, chat.text
     sign_in(page, web_gateway, admin.key)
     pages = [
         "",
@@ -150,6 +107,7 @@ def test_every_page_is_accessible_and_screenshotted(page: Any, web_gateway: Gate
         "/playground",
         "/settings",
         "/admin/users",
+        "/admin/audit",
         "/admin/health",
     ]
     found = {}

@@ -67,6 +67,7 @@ def test_state_changing_forms_need_the_csrf_token(web_gateway: GatewayServer, we
         (f"/dashboard/keys/{key_id}/rotate", {"grace_seconds": "0"}),
         (f"/dashboard/keys/{key_id}/disabled", {"disabled": "true"}),
         ("/dashboard/settings/provider-keys", {"provider": "openai", "api_key": "sk-x"}),
+        ("/dashboard/credits/redeem", {"code": "ANYCODE"}),
         ("/sign-out", {}),
     ]
     for path, data in forged:
@@ -129,6 +130,7 @@ def test_the_admin_pages_are_refused_to_a_user(web_gateway: GatewayServer, web_u
     client = signed_in_client(web_gateway, web_user.key)
     assert client.get("/dashboard/admin/users").status_code == 403
     assert client.get("/dashboard/admin/health").status_code == 403
+    assert client.get("/dashboard/admin/audit").status_code == 403
     token = csrf_of(page_text(client, "/dashboard"))
     answer = client.post(
         f"/dashboard/admin/users/{web_user.id}/credits",

@@ -26,6 +26,7 @@ const PALETTE = ["#0b57d0", "#b3261e", "#146c2e", "#8430ce", "#b06000", "#007b83
 
 function setupCharts() {
   if (typeof uPlot === "undefined") return;
+  const ink = getComputedStyle(document.body).color;
   for (const box of document.querySelectorAll("[data-chart]")) {
     const data = JSON.parse(document.getElementById(box.dataset.chart).textContent);
     if (!data.series.length) { box.textContent = "No spend in this period."; continue; }
@@ -35,7 +36,9 @@ function setupCharts() {
         label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2,
         value: (u, v) => v == null ? "" : "$" + v.toFixed(6),
       }))),
-      axes: [{}, { values: (u, vals) => vals.map((v) => "$" + v) }],
+      // uPlot draws on a canvas: its labels take the page's text colour (light or dark) and the
+      // y axis room for sub-cent amounts.
+      axes: [{ stroke: ink }, { stroke: ink, size: 90, values: (u, vals) => vals.map((v) => "$" + v) }],
     };
     new uPlot(opts, [data.x].concat(data.series.map((s) => s.values)), box);
   }
@@ -127,4 +130,25 @@ function setupPlayground() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupCopy(); setupCharts(); setupPlayground(); });
+// Supabase Auth's implicit flow returns the session in the URL fragment (never sent to a server):
+// take the access token out of the address bar and history, and post it with the page's CSRF token.
+function setupSupabaseCallback() {
+  const form = document.getElementById("supabase-session");
+  if (!form) return;
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  history.replaceState(null, "", window.location.pathname);
+  const token = params.get("access_token");
+  if (token) {
+    form.elements.access_token.value = token;
+    form.submit();
+    return;
+  }
+  const status = document.getElementById("callback-status");
+  status.textContent = (params.get("error_description") || "The sign-in link carried no session.") +
+    " Request a new link.";
+  status.hidden = false;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupCopy(); setupCharts(); setupPlayground(); setupSupabaseCallback();
+});
