@@ -14,9 +14,8 @@
 --
 -- request_records_created serves the job's per-day scans over every user and the retention's
 -- oldest-first batches (the user index leads with user_id). Its cost on the hot path is one more
--- index entry per settled request: measured on PostgreSQL with 200k rows, single-row inserts,
--- synchronous_commit off, one run on a shared 2-core machine: 375 vs 363 µs median (~+12 µs);
--- with synchronous commits the fsync (~3.6 ms here) hides it.
+-- index entry per settled request: about 3-12 µs per insert on PostgreSQL, inside the noise
+-- (bench/request_records_index.py; bench/README.md has the figures).
 
 CREATE TABLE IF NOT EXISTS usage_daily (
     day                TEXT NOT NULL,             -- YYYY-MM-DD (UTC)
