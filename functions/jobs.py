@@ -11,16 +11,13 @@ convention); without that secret configured the route refuses every call.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import os
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from shared.app import function_app, runtime_of
-from shared.auth import request_key, require_cron
+from shared.auth import require_cron
 from shared.config import Settings
-from shared.errors import AuthenticationFailed
 from shared.openapi import documented
 from shared.runtime import Runtime
 
@@ -35,10 +32,7 @@ router = APIRouter()
     tag="jobs",
 )
 async def reap_route(request: Request) -> dict[str, Any]:
-    secret = os.environ.get("CRON_SECRET", "")
-    given = request_key(request) or ""
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        raise AuthenticationFailed("This job runs on the operator's schedule only.")
+    require_cron(request)
     return await reap(runtime_of(request))
 
 
@@ -50,10 +44,7 @@ async def reap_route(request: Request) -> dict[str, Any]:
     tag="jobs",
 )
 async def billing_route(request: Request) -> dict[str, Any]:
-    secret = os.environ.get("CRON_SECRET", "")
-    given = request_key(request) or ""
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        raise AuthenticationFailed("This job runs on the operator's schedule only.")
+    require_cron(request)
     return await run_billing_jobs(runtime_of(request))
 
 
@@ -103,10 +94,7 @@ def reap_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
     tag="jobs",
 )
 async def catalog_sync_route(request: Request) -> dict[str, Any]:
-    secret = os.environ.get("CRON_SECRET", "")
-    given = request_key(request) or ""
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        raise AuthenticationFailed("This job runs on the operator's schedule only.")
+    require_cron(request)
     return await run_catalog_sync(runtime_of(request))
 
 

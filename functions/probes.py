@@ -9,16 +9,13 @@ configured the route refuses every call. `gatewayz probe` runs the same from the
 from __future__ import annotations
 
 import asyncio
-import hmac
-import os
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from shared.app import function_app, runtime_of
-from shared.auth import request_key
+from shared.auth import require_cron
 from shared.config import Settings
-from shared.errors import AuthenticationFailed
 from shared.openapi import documented
 from shared.routing.probes import run_probes
 from shared.runtime import Runtime
@@ -34,10 +31,7 @@ router = APIRouter()
     tag="jobs",
 )
 async def probes_route(request: Request) -> dict[str, Any]:
-    secret = os.environ.get("CRON_SECRET", "")
-    given = request_key(request) or ""
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        raise AuthenticationFailed("This job runs on the operator's schedule only.")
+    require_cron(request)
     return await run_probes(runtime_of(request))
 
 
