@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 LAMBDA_PYTHON = "3.12"  # template.yaml: Runtime python3.12 (Amazon Linux 2023, glibc 2.34)
 LAMBDA_ARCH = "x86_64"  # template.yaml: Architectures [x86_64]
-SCRIPTS = ("run.sh", "with-secrets.sh", "secrets.sh", "secrets_env.py")
+SCRIPTS = ("run.sh", "with-secrets.sh", "secrets.sh")
 _MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 
