@@ -18,9 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
     text = (ROOT / "Dockerfile").read_text()
-    logical = re.sub(
-        r"\\\n(\s*#.*\n)*", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
-    )
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    logical = re.sub(r"\\\n", " ", "\n".join(lines))
     out = []
     for line in logical.splitlines():
         if line.strip():
