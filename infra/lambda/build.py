@@ -101,10 +101,17 @@ def build(out: Path, *, python: str = LAMBDA_PYTHON, arch: str = LAMBDA_ARCH) ->
 
 
 def bytecode_interpreter(python: str) -> str | None:
-    """An interpreter of the Lambda Python version: this one, or `python3.12` on PATH."""
+    """An interpreter of the Lambda Python version: this one, or a working `python3.12` on PATH
+    (a pyenv shim can be on PATH and refuse to run)."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
         return sys.executable
-    return shutil.which(f"python{python}")
+    candidate = shutil.which(f"python{python}")
+    if candidate is None:
+        return None
+    probe = subprocess.run(
+        [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+    )
+    return candidate if probe.returncode == 0 and probe.stdout.strip() == python else None
 
 
 def compile_bytecode(out: Path, python: str) -> None:

@@ -169,5 +169,9 @@ class ObservedMangum(Mangum):
 
 
 def lambda_handler(app: Any, function: str) -> ObservedMangum:
-    """The `handler` of functions/<function>.py."""
+    """The `handler` of functions/<function>.py (built at import, in Lambda's init phase: with
+    SnapStart, that is when the snapshot is taken, so the restore hook is registered here)."""
+    from shared import snapstart
+
+    snapstart.register()
     return ObservedMangum(app, function)
