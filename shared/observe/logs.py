@@ -7,10 +7,14 @@ with `--access-log`), the gateway's (`gatewayz.*`: warnings, billing notices, on
 inference request with `GATEWAYZ_REQUEST_LOG=1`) and the root logger (libraries' warnings). A
 JSON line holds `time` (UTC, ISO 8601), `level`, `logger`, `message`, the fields a call passed as
 `extra=` (`request_id`, the request record of `GATEWAYZ_REQUEST_LOG`, ...), an access line's
-`client`, `method`, `path`, `status`, and `exception` with the traceback. The gateway logs ids,
-never a key or a token: no formatter has to scrub.
+`client`, `method`, `path`, `status`, and `exception` with the traceback.
 
-On Lambda the Powertools Logger writes the JSON lines instead (`shared/observe/lambda_handler.py`).
+The gateway logs ids, never a key or a token, but an exception's message is not its own to
+choose (an upstream URL with `?key=`, a header quoted by a bug): `Redact`, a filter on every
+handler, masks anything shaped like a key or a bearer token (the patterns Sentry's `before_send`
+uses, `shared.observe.errors.redact`) in the message, the traceback and the fields. On Lambda
+the Powertools Logger writes the request lines, and `redact_handlers` puts the same filter on the
+runtime's own log handler (`shared/observe/lambda_handler.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,34 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS and not k.startswith("_")}
 
 
+class Redact(logging.Filter):
+    """Masks key- and token-shaped strings in a record before a handler writes it. A handler
+    filter (not a logger's), so records of every child logger pass through it; it edits the
+    record, which Sentry's logging integration has already seen (it scrubs its own copy)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from shared.observe.errors import redact
+
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        for name, value in _extras(record).items():
+            setattr(record, name, redact(value))
+        return True
+
+
+def redact_handlers(logger: logging.Logger | None = None) -> None:
+    """Put `Redact` on the handlers of `logger` (default: the root's, e.g. Lambda's own)."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, Redact) for f in handler.filters):
+            handler.addFilter(Redact())
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -46,8 +78,10 @@ class JsonFormatter(logging.Formatter):
         else:
             line["message"] = record.getMessage()
         line.update(_extras(record))
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # Redact may have masked it already
+            line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return orjson.dumps(line, default=str).decode()
@@ -73,7 +107,12 @@ def log_config(fmt: str, level: str) -> dict[str, Any]:
     loggers say INFO and above (they log little: one line per request only when asked)."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    handler = {"class": "logging.StreamHandler", "formatter": fmt, "stream": "ext://sys.stderr"}
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": fmt,
+        "stream": "ext://sys.stderr",
+        "filters": ["redact"],
+    }
     gateway_level = "DEBUG" if level.lower() == "debug" else "INFO"
     return {
         "version": 1,
@@ -82,6 +121,7 @@ def log_config(fmt: str, level: str) -> dict[str, Any]:
             "text": {"()": f"{__name__}.TextFormatter"},
             "json": {"()": f"{__name__}.JsonFormatter"},
         },
+        "filters": {"redact": {"()": f"{__name__}.Redact"}},
         "handlers": {"stderr": handler},
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},

@@ -5,6 +5,7 @@ with the same fields."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -20,12 +21,13 @@ from typing import Any
 import httpx
 
 from shared.config import Settings
-from shared.observe.logs import JsonFormatter, TextFormatter
+from shared.observe.logs import JsonFormatter, TextFormatter, redact_handlers
 from tests.conftest import provision, upstream_env
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Reply
 
 ROOT = Path(__file__).resolve().parents[2]
+GOOGLE_KEY = "AIza" + "x" * 35
 
 
 def free_port() -> int:
@@ -141,3 +143,30 @@ def test_the_formats_carry_the_same_fields() -> None:
         failed = logging.LogRecord("gatewayz", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
     line = json.loads(JsonFormatter().format(failed))
     assert line["exception"].startswith("Traceback") and "RuntimeError: boom" in line["exception"]
+
+
+def test_a_secret_in_an_exception_is_masked_by_every_handler_redact_handlers_touched() -> None:
+    # Lambda's runtime writes the gateway's records through its own root handler: the Mangum and
+    # Web Adapter entries put the filter on it (here: a logger of the test's own).
+    out = io.StringIO()
+    logger = logging.getLogger("gatewayz-test-redact")
+    logger.propagate = False
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter())
+    logger.addHandler(handler)
+    redact_handlers(logger)
+    redact_handlers(logger)  # idempotent: one filter per handler
+    assert len(handler.filters) == 1
+    try:
+        try:
+            raise RuntimeError(f"upstream refused https://up.example/v1?key={GOOGLE_KEY}")
+        except RuntimeError:
+            logger.exception(
+                "call failed for Bearer gw_live_abcdefgh0123", extra={"url": "sk-ant-0123456789"}
+            )
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert "call failed for [redacted]" in text and "RuntimeError: upstream refused" in text
+    for secret in (GOOGLE_KEY, "gw_live_abcdefgh0123", "sk-ant-0123456789"):
+        assert secret not in text
