@@ -8,7 +8,9 @@ as a new execution environment does, and report the import time and the peak RSS
 
 The figure is the module import (what Lambda's init phase runs before the first event), not the
 first request (which also builds the runtime: the catalog, the database pool). RSS is the
-process's peak (`ru_maxrss`), interpreter included; `python -c pass` is shown as the floor. The
+process's peak (`ru_maxrss`), interpreter included; `python -c pass` is shown as the floor (Linux
+carries the launching process's own peak across the exec, so run the bench on its own, not from a
+large process such as a test session). The
 CPU time of the import is shown beside the wall time: on a shared machine, waiting for a core
 inflates the wall time, not the CPU time.
 
