@@ -22,6 +22,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check shared functions tests bench
 	$(BIN)/mypy
+	# template.yaml after the SAM transform: cfn-lint is what `sam validate --lint` runs, without
+	# the SAM CLI (and its Docker client) on the machine.
+	$(BIN)/cfn-lint template.yaml
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(ARGS)

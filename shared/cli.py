@@ -1,6 +1,6 @@
 """The `gatewayz` command (SPEC §1).
 
-    gatewayz serve [--host H] [--port P]
+    gatewayz serve [--host H] [--port P] [--access-log] [--log-level L] [--log-format text|json]
     gatewayz migrate
     gatewayz users create --email E [--credits USD] [--admin] [--plan P] [--scopes a,b]
     gatewayz keys create --user ID [--name N] [--scopes a,b]
@@ -240,18 +240,33 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+    import logging.config
+
     import uvicorn
 
+    from shared.observe.logs import log_config
     from shared.runtime import Runtime, freeze_heap
     from shared.server import create_server_app
 
+    # Every line from here on is in the chosen format, uvicorn's included (log_config=None below:
+    # uvicorn keeps this configuration and only sets its loggers' levels).
+    logging.config.dictConfig(log_config(args.log_format, args.log_level))
+    log = logging.getLogger("gatewayz.serve")
     env = dict(os.environ)
     if not env.get("GATEWAYZ_ADMIN_KEY"):
-        # A newcomer's first run must work: make a bootstrap key for this run and say so.
+        # A newcomer's first run must work: make a bootstrap key for this run and say so. JSON
+        # lines go to a log pipeline, where a secret must never be: there the key is not shown.
         env["GATEWAYZ_ADMIN_KEY"] = "gw_admin_" + secrets.token_urlsafe(24)
-        print(
-            f"GATEWAYZ_ADMIN_KEY was not set; this run accepts: {env['GATEWAYZ_ADMIN_KEY']}", file=sys.stderr
-        )
+        if args.log_format == "text":
+            print(
+                f"GATEWAYZ_ADMIN_KEY was not set; this run accepts: {env['GATEWAYZ_ADMIN_KEY']}",
+                file=sys.stderr,
+            )
+        else:
+            log.warning(
+                "GATEWAYZ_ADMIN_KEY is not set: this run made one it does not show; set it to use /admin"
+            )
     settings = Settings.from_env(env)
     asyncio.run(_migrate_only(settings))
     runtime = Runtime.build(settings)  # validate catalog and providers before listening
@@ -259,10 +274,12 @@ def _serve(args: argparse.Namespace) -> int:
     app.state.runtime = runtime
     freeze_heap()
     configured = sorted(pid for pid, ep in runtime.endpoints.items() if ep.configured)
-    print(
-        f"Gatewayz on http://{args.host}:{args.port} — {len(runtime.catalog.models)} models, "
-        f"providers configured: {', '.join(configured) or 'none (set <ID>_API_KEY or <ID>_BASE_URL)'}",
-        file=sys.stderr,
+    log.info(
+        "Gatewayz on http://%s:%s — %d models, providers configured: %s",
+        args.host,
+        args.port,
+        len(runtime.catalog.models),
+        ", ".join(configured) or "none (set <ID>_API_KEY or <ID>_BASE_URL)",
     )
     uvicorn.run(
         app,
@@ -271,6 +288,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         access_log=args.access_log,
+        log_config=None,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
         # X-Forwarded-For is believed only from GATEWAYZ_TRUSTED_PROXIES (shared/auth.client_ip),
@@ -291,6 +309,12 @@ def parser() -> argparse.ArgumentParser:
         "--access-log", action="store_true", help="log every request (off: it costs throughput)"
     )
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one JSON object a line on stderr (time, level, logger, message, fields), for a log pipeline",
+    )
     serve.set_defaults(run=_serve)
 
     sub.add_parser("migrate", help="apply infra/migrations to GATEWAYZ_DATABASE_URL").set_defaults(

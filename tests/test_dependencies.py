@@ -24,6 +24,7 @@ FIRST_PARTY = {"shared", "functions"}
 # Declared runtime dependencies that no `import` statement names, and why they are needed.
 USED_WITHOUT_IMPORT = {
     "uvloop": "`gatewayz serve` asks uvicorn for loop='uvloop' by name",
+    "boto3": "Powertools `parameters` (shared/cloud_secrets.py) builds its Secrets Manager and SSM clients with it",
 }
 
 

@@ -345,24 +345,6 @@ def test_the_lambda_build_matches_the_template(template: dict[str, Any]) -> None
     assert wrapper == "/var/task/with-secrets.sh" and "with-secrets.sh" in build.SCRIPTS
 
 
-def test_secrets_become_shell_exports() -> None:
-    secrets_env = load_file_module(ROOT / "infra/lambda/secrets_env.py", "gatewayz_secrets_env")
-    lines, warnings = secrets_env.exports(
-        {
-            "OPENROUTER_API_KEY": "sk-or-'quoted' $x",
-            "GATEWAYZ_REDIS_URL": "rediss://secret",
-            "STRIPE_TIMEOUT": 5,
-            "AWS_REGION": "evil",
-            "PATH": "/tmp",
-            "lower_case": "x",
-            "NESTED": {"a": 1},
-        },
-        {"GATEWAYZ_REDIS_URL": "redis://configured", "UPSTASH_REDIS_REST_URL": ""},
-    )
-    assert lines == ["export OPENROUTER_API_KEY='sk-or-'\"'\"'quoted'\"'\"' $x'", "export STRIPE_TIMEOUT=5"]
-    assert len(warnings) == 4
-
-
 # --- Vercel ------------------------------------------------------------------------------------
 
 

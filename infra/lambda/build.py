@@ -5,7 +5,8 @@ Every function ships the same artifact, laid out at the root of /var/task:
   functions/, with their package data);
 - its runtime dependencies (`[project] dependencies`, never the dev extras), installed as wheels
   for the Lambda platform, so the build works from any host without a container;
-- the start scripts of this folder (run.sh for the Lambda Web Adapter, with-secrets.sh, ...).
+- the start scripts of this folder (run.sh for the Lambda Web Adapter, with-secrets.sh, ...);
+- the bytecode of every module, compiled by the Lambda Python itself (see `compile_bytecode`).
 
     python3 infra/lambda/build.py OUT_DIR [--python 3.12] [--arch x86_64]
 
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 LAMBDA_PYTHON = "3.12"  # template.yaml: Runtime python3.12 (Amazon Linux 2023, glibc 2.34)
 LAMBDA_ARCH = "x86_64"  # template.yaml: Architectures [x86_64]
-SCRIPTS = ("run.sh", "with-secrets.sh", "secrets.sh", "secrets_env.py")
+SCRIPTS = ("run.sh", "with-secrets.sh", "secrets.sh")
 _MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 
@@ -96,6 +97,64 @@ def build(out: Path, *, python: str = LAMBDA_PYTHON, arch: str = LAMBDA_ARCH) ->
         target = out / script
         shutil.copy2(HERE / script, target)
         target.chmod(0o755)
+    compile_bytecode(out, python)
+
+
+def bytecode_interpreter(python: str) -> str | None:
+    """An interpreter of the Lambda Python version: this one, or a working `python3.12` on PATH
+    (a pyenv shim can be on PATH and refuse to run)."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
+        return sys.executable
+    candidate = shutil.which(f"python{python}")
+    if candidate is None:
+        return None
+    probe = subprocess.run(
+        [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+    )
+    return candidate if probe.returncode == 0 and probe.stdout.strip() == python else None
+
+
+def compile_bytecode(out: Path, python: str) -> None:
+    """Ship a `.pyc` of the runtime's own version beside every module.
+
+    /var/task is read-only, so Python cannot cache what it compiles: a module without a matching
+    `.pyc` is compiled from source at every cold start (bench/README.md: about 3x the import time).
+    pip compiled the dependencies with the build host's Python, whose `.pyc` the Lambda runtime
+    ignores unless the versions match, and the project's packages were copied without any. The
+    `unchecked-hash` mode makes the runtime trust the `.pyc` without comparing the source's mtime,
+    which the zip of `sam build` does not keep exactly (the artifact never changes once built).
+    """
+    interpreter = bytecode_interpreter(python)
+    tag = f"cpython-{python.replace('.', '')}"
+    for stale in out.rglob("__pycache__/*.pyc"):
+        if f".{tag}." not in stale.name:
+            stale.unlink()  # another version's: dead weight in the zip
+    if interpreter is None:
+        print(
+            f"build.py: no python{python} on PATH: the artifact has no bytecode, and every cold start "
+            "compiles each module from source (install that Python on the build host)",
+            file=sys.stderr,
+        )
+        return
+    # Not check=True: a file some wheel ships that does not compile (a template, a test of another
+    # Python) is never imported, and pip itself skips such files the same way.
+    done = subprocess.run(
+        [
+            interpreter,
+            "-m",
+            "compileall",
+            "-q",
+            "-f",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    if done.returncode:
+        print("build.py: some files did not compile; they stay source only", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

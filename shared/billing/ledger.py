@@ -222,6 +222,12 @@ SETTLE = Routine(
 _ids = random.Random(os.urandom(32))
 
 
+def reseed_ids() -> None:
+    """A fresh seed from the OS: after a SnapStart restore (shared/snapstart.py), every restored
+    environment would otherwise draw the snapshot's sequence."""
+    _ids.seed(os.urandom(32))
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{_ids.getrandbits(64):016x}"
 

@@ -154,9 +154,9 @@ class LogSink:
         self.logger = logging.getLogger("gatewayz.request")
 
     def request(self, event: RequestEvent) -> None:
-        import orjson
-
-        self.logger.info(orjson.dumps(event.as_dict()).decode())
+        # The record's fields ride as `extra=`: a field each in `--log-format json`, one JSON
+        # object after the message in text (shared/observe/logs.py).
+        self.logger.info("inference request", extra=event.as_dict())
 
     def http(self, route: str, method: str, status: int, seconds: float, request_id: str) -> None:
         pass

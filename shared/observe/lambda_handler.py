@@ -25,6 +25,7 @@ from shared import observe
 from shared.observe import RequestEvent
 from shared.observe.errors import configure_sentry
 from shared.observe.errors import flush as flush_sentry
+from shared.observe.logs import redact_handlers
 
 NAMESPACE = "Gatewayz"
 
@@ -93,6 +94,7 @@ class WebAdapterSink(EmfSink):
 
 
 def observe_web_adapter(function: str) -> WebAdapterSink:
+    redact_handlers()
     observe.configure_from_env()
     configure_sentry()
     return observe.install(WebAdapterSink(function))  # type: ignore[return-value]
@@ -113,6 +115,7 @@ class ObservedMangum(Mangum):
             service = os.environ.get("POWERTOOLS_SERVICE_NAME", f"gatewayz-{self.function}")
             logger = Logger(service=service)
             metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE))
+            redact_handlers()  # the runtime's own handler writes the gateway's log lines to CloudWatch
             observe.configure_from_env()
             configure_sentry()
             self.emf = observe.install(EmfSink(self.function))
@@ -169,5 +172,9 @@ class ObservedMangum(Mangum):
 
 
 def lambda_handler(app: Any, function: str) -> ObservedMangum:
-    """The `handler` of functions/<function>.py."""
+    """The `handler` of functions/<function>.py (built at import, in Lambda's init phase: with
+    SnapStart, that is when the snapshot is taken, so the restore hook is registered here)."""
+    from shared import snapstart
+
+    snapstart.register()
     return ObservedMangum(app, function)
