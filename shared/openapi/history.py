@@ -101,3 +101,7 @@ class HistorySettings(Shape):
     retention_days: int | None = Field(description="your own retention; null: the gateway's default")
     effective_retention_days: int
     available: bool = Field(description="false: the operator has not configured history encryption")
+
+
+class PurgeResult(Shape):
+    deleted_sessions: int
