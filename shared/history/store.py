@@ -325,7 +325,7 @@ class HistoryStore:
         """Revoke every live link of a session; how many."""
         rows = await self.db.fetch(
             "UPDATE chat_shares SET revoked_at = :now WHERE session_id = :id AND user_id = :user_id "
-            "AND revoked_at IS NULL RETURNING token_hash",
+            "AND revoked_at IS NULL AND expires_at > :now RETURNING token_hash",
             {"now": now_text(), "id": session_id, "user_id": user_id},
         )
         return len(rows)
