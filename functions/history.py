@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from shared.accounts.requests import parse_body, time_param
 from shared.app import function_app, runtime_of
@@ -104,13 +104,19 @@ async def revoke_shares(request: Request, principal: Inference, session_id: str)
 
 @router.get("/v1/shared/{token}")
 @documented(
-    "A shared session (public, no key): its title and messages, nothing about its owner",
+    "A shared session (public, no key): its title and messages, nothing about its owner; "
+    "an HTML page for a browser (Accept: text/html)",
     response="history.SharedSession",
     errors=(404,),
     tag="history",
 )
-async def shared_session(request: Request, token: str) -> dict[str, Any]:
-    return await views.shared_session(runtime_of(request), token)
+async def shared_session(request: Request, token: str) -> Any:
+    view = await views.shared_session(runtime_of(request), token)
+    if "text/html" in request.headers.get("accept", ""):
+        from shared.history.page import render
+
+        return HTMLResponse(render(view), headers={"cache-control": "no-store"})
+    return view
 
 
 @router.post("/v1/feedback")

@@ -11,13 +11,18 @@ titled from its first user message. The answer carries `x-gatewayz-session-id` e
 client continues by sending it back. A named session that is not the caller's is never written
 into: the turn starts a new session under a fresh id (visible in GET /v1/sessions).
 
-Off the hot path: nothing is read or written before the answer. The text is assembled and the
-turn written after the answer's last byte has been sent and before the response is closed, so
-the write finishes inside the invocation on Lambda (whose environment freezes once the response
-ends) and never delays a byte of the answer. A failing or slow write (bounded by
-`WRITE_TIMEOUT_S`) is logged and counted (`HistoryStore.failed`), never raised: the caller
-already has the answer. Only complete answers are recorded: a stream that failed or that the
-caller left is not.
+Off the hot path: nothing is read or written before the answer, and the text is assembled and
+the turn written after the answer's last byte has been sent, never delaying a byte of it. Where:
+- on a server process (`gatewayz serve`, a container) right after the response is closed, as a
+  Starlette background task is: the caller's connection is free at once (a keep-alive client's
+  next request is not held behind the write);
+- on serverless platforms, whose environment freezes once the response ends (AWS Lambda, Vercel:
+  `AWS_LAMBDA_FUNCTION_NAME` or `VERCEL` set), before the response is closed, so that the write
+  completes inside the invocation. The caller already has every byte of the answer (a whole
+  answer has its Content-Length; a stream its last event); only the closing of the response waits.
+A failing or slow write (bounded by `WRITE_TIMEOUT_S`) is logged and counted
+(`HistoryStore.failed`), never raised: the caller already has the answer. Only complete answers
+are recorded: a stream that failed or that the caller left is not.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -54,6 +59,7 @@ class Recorder:
         self, rt: Runtime, user_id: str, session_id: str, continuing: bool, request_id: str, body: Any
     ) -> None:
         self.rt = rt
+        self.hold_close = freezes_after_response(rt.settings.env)  # write before the response closes
         self.user_id = user_id
         self.session_id = session_id
         self.continuing = continuing
@@ -101,6 +107,11 @@ class Recorder:
             )
 
 
+def freezes_after_response(env: Mapping[str, str]) -> bool:
+    """Whether the platform may freeze the process once the response ends (AWS Lambda, Vercel)."""
+    return bool(env.get("AWS_LAMBDA_FUNCTION_NAME") or env.get("VERCEL"))
+
+
 def recorder_for(
     rt: Runtime, principal: Principal, ctx: RequestContext, front: FrontEnd, body: Any
 ) -> Recorder | None:
@@ -127,17 +138,20 @@ def recorder_for(
 
 
 class RecordedResponse(Response):
-    """A whole answer whose history turn is written after its body is sent and before the
-    response closes (with Content-Length set, the caller has the whole answer at that point)."""
+    """A whole answer whose history turn is written once its body is sent: after the response
+    closes, or just before (`hold_close`, serverless) — with Content-Length set, the caller has the
+    whole answer either way."""
 
-    def __init__(self, content: bytes, headers: dict[str, str], after: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, content: bytes, headers: dict[str, str], recorder: Recorder) -> None:
         super().__init__(content, headers=headers, media_type="application/json")
-        self.after = after
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        hold = self.recorder.hold_close
+        await send({"type": "http.response.body", "body": self.body, "more_body": hold})
         try:
-            await self.after()
+            await self.recorder.write()
         finally:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if hold:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})

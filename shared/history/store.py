@@ -87,10 +87,19 @@ TOUCH_SESSION = """
 UPDATE chat_sessions SET model = :model, message_count = message_count + :count, updated_at = :now
 WHERE id = :id AND user_id = :user_id
 """
-INSERT_MESSAGE = """
-INSERT INTO chat_messages (id, session_id, user_id, seq, role, content, model, request_id, created_at)
-VALUES (:id, :session_id, :user_id, :seq, :role, :content, :model, :request_id, :now)
-"""
+
+
+def insert_messages(count: int) -> str:
+    """One INSERT of a turn's `count` messages (one statement: a statement is most of a small
+    transaction's cost); each row's own values are `:id0`, `:seq0`, … and the rest shared."""
+    rows = ", ".join(
+        f"(:id{i}, :session_id, :user_id, :seq{i}, :role{i}, :content{i}, :model{i}, :request_id, :now)"
+        for i in range(count)
+    )
+    return (
+        "INSERT INTO chat_messages (id, session_id, user_id, seq, role, content, model, request_id, created_at) "
+        f"VALUES {rows}"
+    )
 
 
 def list_sql(model: str | None, since: str | None, until: str | None) -> str:
@@ -126,6 +135,7 @@ class HistoryStore:
         self.default_retention_days = default_retention_days
         self.written = 0  # turns written by this process
         self.failed = 0  # turns that could not be written (logged; the answer was not affected)
+        self._fernet: MultiFernet | None = None
 
     # --- encryption -------------------------------------------------------------------------------
     @property
@@ -138,9 +148,11 @@ class HistoryStore:
                 "Chat history is not available: the operator must set GATEWAYZ_ENCRYPTION_KEYS "
                 "(history is encrypted at rest)."
             )
-        from shared.accounts.byok import cipher  # loads cryptography: only where history is used
+        if self._fernet is None:
+            from shared.accounts.byok import cipher  # loads cryptography: only where history is used
 
-        return cipher(self.keys)
+            self._fernet = cipher(self.keys)
+        return self._fernet
 
     def _seal(self, text: str) -> str:
         return self._cipher().encrypt(text.encode()).decode("ascii")
@@ -188,23 +200,23 @@ class HistoryStore:
             steps.append((INSERT_SESSION, {**session, "title": self._seal(title_of(messages))}))
         else:
             steps.append((TOUCH_SESSION, session))
-        for offset, (role, text) in enumerate(rows):
-            steps.append(
-                (
-                    INSERT_MESSAGE,
-                    {
-                        "id": new_id("msg"),
-                        "session_id": session_id,
-                        "user_id": turn.user_id,
-                        "seq": seq + offset,
-                        "role": role,
-                        "content": self._seal(text),
-                        "model": turn.model if role == "assistant" else None,
-                        "request_id": turn.request_id,
-                        "now": now,
-                    },
-                )
+        values: dict[str, Any] = {
+            "session_id": session_id,
+            "user_id": turn.user_id,
+            "request_id": turn.request_id,
+            "now": now,
+        }
+        for i, (role, text) in enumerate(rows):
+            values.update(
+                {
+                    f"id{i}": new_id("msg"),
+                    f"seq{i}": seq + i,
+                    f"role{i}": role,
+                    f"content{i}": self._seal(text),
+                    f"model{i}": turn.model if role == "assistant" else None,
+                }
             )
+        steps.append((insert_messages(len(rows)), values))
         await self.db.transaction(steps)
         self.written += 1
         return session_id

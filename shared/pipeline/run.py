@@ -189,5 +189,5 @@ async def _complete(
     headers.update(admission.headers())
     if recorder is not None:
         headers["x-gatewayz-session-id"] = recorder.session_id
-        return RecordedResponse(orjson.dumps(out), headers, recorder.write)
+        return RecordedResponse(orjson.dumps(out), headers, recorder)
     return Response(orjson.dumps(out), headers=headers, media_type="application/json")

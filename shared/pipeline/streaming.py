@@ -177,13 +177,14 @@ class SSEResponse(Response):
         headers: dict[str, str],
         on_disconnect: Callable[[], None],
         after: Callable[[], Awaitable[None]] | None = None,
+        hold_close: bool = False,
     ) -> None:
         self.body_iterator = body
         self.on_disconnect = on_disconnect
-        # Awaited after the last event and before the response closes (the chat history write):
-        # the caller already has every byte of the answer, and on Lambda it finishes in the
-        # invocation.
+        # Awaited once the last event is sent (the chat history write, shared.history.recorder):
+        # after the response closes, or just before it closes with `hold_close` (serverless).
         self.after = after
+        self.hold_close = hold_close
         self.status_code = 200
         self.background = None
         self.init_headers(headers)
@@ -208,7 +209,7 @@ class SSEResponse(Response):
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if not self.disconnected:
-                if self.after is not None:
+                if self.after is not None and self.hold_close:
                     await self.after()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -216,6 +217,8 @@ class SSEResponse(Response):
         finally:
             watcher.cancel()
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
+        if self.after is not None and not self.hold_close and not self.disconnected:
+            await self.after()
 
 
 async def stream_chat(
@@ -309,7 +312,13 @@ async def stream_chat(
         if finished and recorder is not None:
             await recorder.write()
 
-    response = SSEResponse(events(), headers, hang_up, record if recorder is not None else None)
+    response = SSEResponse(
+        events(),
+        headers,
+        hang_up,
+        record if recorder is not None else None,
+        hold_close=recorder is not None and recorder.hold_close,
+    )
     return response
 
 

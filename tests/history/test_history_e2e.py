@@ -315,6 +315,9 @@ def test_a_share_link_is_public_read_only_expires_and_revokes(gw: Gw, fakes: dic
         ("user", "Share me"),
         ("assistant", "Shareable answer."),
     ]
+    page = httpx.get(url, headers={"accept": "text/html"}, timeout=10)  # a browser opening the link
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Shareable answer." in page.text and "<script" not in page.text
     for secret in (
         gw.alice.key,
         gw.alice.user_id,
@@ -323,7 +326,7 @@ def test_a_share_link_is_public_read_only_expires_and_revokes(gw: Gw, fakes: dic
         "user_id",
         raw.headers["x-request-id"],
     ):
-        assert secret not in public.text
+        assert secret not in public.text and secret not in page.text
 
     assert (
         gw.call("POST", f"/v1/sessions/{session_id}/share", gw.alice, json={"expires_in": 5}).status_code
