@@ -78,7 +78,17 @@ GATEWAYZ_MODELS = {
     "anthropic": "anthropic/claude-sonnet-4.5",
     "openai-embeddings": "openai/text-embedding-3-small",
 }
-GATEWAYZ_ROUTES = ("chat", "chat-hist", "msg", "chat-claude", "msg-native", "resp", "resp-claude", "emb", "emb-float")
+GATEWAYZ_ROUTES = (
+    "chat",
+    "chat-hist",
+    "msg",
+    "chat-claude",
+    "msg-native",
+    "resp",
+    "resp-claude",
+    "emb",
+    "emb-float",
+)
 
 TARGETS: dict[str, TargetSpec] = {
     t.key: t
