@@ -8,8 +8,8 @@ It runs its own event loop in a thread. Faults:
   (`forward=True`: the server got it, its answer is lost);
 - `blackhole()`: open connections go silent (bytes are swallowed, nothing is closed), as when a
   NAT or load balancer forgets them; new connections work.
-`server_ports()` are the proxy's own ends of its server connections (PostgreSQL shows them as
-`client_port` in `pg_stat_activity`, so a test can terminate exactly the gateway's sessions).
+Sessions opened through `proxied(url, proxy)` carry `application_name(proxy)`, so a test can
+terminate exactly the gateway's sessions (over TCP or an embedded server's Unix socket).
 """
 
 from __future__ import annotations
@@ -114,12 +114,6 @@ class TcpProxy:
 
         self._run(silence())
 
-    def server_ports(self) -> list[int]:
-        async def ports() -> list[int]:
-            return [p.server.get_extra_info("sockname")[1] for p in self._pairs]
-
-        return list(self._run(ports()))
-
     # --- forwarding ------------------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
@@ -179,9 +173,21 @@ def postgres_proxy() -> TcpProxy:
     return TcpProxy(parts.port or 5432, parts.hostname or "127.0.0.1").start()
 
 
+def application_name(proxy: TcpProxy) -> str:
+    """The `application_name` of the sessions opened through `proxy`: it finds them in
+    pg_stat_activity whether the server is reached over TCP or (embedded) a Unix socket, where
+    `client_port` says nothing."""
+    return f"gatewayz-fault-proxy-{proxy.port}"
+
+
 def proxied(url: str, proxy: TcpProxy) -> str:
-    """The same database URL, through the proxy (over TCP on 127.0.0.1)."""
+    """The same database URL, through the proxy (over TCP on 127.0.0.1), its sessions named."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "host"]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in ("host", "application_name")
+    ]
+    query.append(("application_name", application_name(proxy)))
     netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))

@@ -22,6 +22,7 @@ from shared.billing.ledger import new_id
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Reply
 from tests.faults.conftest import Faulty, assert_unavailable, in_background, wait_until
+from tests.faults.proxy import application_name
 
 NATIVE = "gpt-4o"
 
@@ -135,11 +136,9 @@ def test_a_restart_that_killed_every_pooled_connection_fails_no_request(pg: Faul
     """PostgreSQL terminates each session when it restarts (FATAL 57P01, then the end of the
     stream): the pool finds them dead before lending them, and requests just work."""
     assert pg.proxy is not None
-    ports = pg.proxy.server_ports()
-    assert ports
     killed = pg.rows(
-        "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE client_port = ANY(:ports)",
-        ports=ports,
+        "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE application_name = :name",
+        name=application_name(pg.proxy),
     )
     assert killed and all(r["done"] for r in killed)
     time.sleep(0.1)  # the goodbyes reach the gateway's sockets

@@ -25,7 +25,13 @@ from tests.fakes.server import Reply
 from tests.fakes.upstash_bridge import UpstashBridge
 from tests.faults.conftest import Faulty, assert_unavailable, in_background, start_faulty, wait_until
 from tests.faults.proxy import TcpProxy
-from tests.limits.conftest import RedisProcess, free_port, redis_url
+from tests.limits.conftest import (
+    RedisProcess,
+    free_port,
+    port_with_free_bus,
+    redis_server_version,
+    redis_url,
+)
 
 NATIVE = "gpt-4o"
 
@@ -107,12 +113,17 @@ def test_redis_cluster_is_refused_and_served_around(
     """The limiter's script touches keys of several hash slots: a Cluster would answer CROSSSLOT
     or MOVED for some calls and not others. It is refused as a whole, with the reason logged."""
     cluster = ["--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")]
-    # The bus port defaults to the port + 10,000, past 65,535 for a high free port: name one.
-    proc = RedisProcess(tmp_path, *cluster, "--cluster-port", str(free_port())).start()
+    # The bus port is the port + 10,000 (past 65,535 for a high free port): Redis 7 takes another
+    # by name; the bundled 6.2 of a bare machine does not, so it gets a port whose bus port is free.
+    if redis_server_version() >= (7,):
+        proc = RedisProcess(tmp_path, *cluster, "--cluster-port", str(free_port()))
+    else:
+        proc = RedisProcess(tmp_path, *cluster, port=port_with_free_bus())
+    proc.start()
     with ExitStack() as stack:
         stack.callback(proc.stop)
         admin = redis.Redis(host="127.0.0.1", port=proc.port, socket_timeout=2)
-        admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)  # one node serving every slot
+        admin.execute_command("CLUSTER", "ADDSLOTS", *range(16384))  # one node serving every slot
         admin.close()
         with caplog.at_level(logging.ERROR, logger="gatewayz.hot"):
             gw = start_faulty(fakes, "sqlite", tmp_path, stack, GATEWAYZ_REDIS_URL=redis_url(0, proc.port))

