@@ -1,5 +1,5 @@
 """Chat history's data access (issue 18, SPEC §9): sessions and their messages, share links, the
-per-user retention, on SQLite or PostgreSQL (infra/migrations/20261206180000_chat_history.sql).
+per-user retention, on SQLite or PostgreSQL (infra/migrations/20261206200000_chat_history.sql).
 
 Titles and contents are encrypted with the BYOK key ring (GATEWAYZ_ENCRYPTION_KEYS, Fernet, newest
 key first; `reencrypt` style rotation works on these columns too). Everything else (model, role,

@@ -87,8 +87,6 @@ def _fresh_history(request: pytest.FixtureRequest, fakes: dict[str, FakeServer])
         gw: Gw = request.getfixturevalue("gw")
         for table in ("chat_messages", "chat_shares", "chat_sessions", "chat_feedback"):
             gw.rows(f"DELETE FROM {table}")
-        gw.rows("UPDATE api_keys SET store_history = FALSE")
-        gw.server.runtime.keys._entries.clear()
 
 
 def test_history_is_written_for_opted_in_requests_only_streamed_or_not(
@@ -183,13 +181,17 @@ def test_a_key_with_store_history_records_and_the_header_turns_it_off(
     )
 
     fakes["openai"].script(GPT_NATIVE, Reply(text="kept"), Reply(text="not kept"))
-    with gw.openai(gw.alice) as sdk:
-        sdk.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "by key"}])
-        sdk.chat.completions.create(
-            model=GPT,
-            messages=[{"role": "user", "content": "opted out"}],
-            extra_headers={"x-gatewayz-history": "off"},
-        )
+    try:
+        with gw.openai(gw.alice) as sdk:
+            sdk.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "by key"}])
+            sdk.chat.completions.create(
+                model=GPT,
+                messages=[{"role": "user", "content": "opted out"}],
+                extra_headers={"x-gatewayz-history": "off"},
+            )
+    finally:  # the other tests expect a key without history by default
+        off = gw.call("PATCH", f"/v1/keys/{keys[0]['id']}", gw.alice, json={"store_history": False})
+        assert off.json()["store_history"] is False
     assert [s["title"] for s in gw.sessions(gw.alice)] == ["by key"]
 
 
