@@ -143,6 +143,16 @@ RESPONSES = Api(
     stream_tail=8192,
 )
 
+# Chat with chat history on (issue 18): the same request, recorded after the answer.
+CHAT_HISTORY = Api(
+    "chat-history",
+    "/v1/chat/completions",
+    chat_request,
+    b'"choices"',
+    b"data: [DONE]",
+    headers={"x-gatewayz-history": "on"},
+)
+
 EMBEDDINGS = Api(
     "embeddings", "/v1/embeddings", embeddings_request("base64"), b'"embedding"', b"", streams=False
 )
@@ -173,6 +183,15 @@ ROUTES: dict[str, Route] = {
     r.key: r
     for r in (
         Route("chat", "chat, OpenAI upstream", CHAT, "openai", floor="chat", every_level=True),
+        # Issue 18: what recording chat history adds (written after the answer): within 10 % of chat.
+        Route(
+            "chat-hist",
+            "chat, OpenAI upstream, history on (`x-gatewayz-history: on`)",
+            CHAT_HISTORY,
+            "openai",
+            floor="chat",
+            reference="chat",
+        ),
         Route(
             "msg",
             "Messages, OpenAI upstream (translated)",

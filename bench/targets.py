@@ -78,7 +78,17 @@ GATEWAYZ_MODELS = {
     "anthropic": "anthropic/claude-sonnet-4.5",
     "openai-embeddings": "openai/text-embedding-3-small",
 }
-GATEWAYZ_ROUTES = ("chat", "msg", "chat-claude", "msg-native", "resp", "resp-claude", "emb", "emb-float")
+GATEWAYZ_ROUTES = (
+    "chat",
+    "chat-hist",
+    "msg",
+    "chat-claude",
+    "msg-native",
+    "resp",
+    "resp-claude",
+    "emb",
+    "emb-float",
+)
 
 TARGETS: dict[str, TargetSpec] = {
     t.key: t
@@ -325,6 +335,9 @@ def between_runs(run: Running) -> None:
         _psql("gatewayz_bench", "VACUUM")
 
 
+HISTORY_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # a fixed Fernet key: bench data only
+
+
 def _gatewayz_env(spec: TargetSpec, ctx: Ctx) -> dict[str, str]:
     env = base_env(
         {
@@ -336,6 +349,8 @@ def _gatewayz_env(spec: TargetSpec, ctx: Ctx) -> dict[str, str]:
             "ANTHROPIC_API_KEY": UPSTREAM_KEY,
             # API keys are stored as an HMAC under this secret (required with PostgreSQL).
             "GATEWAYZ_KEY_SECRET": KEY_SECRET,
+            # The key ring chat history is encrypted with (the chat-hist route records history).
+            "GATEWAYZ_ENCRYPTION_KEYS": HISTORY_KEY,
             **LIMIT_ENV,
         }
     )

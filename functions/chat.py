@@ -29,8 +29,15 @@ INFERENCE_ERRORS = (400, 401, 402, 403, 404, 413, 429, 502, 503, 504)
 
 
 def context(request: Request) -> RequestContext:
+    headers = request.headers
+    history = headers.get("x-gatewayz-history")
     return RequestContext(
-        request_id_of(request), started_at(request), billing_id_of(request), state=request.scope.get("state")
+        request_id_of(request),
+        started_at(request),
+        billing_id_of(request),
+        state=request.scope.get("state"),
+        history=None if history is None else history.strip().lower(),
+        session_id=headers.get("x-gatewayz-session-id"),
     )
 
 

@@ -1,7 +1,8 @@
 """Scheduled jobs (SPEC §1): the expired-hold reaper, which also deletes stored responses past
 their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS); the billing jobs; the catalog sync
 (shared.catalog.sync); the usage rollup, which also prunes raw request records past their retention
-(GATEWAYZ_REQUEST_RETENTION_DAYS).
+(GATEWAYZ_REQUEST_RETENTION_DAYS); and the chat history purge (sessions past their owner's
+retention, GATEWAYZ_HISTORY_RETENTION_DAYS by default).
 
 On Lambda an EventBridge schedule invokes `reap_holds(event, context)` directly. On Vercel a cron
 calls `GET /internal/jobs/reap-holds` with `Authorization: Bearer $CRON_SECRET` (Vercel's own
@@ -46,6 +47,35 @@ async def reap_route(request: Request) -> dict[str, Any]:
 async def billing_route(request: Request) -> dict[str, Any]:
     require_cron(request)
     return await run_billing_jobs(runtime_of(request))
+
+
+@router.get("/internal/jobs/purge-history")
+@documented(
+    "Delete chat history past each user's retention (Vercel cron; Bearer $CRON_SECRET)",
+    response="history.PurgeResult",
+    errors=(401,),
+    tag="jobs",
+)
+async def purge_history_route(request: Request) -> dict[str, Any]:
+    require_cron(request)
+    return await purge_history_job(runtime_of(request))
+
+
+async def purge_history_job(rt: Runtime) -> dict[str, int]:
+    return {"deleted_sessions": await rt.history.purge()}
+
+
+async def _purge_history() -> dict[str, int]:
+    rt = Runtime.build(Settings.from_env())
+    try:
+        return await purge_history_job(rt)
+    finally:
+        await rt.close()
+
+
+def purge_history(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge entry of the daily chat history purge."""
+    return asyncio.run(_purge_history())
 
 
 async def run_billing_jobs(rt: Runtime) -> dict[str, int]:

@@ -240,6 +240,7 @@ class Settings:
     # How long raw request records are kept (the rollup job prunes older ones once their days are
     # rolled up; the daily rollups and the ledger are kept). 90: /v1/usage's longest window.
     request_retention_days: int = 90
+    history_retention_days: int = 90  # chat history's default retention (a user may set their own)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     # The raw environment, kept for per-provider lookups (`<ID>_API_KEY`, `<ID>_BASE_URL`, ...).
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -277,6 +278,7 @@ class Settings:
             key_cache_ttl=_seconds(env, "GATEWAYZ_KEY_CACHE_TTL", 60.0),
             responses_retention_days=_int(env, "GATEWAYZ_RESPONSES_RETENTION_DAYS", 30),
             request_retention_days=_int(env, "GATEWAYZ_REQUEST_RETENTION_DAYS", 90),
+            history_retention_days=_int(env, "GATEWAYZ_HISTORY_RETENTION_DAYS", 90),
             payments=_payments(env),
             admin_key=admin_key,
             database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,

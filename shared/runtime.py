@@ -21,6 +21,7 @@ from shared.accounts.service import Accounts
 from shared.billing.ledger import Ledger
 from shared.catalog import Catalog, build_catalog
 from shared.config import ConfigError, Settings
+from shared.history.store import HistoryStore
 from shared.hot import HotStore, open_hot_store
 from shared.limits.limiter import Limiter
 from shared.providers import ProviderEndpoint, resolve_providers
@@ -72,6 +73,7 @@ class Runtime:
     accounts: Accounts
     limiter: Limiter
     responses: ResponseStore  # stored responses of /v1/responses (store: true)
+    history: HistoryStore  # chat history (opt-in sessions, share links)
     cloud: CloudAuth  # SigV4 signing (Bedrock) and service-account tokens (Vertex)
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +117,7 @@ class Runtime:
             limiter=Limiter(hot, settings.limits),
             responses=ResponseStore(db, timedelta(days=settings.responses_retention_days)),
             cloud=CloudAuth(settings.env, http),
+            history=HistoryStore(db, settings.encryption_keys, settings.history_retention_days),
         )
         if isinstance(db, SQLiteDatabase):
             # Group commit waits for company only when other requests may soon commit: those in

@@ -19,6 +19,7 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         chat,
         embeddings,
         health,
+        history,
         images,
         jobs,
         messages,
@@ -39,6 +40,7 @@ def create_server_app(settings: Settings | None = None) -> FastAPI:
         auth.router,
         account.router,  # with the BYOK routes of functions.provider_keys
         admin.router,
+        history.router,
         jobs.router,
         probes.router,
         billing.router,

@@ -61,6 +61,7 @@ KEY_FIELDS = {
     "spend_limits",
     "rate_limits",
     "disabled",
+    "store_history",
     "revoked_at",
     "revoked",
     "replaced_by",

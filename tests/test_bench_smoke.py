@@ -72,6 +72,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert set(targets["gatewayz"]["points"]) == {
         "chat-c2",
         "probe-c2",
+        "chat-hist-c2",
+        "chat-hist-probe-c2",
         "msg-c2",
         "msg-probe-c2",
         "chat-claude-c2",
@@ -95,6 +97,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     # Every Messages point was set against its reference, with every figure measured.
     rows = {r.point: r for r in report.route_rows(results)}
     assert set(rows) == {
+        "chat-hist-c2",
+        "chat-hist-probe-c2",
         "msg-c2",
         "msg-probe-c2",
         "msg-native-c2",

@@ -112,6 +112,7 @@ class KeyRecord:
     rate_limits: dict[str, int] = field(default_factory=dict)
     plan: PlanLimits = PlanLimits()
     byok_providers: frozenset[str] = field(default_factory=frozenset)
+    store_history: bool = False  # record this key's chat requests in history (shared.history)
 
     def model_allowed(self, model_id: str) -> bool:
         for patterns in (self.allowed_models, self.plan.allowed_models):
@@ -139,7 +140,7 @@ class KeyRecord:
 LOOKUP = """
 SELECT k.id AS key_id, k.user_id, k.environment, k.scopes, k.expires_at, k.revoked_at, k.disabled,
        k.ip_allowlist, k.allowed_origins, k.allowed_models, k.spend_limit_day_pico, k.spend_limit_month_pico,
-       k.spend_limit_total_pico, k.rate_limits, u.email, u.role, u.status AS user_status, u.plan_id,
+       k.spend_limit_total_pico, k.rate_limits, k.store_history, u.email, u.role, u.status AS user_status, u.plan_id,
        p.requests_per_minute, p.requests_per_day, p.tokens_per_minute, p.tokens_per_day, p.concurrency,
        p.allowed_models AS plan_allowed_models
 FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.id = u.plan_id
@@ -190,6 +191,7 @@ def record_from_row(row: dict[str, Any], byok: Sequence[str]) -> KeyRecord:
         ),
         # A stored key for a provider that takes none (stored before `local` was refused) is ignored.
         byok_providers=frozenset(p for p in byok if _takes_byok(p)),
+        store_history=bool(row["store_history"]),
     )
 
 
@@ -308,6 +310,7 @@ def key_row_view(row: dict[str, Any]) -> dict[str, Any]:
         },
         "rate_limits": orjson.loads(row["rate_limits"]) if row["rate_limits"] else {},
         "disabled": bool(row["disabled"]),
+        "store_history": bool(row.get("store_history")),
         "revoked_at": revoked_at,
         "revoked": revoked_at is not None and str(revoked_at) <= now_text(),
         "replaced_by": row.get("replaced_by"),

@@ -222,6 +222,7 @@ class KeyFields(_Body):
     ) = None
     spend_limits: SpendLimitsIn | None = None
     rate_limits: RateLimitsIn | None = None
+    store_history: bool | None = None  # chat history for this key's requests (opt-in)
 
 
 class KeyCreate(KeyFields):
@@ -237,7 +238,7 @@ class KeyUpdate(KeyFields):
     def _something_to_change(self) -> KeyUpdate:
         if not self.model_fields_set:
             raise ValueError("nothing to change: send at least one field")
-        for field in ("name", "scopes", "disabled"):
+        for field in ("name", "scopes", "disabled", "store_history"):
             if field in self.model_fields_set and getattr(self, field) is None:
                 raise ValueError(f"{field} cannot be null")
         return self

@@ -51,6 +51,7 @@ class KeySpec:
     spend_limit_month: Decimal | None = None
     spend_limit_total: Decimal | None = None
     rate_limits: dict[str, int] | None = None
+    store_history: bool = False  # chat history for this key's requests (opt-in)
 
 
 def _json(value: Any) -> str | None:
@@ -72,9 +73,10 @@ VALUES (:user_id, :email, :role, 'active', :plan_id, 0, :now, :auth_subject)
 INSERT_KEY = """
 INSERT INTO api_keys (id, user_id, name, key_hash, prefix, last4, environment, scopes, expires_at, ip_allowlist,
     allowed_origins, allowed_models, spend_limit_day_pico, spend_limit_month_pico, spend_limit_total_pico,
-    rate_limits, disabled, created_at)
+    rate_limits, disabled, store_history, created_at)
 VALUES (:key_id, :user_id, :name, :key_hash, :prefix, :last4, :environment, :scopes, :expires_at, :ip_allowlist,
-    :allowed_origins, :allowed_models, :spend_day, :spend_month, :spend_total, :rate_limits, FALSE, :now)
+    :allowed_origins, :allowed_models, :spend_day, :spend_month, :spend_total, :rate_limits, FALSE, :store_history,
+    :now)
 """
 USER_VIEW = """
 SELECT u.id, u.email, u.role, u.status, u.plan_id, u.balance_pico, u.created_at,
@@ -267,6 +269,7 @@ class Accounts:
             "spend_month": _pico(spec.spend_limit_month),
             "spend_total": _pico(spec.spend_limit_total),
             "rate_limits": _json(spec.rate_limits),
+            "store_history": spec.store_history,
             "now": now_text(),
         }
         details = {"name": spec.name, "scopes": sorted(set(spec.scopes)), "last4": full_key[-4:]}
@@ -354,6 +357,7 @@ class Accounts:
             spend_limit_month=_dec(row["spend_limit_month_pico"]),
             spend_limit_total=_dec(row["spend_limit_total_pico"]),
             rate_limits=old["rate_limits"] or None,
+            store_history=old["store_history"],
         )
         new_id_ = new_id("key")
         full_key, steps = self.key_steps(user_id, spec, actor, key_id=new_id_)

@@ -256,6 +256,7 @@ class OpenAIResponses(FrontEnd):
         self.body = body
         self.history = history
         self.store = body.get("store") is True
+        self.stores_history = self.store  # a stored response is kept in chat history too
         self.echo = Echo(
             f"resp_{secrets.token_hex(24)}", str(body["model"]), int(time.time()), body, self.store
         )

@@ -33,6 +33,7 @@ INFERENCE_HEADERS = (
     "x-gatewayz-model",
     "x-gatewayz-cost",
     "x-gatewayz-attempts",
+    "x-gatewayz-session-id",
     "x-gatewayz-overhead-ms",
     "x-gatewayz-dropped-params",
     "x-gatewayz-adjusted-params",

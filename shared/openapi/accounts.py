@@ -57,6 +57,7 @@ class ApiKey(Shape):
     spend_limits: SpendLimits
     rate_limits: dict[str, int]
     disabled: bool
+    store_history: bool = Field(default=False, description="chat history is kept for this key's requests")
     revoked_at: str | None = None
     revoked: bool
     replaced_by: str | None = None

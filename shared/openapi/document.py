@@ -42,6 +42,10 @@ HEADERS = {
     "x-gatewayz-cost": "USD charged (non-streamed answers), an exact decimal.",
     "x-gatewayz-attempts": "Every upstream attempt: `provider:status:ms, …`.",
     "x-gatewayz-overhead-ms": "Time the gateway itself spent.",
+    "x-gatewayz-session-id": (
+        "With chat history on (`x-gatewayz-history: on`, a key's `store_history`): the session "
+        "this turn is recorded in; send it back as `x-gatewayz-session-id` to continue it."
+    ),
     "x-gatewayz-dropped-params": "Parameters the upstream cannot take, dropped.",
     "x-gatewayz-adjusted-params": "Parameters changed to fit the upstream (clamped, mapped).",
     "x-ratelimit-limit-requests": "Requests allowed per minute (and -tokens: tokens).",

@@ -56,6 +56,9 @@ class FrontEnd:
     # The catalog output modality a model needs to be served here ("embeddings" models answer on
     # /v1/embeddings only, chat models everywhere else).
     modality: ClassVar[str] = "text"
+    # Whether the request itself asks for chat history (Responses' `store: true`); a key's
+    # `store_history` and the `x-gatewayz-history` header ask for every front end.
+    stores_history: bool = False
     # Where models of other modalities are served, for the 400 that redirects the caller.
     elsewhere: ClassVar[dict[str, str]] = {
         "embeddings": "POST /v1/embeddings",

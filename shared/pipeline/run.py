@@ -23,6 +23,7 @@ from shared.errors import (
     PermissionDenied,
     status_of,
 )
+from shared.history.recorder import RecordedResponse, Recorder, recorder_for
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, complete, fan_out_count, gateway_headers
 from shared.pipeline.frontend import FrontEnd, Inbound
@@ -115,6 +116,7 @@ async def run(
 ) -> Response:
     body = inbound.body
     params = front.check(body, rt.settings.limits.max_n)
+    recorder = recorder_for(rt, principal, ctx, front, body)  # None unless history was asked for
     prefs = parse_preferences(body.get("provider"), rt.endpoints)
     requested = str(body.get("model"))
     byok = principal.key.byok_providers if principal.key else frozenset()
@@ -147,8 +149,8 @@ async def run(
         if meter is not None:
             await meter.reserve(plan, call.body, params)
         if params.stream:
-            return await stream_chat(rt, call, plan, ctx, front, meter, admission)
-        return await _complete(rt, call, plan, ctx, front, meter, admission)
+            return await stream_chat(rt, call, plan, ctx, front, meter, admission, recorder)
+        return await _complete(rt, call, plan, ctx, front, meter, admission, recorder)
     except BaseException as exc:
         # The slot first: releasing the hold is a database call that fails in an outage, and a
         # slot left behind would lock the user out until its lease expires (~11 minutes).
@@ -168,6 +170,7 @@ async def _complete(
     front: FrontEnd,
     meter: Meter | None,
     admission: Admission,
+    recorder: Recorder | None,
 ) -> Response:
     candidate, answer = await complete(rt, call, plan, ctx)
     if ctx.attempts:
@@ -178,8 +181,13 @@ async def _complete(
     if meter is not None:
         cost = await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())  # as charged
     await rt.limiter.finish(admission, answer.usage.prompt_tokens + answer.usage.output_tokens)
+    if recorder is not None:  # read before the front end renders (and may reshape) the answer
+        recorder.whole(answer.translator.source, candidate.model_id, answer.body)
     out = front.response(answer.body, answer.translator, answer.usage, cost)
     headers = gateway_headers(candidate, ctx, answer.translator)
     headers["x-gatewayz-cost"] = money(cost)
     headers.update(admission.headers())
+    if recorder is not None:
+        headers["x-gatewayz-session-id"] = recorder.session_id
+        return RecordedResponse(orjson.dumps(out), headers, recorder)
     return Response(orjson.dumps(out), headers=headers, media_type="application/json")

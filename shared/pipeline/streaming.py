@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from shared.dialects.base import ChatTranslator, Usage
 from shared.errors import GatewayError, UpstreamFailed
+from shared.history.recorder import Recorder
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, fan_out_count, gateway_headers, prepare
 from shared.pipeline.frontend import FrontEnd
@@ -171,10 +172,19 @@ class SSEResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, body: AsyncIterator[bytes], headers: dict[str, str], on_disconnect: Callable[[], None]
+        self,
+        body: AsyncIterator[bytes],
+        headers: dict[str, str],
+        on_disconnect: Callable[[], None],
+        after: Callable[[], Awaitable[None]] | None = None,
+        hold_close: bool = False,
     ) -> None:
         self.body_iterator = body
         self.on_disconnect = on_disconnect
+        # Awaited once the last event is sent (the chat history write, shared.history.recorder):
+        # after the response closes, or just before it closes with `hold_close` (serverless).
+        self.after = after
+        self.hold_close = hold_close
         self.status_code = 200
         self.background = None
         self.init_headers(headers)
@@ -199,12 +209,16 @@ class SSEResponse(Response):
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if not self.disconnected:
+                if self.after is not None and self.hold_close:
+                    await self.after()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             self.disconnected = True  # the server reports a gone client by failing the send
         finally:
             watcher.cancel()
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
+        if self.after is not None and not self.hold_close and not self.disconnected:
+            await self.after()
 
 
 async def stream_chat(
@@ -215,6 +229,7 @@ async def stream_chat(
     front: FrontEnd,
     meter: Meter | None,
     admission: Admission,
+    recorder: Recorder | None = None,
 ) -> Response:
     """Open the stream (failing over until the first chunk); the caller releases what it holds if
     this raises. Once the response starts, its generator settles and finishes itself."""
@@ -230,6 +245,9 @@ async def stream_chat(
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"  # proxies (nginx, Vercel) must not buffer the stream
     writer = front.writer(call, tr, candidate.model_id)
+    text = recorder.streamed(tr.source, candidate.model_id) if recorder is not None else None
+    if recorder is not None:
+        headers["x-gatewayz-session-id"] = recorder.session_id
 
     attempts = ctx.attempt_headers()
 
@@ -237,7 +255,10 @@ async def stream_chat(
         for s in streams:
             s.close()  # a pending upstream read fails at once: the generator ends and settles
 
+    finished = False  # the answer went out whole (what chat history records)
+
     async def events() -> AsyncIterator[bytes]:
+        nonlocal finished
         output_chars = 0
         unsettled: GatewayError | None = None
         status = "cancelled"  # until the stream ends, by itself or with an error
@@ -246,6 +267,8 @@ async def stream_chat(
                 if not chunks:
                     continue
                 output_chars += tr.output_chars(chunks)
+                if text is not None:
+                    text.add(chunks)
                 yield writer.items(chunks)
             status = "ok"
         except UpstreamError as exc:
@@ -282,9 +305,20 @@ async def stream_chat(
         if unsettled is not None:  # its hold stays until the reaper: the caller is told, not billed
             yield writer.error(unsettled, ctx.request_id)
             return
+        finished = True  # only a whole answer goes into chat history
         yield writer.end(usage, cost)
 
-    response = SSEResponse(events(), headers, hang_up)
+    async def record() -> None:
+        if finished and recorder is not None:
+            await recorder.write()
+
+    response = SSEResponse(
+        events(),
+        headers,
+        hang_up,
+        record if recorder is not None else None,
+        hold_close=recorder is not None and recorder.hold_close,
+    )
     return response
 
 

@@ -31,6 +31,10 @@ class RequestContext:
     # The request's ASGI state: the gateway middleware leaves `deferred_ip` there when layer 1
     # is to be checked with the admission (`Limiter.admit`).
     state: dict[str, Any] | None = None
+    # Chat history (shared.history.recorder): the `x-gatewayz-history` and
+    # `x-gatewayz-session-id` headers as sent (checked by the pipeline), None when absent.
+    history: str | None = None
+    session_id: str | None = None
 
     def take_deferred_ip(self) -> str | None:
         return self.state.pop("deferred_ip", None) if self.state is not None else None

@@ -115,9 +115,22 @@ async def create_key(rt: Runtime, principal: Principal, body: KeyCreate) -> dict
         spend_limit_month=limits.month if limits else None,
         spend_limit_total=limits.total if limits else None,
         rate_limits=rates or None,
+        store_history=_history(rt, body.store_history),
     )
     check_within(principal.key, Restrictions.of_view(_spec_view(spec)), "create")
     return await rt.accounts.create_key(user_id, spec, actor)
+
+
+def _history(rt: Runtime, wanted: bool | None) -> bool:
+    """A key's `store_history`: turning it on needs the key ring history is encrypted with."""
+    if wanted and not rt.history.configured:
+        raise InvalidRequest(
+            "store_history: chat history is not available on this gateway (the operator has not set "
+            "GATEWAYZ_ENCRYPTION_KEYS, which history is encrypted with).",
+            param="store_history",
+            code="history_not_available",
+        )
+    return bool(wanted)
 
 
 def _spec_view(spec: KeySpec) -> dict[str, Any]:
@@ -184,6 +197,8 @@ def _changes(
         changes["rate_limits"] = _json(merged or None)
     if "disabled" in sent:
         changes["disabled"] = bool(body.disabled)
+    if "store_history" in sent:
+        changes["store_history"] = _history(rt, body.store_history)
     return changes, after
 
 

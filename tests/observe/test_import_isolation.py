@@ -45,6 +45,14 @@ EXTRA = {
     "billing": ("stripe",),
     "webhooks": ("stripe", "shared.dialects.", "shared.pipeline"),
     "web": ("stripe",),
+    # History content is decrypted on use: cryptography loads with the first history call.
+    "history": (
+        "cryptography",
+        "jwt",
+        "shared.dialects.openai_",
+        "shared.dialects.anthropic_",
+        "shared.pipeline",
+    ),
 }
 PROBE = "import json, sys, importlib; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
 
