@@ -2,7 +2,7 @@
 
 Every page reads and writes through the gateway's own routes in process (shared.web.gateway), so
 this function's app includes the routers it calls: account, auth (Supabase sign-in exchanges its
-token at `POST /auth/session`), billing (top-up checkout, coupons), catalog, admin, health and chat
+token at `POST /auth/session`), billing (top-up checkout, coupons), catalog, admin, health, history (the settings page's chat history switches) and chat
 (the playground streams through the real `POST /v1/chat/completions`). It is deployed like the
 streaming functions (Lambda Web Adapter behind a Function URL), so the playground streams on
 Lambda too; Mangum's `handler` is kept for a buffered deployment.
@@ -10,7 +10,7 @@ Lambda too; Mangum's `handler` is kept for a buffered deployment.
 
 from __future__ import annotations
 
-from functions import account, admin, auth, billing, catalog, chat, health
+from functions import account, admin, auth, billing, catalog, chat, health, history
 from shared.app import function_app
 from shared.observe.lambda_handler import lambda_handler
 from shared.web import router
@@ -25,6 +25,7 @@ app = function_app(
         catalog.router,
         admin.router,
         health.router,
+        history.router,
     ],
     title="Gatewayz web",
 )

@@ -136,6 +136,8 @@ def key_body(form: dict[str, list[str]]) -> dict[str, Any]:
             rates[name] = int(text) if text.isdigit() else text  # not a number: the API's 400 names it
     if rates:
         body["rate_limits"] = rates
+    if field(form, "store_history") == "true":
+        body["store_history"] = True
     return body
 
 
@@ -219,6 +221,19 @@ async def toggle_key(request: Request, key_id: str) -> Response:
     if not answer.ok:
         return await keys_page(ctx, status=answer.status, error=answer.message)
     return see_other("/dashboard/keys?done=updated")
+
+
+@router.post("/dashboard/keys/{key_id}/history")
+@web_page
+async def toggle_history(request: Request, key_id: str) -> Response:
+    """A key's chat history on or off (`PATCH /v1/keys/{id}` with `store_history`)."""
+    ctx = await signed_in(request)
+    form = await checked_form(ctx)
+    body = {"store_history": field(form, "store_history") == "true"}
+    answer = await ctx.api("PATCH", key_path(key_id), json=body)
+    if not answer.ok:
+        return error_page(answer.status, answer.message)
+    return see_other("/dashboard/settings?done=history")
 
 
 # --- credits -------------------------------------------------------------------------------------

@@ -225,7 +225,13 @@ async def playground_chat(request: Request) -> Response:
     )
 
 
-# --- settings: the user's own provider keys (BYOK) -----------------------------------------------
+# --- settings: the user's own provider keys (BYOK) and chat history ------------------------------
+
+SETTINGS_NOTICES = {
+    "saved": "Provider key saved.",
+    "deleted": "Provider key deleted.",
+    "history": "Chat history retention saved.",
+}
 
 
 @router.get("/dashboard/settings")
@@ -234,15 +240,33 @@ async def settings(request: Request) -> Response:
     ctx = await signed_in(request)
     answer = await ctx.api("GET", "/v1/provider-keys")
     listing = await ctx.api("GET", "/v1/providers")
+    history = await ctx.api("GET", "/v1/history/settings")
+    keys = await ctx.api("GET", "/v1/keys")
     providers = listing.data.get("data", []) if listing.ok and isinstance(listing.data, dict) else []
     return ctx.render(
         "settings.html",
         status=200 if answer.ok else answer.status,
         provider_keys=answer.data["data"] if answer.ok else [],
         providers=providers,
+        history=history.data if history.ok else None,
+        keys=[k for k in keys.data["data"] if not k.get("revoked")] if keys.ok else [],
         error=None if answer.ok else answer.message,
-        notice=request.query_params.get("done"),
+        notice=SETTINGS_NOTICES.get(request.query_params.get("done") or ""),
     )
+
+
+@router.post("/dashboard/settings/history")
+@web_page
+async def history_retention(request: Request) -> Response:
+    """The user's chat history retention (`PATCH /v1/history/settings`); blank: the default."""
+    ctx = await signed_in(request)
+    form = await checked_form(ctx)
+    days = field(form, "retention_days")
+    body = {"retention_days": (int(days) if days.isdigit() else days) if days else None}
+    answer = await ctx.api("PATCH", "/v1/history/settings", json=body)
+    if not answer.ok:
+        return error_page(answer.status, answer.message)
+    return see_other("/dashboard/settings?done=history")
 
 
 @router.post("/dashboard/settings/provider-keys")
