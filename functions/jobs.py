@@ -1,5 +1,6 @@
 """Scheduled jobs (SPEC §1): the expired-hold reaper, which also deletes stored responses past
-their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS).
+their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS); the closed-hold pruner
+(GATEWAYZ_HOLD_RETENTION_DAYS, `shared.billing.retention`); the billing jobs.
 
 On Lambda an EventBridge schedule invokes `reap_holds(event, context)` directly. On Vercel a cron
 calls `GET /internal/jobs/reap-holds` with `Authorization: Bearer $CRON_SECRET` (Vercel's own
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -90,6 +92,42 @@ async def _reap() -> dict[str, int]:
 def reap_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry: a fresh runtime per run (the loop of each invocation is its own)."""
     return asyncio.run(_reap())
+
+
+@router.get("/internal/jobs/prune-holds")
+@documented(
+    "Delete closed credit holds past GATEWAYZ_HOLD_RETENTION_DAYS, in bounded batches "
+    "(Vercel cron; Bearer $CRON_SECRET)",
+    response="accounts.PruneResult",
+    errors=(401,),
+    tag="jobs",
+)
+async def prune_route(request: Request) -> dict[str, Any]:
+    secret = os.environ.get("CRON_SECRET", "")
+    given = request_key(request) or ""
+    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        raise AuthenticationFailed("This job runs on the operator's schedule only.")
+    return await prune(runtime_of(request))
+
+
+async def prune(rt: Runtime) -> dict[str, Any]:
+    from shared.billing.retention import prune_closed_holds
+
+    retention = timedelta(days=rt.settings.hold_retention_days)
+    return (await prune_closed_holds(rt.db, retention)).to_json()
+
+
+async def _prune() -> dict[str, Any]:
+    rt = Runtime.build(Settings.from_env())
+    try:
+        return await prune(rt)
+    finally:
+        await rt.close()
+
+
+def prune_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge entry of the closed-hold pruner."""
+    return asyncio.run(_prune())
 
 
 app = function_app([router], title="Gatewayz jobs")

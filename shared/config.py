@@ -235,6 +235,7 @@ class Settings:
     byok_fee: Decimal = Decimal("0.05")  # share of the usual cost charged when the user's own key served
     key_cache_ttl: float = 60.0
     responses_retention_days: int = 30  # how long a stored response (store: true) is kept
+    hold_retention_days: int = 7  # how long a closed credit hold is kept (the ledger is kept forever)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     # The raw environment, kept for per-provider lookups (`<ID>_API_KEY`, `<ID>_BASE_URL`, ...).
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -271,6 +272,7 @@ class Settings:
             byok_fee=byok_fee,
             key_cache_ttl=_seconds(env, "GATEWAYZ_KEY_CACHE_TTL", 60.0),
             responses_retention_days=_int(env, "GATEWAYZ_RESPONSES_RETENTION_DAYS", 30),
+            hold_retention_days=_int(env, "GATEWAYZ_HOLD_RETENTION_DAYS", 7),
             payments=_payments(env),
             admin_key=admin_key,
             database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,
