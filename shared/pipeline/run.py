@@ -1,5 +1,5 @@
 """The inference pipeline (SPEC §2.3): authenticate → (limit) → reserve → route → call with
-failover → settle → record.
+failover → settle (and release the rate-limit slot, overlapped) → record.
 
 Every inference endpoint goes through `run`; its front end (`shared.frontends`) turns the caller's
 request into the pivot, OpenAI chat, and renders the answer in the caller's API. Authentication
@@ -26,7 +26,7 @@ from shared.errors import (
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, complete, fan_out_count, gateway_headers
 from shared.pipeline.frontend import FrontEnd, Inbound
-from shared.pipeline.meter import Meter, price
+from shared.pipeline.meter import Meter, price, settle_and_finish
 from shared.pipeline.request import upstream_body
 from shared.pipeline.streaming import stream_chat
 from shared.providers import bind
@@ -175,9 +175,9 @@ async def _complete(
             candidate.provider_id, candidate.model_id, answer.usage.output_tokens, ctx.attempts[-1].ms / 1000
         )
     cost = price(rt, candidate, answer.usage)
-    if meter is not None:
-        cost = await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())  # as charged
-    await rt.limiter.finish(admission, answer.usage.prompt_tokens + answer.usage.output_tokens)
+    cost = await settle_and_finish(  # as charged
+        rt, meter, admission, candidate, answer.usage, cost, ctx.attempt_headers()
+    )
     out = front.response(answer.body, answer.translator, answer.usage, cost)
     headers = gateway_headers(candidate, ctx, answer.translator)
     headers["x-gatewayz-cost"] = money(cost)
