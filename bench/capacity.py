@@ -2,17 +2,17 @@
 what that predicts; then four gateway processes on one PostgreSQL and one Redis, measured next to
 the prediction.
 
-    .venv/bin/python -m bench.capacity                    # 20 s phases (~1.5 min)
-    .venv/bin/python -m bench.capacity --seconds 5        # a smoke
+    .venv/bin/python -m bench.capacity                    # 20 s phases (~2.5 min)
+    .venv/bin/python -m bench.capacity --seconds 5        # shorter
 
-Phase 1: one gateway process, one user, closed loop at `--concurrency`: per request, database
-transactions and routine calls (and the statements inside them), PostgreSQL backend CPU, WAL
-bytes, Redis commands (as sent, and as the server counts them with the scripts' own calls) and
-Redis CPU, and the CPU of the gateway, the fake upstream and the load generator.
-Phase 2: `--processes` gateways (a user each, as separate instances would serve separate
-customers), each loaded at `--concurrency` at once. On this machine every process shares the same
-cores, so the prediction for phase 2 is the spare CPU (the machine's cores minus what other work
-used during phase 2) divided by the CPU one request takes in all of them together.
+Phase 0: one gateway process, one user, a closed loop at `--concurrency`: one user's ceiling.
+Phase 1: one gateway process, `--processes` users at once (each at `--concurrency`): per request,
+database transactions and routine calls (and the statements inside them), their server time,
+PostgreSQL backend CPU, WAL bytes, Redis commands (as sent, and as the server counts them with the
+scripts' own calls) and Redis CPU, and the CPU of the gateway, the fake upstream and the load
+generator — the model's inputs.
+Phase 2: `--processes` gateways, a user each (separate instances serving separate customers),
+all loaded at once, next to what phase 1's cost per request predicts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.scale import Stack, loadgen, new_work, say_stderr
+from bench.scale import Stack, add_common, loadgen, new_work, say_stderr
 from shared.billing.ledger import RESERVE, SETTLE
 
 # Published figures the model converts with (check them against your plan before relying on them).
@@ -67,15 +67,17 @@ def _children_cpu() -> float:
 
 
 def measure(
-    stack: Stack, tokens: list[str], concurrency: int, seconds: float, stats_wait: float
+    stack: Stack, tokens: list[str], concurrency: int, seconds: float, stats_wait: float, gateways: list[int]
 ) -> dict[str, Any]:
-    """Load `len(tokens)` gateways at once; the interval's deltas and the load results."""
+    """Load with every token at once, token i on gateway `gateways[i]`; the interval's deltas."""
     # An idle PostgreSQL backend reports its statistics (transactions, routine calls) up to 10 s
     # late (PGSTAT_IDLE_INTERVAL): wait that long on both sides of the interval.
     time.sleep(stats_wait)
     before, children = stack.counters(), _children_cpu()
     with ThreadPoolExecutor(len(tokens)) as pool:
-        results = list(pool.map(lambda i: stack.load(tokens[i], concurrency, seconds, i), range(len(tokens))))
+        results = list(
+            pool.map(lambda i: stack.load(tokens[i], concurrency, seconds, gateways[i]), range(len(tokens)))
+        )
     loadgen_s = _children_cpu() - children
     time.sleep(stats_wait)
     delta = stack.counters().minus(before)
@@ -121,57 +123,55 @@ def model(one: dict[str, Any]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     say = say_stderr
     wrk = loadgen(args.no_install, say, args.python_loadgen)
-    stack = Stack(new_work("capacity"), say, processes=args.processes).start(wrk)
+    n = args.processes
+    stack = Stack(new_work("capacity"), say, database=args.database, processes=n).start(wrk)
+    c, secs, wait = args.concurrency, args.seconds, args.stats_wait
     try:
-        tokens = [stack.user() for _ in range(args.processes)]
+        tokens = stack.users(n)
         stack.ready(tokens[0])  # every gateway serves every user
-        say(f"phase 1: one gateway, c={args.concurrency}, {args.seconds:g} s")
-        stack.load(tokens[0], args.concurrency, min(2.0, args.seconds))  # warm
-        one = measure(stack, tokens[:1], args.concurrency, args.seconds, args.stats_wait)
-        say(f"phase 2: {args.processes} gateways, c={args.concurrency} each, {args.seconds:g} s")
-        many = measure(stack, tokens, args.concurrency, args.seconds, args.stats_wait)
+        stack.load(tokens[0], c, min(2.0, secs / 2))  # warm
+        say(f"phase 0: one gateway, one user, c={c}, {secs:g} s (one user's ceiling)")
+        alone = measure(stack, tokens[:1], c, secs, wait, [0])
+        say(f"phase 1: one gateway, {n} users, c={c} each, {secs:g} s (the cost per request)")
+        one = measure(stack, tokens, c, secs, wait, [0] * n)
+        say(f"phase 2: {n} gateways, a user each, c={c} each, {secs:g} s")
+        many = measure(stack, tokens, c, secs, wait, list(range(n)))
     finally:
         stack.stop()
     cost = per_request(one)
     cores = os.cpu_count() or 1
-    ours = (
-        many["gateway_cpu_s"]
-        + many["pg_cpu_s"]
-        + many["redis_cpu_s"]
-        + many["upstream_cpu_s"]
-        + many["loadgen_cpu_s"]
-    )
-    others_cores = max(0.0, many["machine_busy_s"] - ours) / many["seconds"]
-    cpu_per_request_ms = sum(
-        cost[k] for k in ("gateway_cpu_ms", "pg_cpu_ms", "redis_cpu_ms", "upstream_cpu_ms", "loadgen_cpu_ms")
-    )
-    predicted = (cores - others_cores) * 1000 / cpu_per_request_ms
-    # What the CPU our processes actually got during phase 2 buys at phase 1's cost per request:
-    # the check that a request costs the same with four instances on the shared services as with one.
-    ours_cores = ours / many["seconds"]
+    parts = ("gateway_cpu_s", "pg_cpu_s", "redis_cpu_s", "upstream_cpu_s", "loadgen_cpu_s")
+    ours_cores = sum(many[k] for k in parts) / many["seconds"]
+    others_cores = max(0.0, many["machine_busy_s"] / many["seconds"] - ours_cores)
+    cpu_per_request_ms = sum(cost[k.replace("_s", "_ms")] for k in parts)
+    # Two predictions for phase 2 from phase 1's cost per request. On this machine every process
+    # shares the same cores with other work: the spare cores (all of them minus what other work
+    # used meanwhile) are one bound; the CPU our processes actually got is the other, the check
+    # that a request costs as much with N instances on the shared services as with one.
+    predicted_spare = (cores - others_cores) * 1000 / cpu_per_request_ms
     predicted_share = ours_cores * 1000 / cpu_per_request_ms
     return {
         "command": "python -m bench.capacity "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
         "machine_cores": cores,
         "routine_statements": routine_statements(),
-        "one_process": {
-            "rps": one["rps"],
-            "errors": one["errors"],
-            "p50_ms": one["p50_ms"],
-            "per_request": cost,
+        "user_ceiling": {
+            "rps": alone["rps"],
+            "errors": alone["errors"],
+            "settle_server_ms": per_request(alone)["routine_server_ms"].get("settle"),
+            "reserve_server_ms": per_request(alone)["routine_server_ms"].get("reserve"),
         },
+        "one_process": {"users": n, "rps": one["rps"], "errors": one["errors"], "per_request": cost},
         "model": model(cost),
         "four_process": {
-            "processes": args.processes,
+            "processes": n,
             "rps": many["rps"],
             "errors": many["errors"],
-            "p50_ms": many["p50_ms"],
             "per_request": per_request(many),
-            "others_cores": others_cores,
             "cpu_per_request_ms": cpu_per_request_ms,
-            "predicted_rps": predicted,
-            "measured_over_predicted": many["rps"] / predicted if predicted else None,
+            "others_cores": others_cores,
+            "predicted_rps": predicted_spare,
+            "measured_over_predicted": many["rps"] / predicted_spare if predicted_spare else None,
             "ours_cores": ours_cores,
             "predicted_rps_from_share": predicted_share,
             "measured_over_share": many["rps"] / predicted_share if predicted_share else None,
@@ -181,12 +181,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> str:
-    c, m, f = r["one_process"]["per_request"], r["model"], r["four_process"]
+    u, o = r["user_ceiling"], r["one_process"]
+    c, m, f = o["per_request"], r["model"], r["four_process"]
     lines = [
-        f"one process: {r['one_process']['rps']:,.0f} req/s, errors {r['one_process']['errors']}",
-        f"per paid request: {c['xacts']:.2f} transactions, routine calls {c['routine_calls']} "
-        f"(statements inside: {r['routine_statements']}), server time per call ms "
-        f"{ {k: round(v, 3) for k, v in c['routine_server_ms'].items()} }",
+        f"one user on one gateway: {u['rps']:,.0f} req/s (settle {u['settle_server_ms']:.3f} ms in the server, "
+        f"reserve {u['reserve_server_ms']:.3f} ms: one user's settlements take turns on the user's row across "
+        "each durable commit)",
+        f"one gateway, {o['users']} users: {o['rps']:,.0f} req/s, errors {o['errors']}",
+        f"per paid request: {c['xacts']:.2f} transactions, routine calls "
+        f"{ {k: round(v, 3) for k, v in c['routine_calls'].items()} } (statements inside: {r['routine_statements']}), "
+        f"server time per call ms { {k: round(v, 3) for k, v in c['routine_server_ms'].items()} }",
         f"  PostgreSQL backend CPU {c['pg_cpu_ms']:.3f} ms, WAL {c['wal_bytes']:,.0f} bytes (cluster-wide: other work adds)",
         f"  Redis: {c['redis_sent']:.2f} commands sent ({c['redis_server_commands']:.2f} counted by the server, "
         f"scripts' calls included), CPU {c['redis_cpu_ms']:.3f} ms",
@@ -196,12 +200,13 @@ def render(r: dict[str, Any]) -> str:
         f"{m['gateway_rps_per_core']:,.0f} req/s per gateway core; Upstash {m['upstash_commands_per_million']:,.0f} "
         f"commands per million requests (${m['upstash_usd_per_million']:,.2f}); gateway instances per Supabase "
         f"pooler (pool of {POOL_MAX} each): {m['instances_per_supabase_pooler']}",
-        f"{f['processes']} processes: measured {f['rps']:,.0f} req/s (errors {f['errors']}), predicted "
-        f"{f['predicted_rps']:,.0f} req/s = ({r['machine_cores']} cores - {f['others_cores']:.2f} used by other work) / "
-        f"{f['cpu_per_request_ms']:.3f} ms of CPU per request; measured/predicted {f['measured_over_predicted']:.2f}",
-        f"  from the CPU our processes got ({f['ours_cores']:.2f} cores): predicted {f['predicted_rps_from_share']:,.0f} "
-        f"req/s, measured/predicted {f['measured_over_share']:.2f}; on a quiet {r['machine_cores']}-core machine the "
-        f"model predicts {f['quiet_machine_rps']:,.0f} req/s",
+        f"{f['processes']} gateways: measured {f['rps']:,.0f} req/s (errors {f['errors']}); "
+        f"{f['cpu_per_request_ms']:.3f} ms of CPU per request in all processes",
+        f"  predicted from the spare cores ({r['machine_cores']} - {f['others_cores']:.2f} used by other work): "
+        f"{f['predicted_rps']:,.0f} req/s, measured/predicted {f['measured_over_predicted']:.2f}",
+        f"  predicted from the CPU our processes got ({f['ours_cores']:.2f} cores): {f['predicted_rps_from_share']:,.0f} "
+        f"req/s, measured/predicted {f['measured_over_share']:.2f}",
+        f"  on a quiet {r['machine_cores']}-core machine the model predicts {f['quiet_machine_rps']:,.0f} req/s",
     ]
     return "\n".join(lines)
 
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per phase")
     p.add_argument("--concurrency", type=int, default=10, help="connections per gateway process")
-    p.add_argument("--processes", type=int, default=4, help="gateway processes in phase 2")
+    p.add_argument("--processes", type=int, default=4, help="users in phase 1, gateway processes in phase 2")
     p.add_argument(
         "--stats-wait",
         type=float,
@@ -218,14 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to let PostgreSQL's statistics land (smoke: less)",
     )
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
-    p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
-    p.add_argument("--python-loadgen", action="store_true", help="the Python loop instead of wrk")
+    add_common(p)
     args = p.parse_args(argv)
     result = run(args)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     print(render(result))
-    return 0 if result["one_process"]["errors"] == 0 and result["four_process"]["errors"] == 0 else 1
+    errors = sum(result[k]["errors"] for k in ("user_ceiling", "one_process", "four_process"))
+    return 0 if errors == 0 else 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import load
 from bench.routes import CHAT
-from bench.scale import Stack, loadgen, new_work, say_stderr
+from bench.scale import Stack, add_common, loadgen, new_work, say_stderr
 from bench.targets import UPSTREAM_KEY
 
 
@@ -30,14 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--baseline", type=Path, default=None, help="a checkout root holding shared/ and functions/"
     )
-    p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
-    p.add_argument("--python-loadgen", action="store_true", help="the Python loop instead of wrk")
+    add_common(p)
     args = p.parse_args(argv)
     say = say_stderr
     wrk = loadgen(args.no_install, say, args.python_loadgen)
     names = ["current"] + (["baseline"] if args.baseline else [])
     code: list[Path | None] = [None] + ([args.baseline] if args.baseline else [])
-    stack = Stack(new_work("pg-added"), say, processes=len(code), code=code).start(wrk)
+    stack = Stack(new_work("pg-added"), say, database=args.database, processes=len(code), code=code).start(
+        wrk
+    )
     added: dict[str, list[float]] = {n: [] for n in names}
     floors: list[float] = []
     errors = 0

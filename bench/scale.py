@@ -161,6 +161,7 @@ class Stack:
     say: Say = say_stderr
     processes: int = 1
     autovacuum: bool = True
+    database: str = DB  # created fresh, dropped at the end
     # Per gateway process, another checkout's root put first on its PYTHONPATH (None: this one):
     # a baseline measured side by side with the current code, on the same services at the same time.
     code: list[Path | None] = field(default_factory=list)
@@ -175,7 +176,7 @@ class Stack:
 
     @property
     def db_url(self) -> str:
-        return f"{PG_BASE}/{DB}"
+        return f"{PG_BASE}/{self.database}"
 
     def start(self, wrk: str | None) -> Stack:
         self.wrk = wrk
@@ -190,14 +191,14 @@ class Stack:
         )
         wait_for_line(self.upstream, "READY", 15)
         self.say(
-            f"fresh database {DB} (autovacuum {'as the server has it' if self.autovacuum else 'off on the growing tables'}), a private Redis"
+            f"fresh database {self.database} (autovacuum {'as the server has it' if self.autovacuum else 'off on the growing tables'}), a private Redis"
         )
         with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DB}")
-            admin.execute(f"CREATE DATABASE {DB}")
+            admin.execute(f"DROP DATABASE IF EXISTS {self.database}")
+            admin.execute(f"CREATE DATABASE {self.database}")
             # Per-routine call counts and server time (pg_stat_user_functions); a per-database
             # setting, read by every connection opened after it.
-            admin.execute(f"ALTER DATABASE {DB} SET track_functions = 'pl'")
+            admin.execute(f"ALTER DATABASE {self.database} SET track_functions = 'pl'")
         self.redis = Redis(self.work)
         origin = f"http://{LOOPBACK}:{self.upstream_port}"
         self.env = base_env(
@@ -239,10 +240,21 @@ class Stack:
             raise RuntimeError(f"gatewayz {' '.join(args)} failed: {done.stderr[-800:]}")
         return done.stdout
 
+    def users(self, n: int) -> list[str]:
+        """`n` new users at once (each is a CLI process); their keys."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        numbers = range(self._users + 1, self._users + n + 1)
+        self._users += n
+        with ThreadPoolExecutor(n) as pool:
+            return list(pool.map(self._user, numbers))
+
     def user(self) -> str:
+        return self.users(1)[0]
+
+    def _user(self, number: int) -> str:
         """A new enterprise user with 1,000,000 USD and an API key; returns the key."""
-        self._users += 1
-        email = f"scale{self._users}-{os.getpid()}@example.invalid"
+        email = f"scale{number}-{os.getpid()}@example.invalid"
         out = self._cli(["users", "create", "--email", email, "--credits", "1000000", "--plan", "enterprise"])
         return str(json.loads(out[out.index("{") :])["api_key"])
 
@@ -279,16 +291,18 @@ class Stack:
 
     def backend_pids(self) -> list[int]:
         own = self._stats.info.backend_pid if self._stats else 0
-        rows = self.query(f"SELECT pid FROM pg_stat_activity WHERE datname = '{DB}' AND pid <> {own}")
+        rows = self.query(
+            f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.database}' AND pid <> {own}"
+        )
         return [int(r[0]) for r in rows]
 
     def counters(self) -> Counters:
         assert self.redis is not None and self.upstream is not None
         self.query("SELECT pg_stat_clear_snapshot()")
         xacts = int(
-            self.query(f"SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{DB}'")[0][
-                0
-            ]
+            self.query(
+                f"SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{self.database}'"
+            )[0][0]
         )
         calls: dict[str, int] = {}
         call_ms: dict[str, float] = {}
@@ -327,6 +341,16 @@ class Stack:
             self.redis.stop()
         if self.upstream is not None:
             self.upstream.stop()
+        if self.gateways or self._stats is not None:  # started: leave no database behind
+            with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+
+
+def add_common(p: Any) -> None:
+    """The options every scale mode takes."""
+    p.add_argument("--database", default=DB, help="the PostgreSQL database to create (and drop at the end)")
+    p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    p.add_argument("--python-loadgen", action="store_true", help="the Python loop instead of wrk")
 
 
 def new_work(mode: str) -> Path:
