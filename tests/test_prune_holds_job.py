@@ -94,3 +94,21 @@ def test_prune_cron_route_needs_the_secret(gateway: Any, monkeypatch: pytest.Mon
     assert httpx.get(url, headers={"authorization": "Bearer wrong"}).status_code == 401
     ok = httpx.get(url, headers={"authorization": "Bearer cron-secret-0123456789"})
     assert ok.status_code == 200 and ok.json() == {"pruned_holds": 0, "batches": 1, "done": True}
+
+
+def test_cli_prunes_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    import json
+
+    from shared import cli
+
+    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    settings = gateway_settings({"openai": _NoFake(), "anthropic": _NoFake(), "gemini": _NoFake()}, db_url)
+    account = provision(settings, "cli-pruner@example.com", credits=Decimal(1))
+    _hold(db_url, account.user_id, "old_released", "released", timedelta(days=9))
+    _hold(db_url, account.user_id, "recent_released", "released", timedelta(days=6))
+    monkeypatch.setenv("GATEWAYZ_DATABASE_URL", db_url)
+    monkeypatch.setenv("GATEWAYZ_KEY_SECRET", settings.key_secret or "")
+    monkeypatch.delenv("GATEWAYZ_HOLD_RETENTION_DAYS", raising=False)  # the default: 7 days
+    assert run_off_main_thread(lambda: asyncio.to_thread(cli.main, ["prune-holds"])) == 0
+    assert json.loads(capsys.readouterr().out) == {"pruned_holds": 1, "batches": 1, "done": True}
+    assert _holds(db_url) == ["recent_released"]
