@@ -6,12 +6,12 @@ the prediction.
     .venv/bin/python -m bench.capacity --seconds 5        # shorter
 
 Phase 0: one gateway process, one user, a closed loop at `--concurrency`: one user's ceiling.
-Phase 1: one gateway process, `--processes` users at once (each at `--concurrency`): per request,
+Phase 1: one gateway process, its load spread over `--users-per-gateway` users: per request,
 database transactions and routine calls (and the statements inside them), their server time,
 PostgreSQL backend CPU, WAL bytes, Redis commands (as sent, and as the server counts them with the
 scripts' own calls) and Redis CPU, and the CPU of the gateway, the fake upstream and the load
 generator — the model's inputs.
-Phase 2: `--processes` gateways, a user each (separate instances serving separate customers),
+Phase 2: `--processes` gateways, each with users of its own (instances serving their customers),
 all loaded at once, next to what phase 1's cost per request predicts.
 """
 
@@ -67,9 +67,15 @@ def _children_cpu() -> float:
 
 
 def measure(
-    stack: Stack, tokens: list[str], concurrency: int, seconds: float, stats_wait: float, gateways: list[int]
+    stack: Stack,
+    tokens: list[list[str]],
+    concurrency: int,
+    seconds: float,
+    stats_wait: float,
+    gateways: list[int],
 ) -> dict[str, Any]:
-    """Load with every token at once, token i on gateway `gateways[i]`; the interval's deltas."""
+    """Loads at once, load i spread over the users of `tokens[i]` on gateway `gateways[i]`; the
+    interval's deltas."""
     # An idle PostgreSQL backend reports its statistics (transactions, routine calls) up to 10 s
     # late (PGSTAT_IDLE_INTERVAL): wait that long on both sides of the interval.
     time.sleep(stats_wait)
@@ -79,8 +85,10 @@ def measure(
             pool.map(lambda i: stack.load(tokens[i], concurrency, seconds, gateways[i]), range(len(tokens)))
         )
     loadgen_s = _children_cpu() - children
+    delta = stack.counters().minus(before)  # CPU, WAL, Redis and records: as the load ends
     time.sleep(stats_wait)
-    delta = stack.counters().minus(before)
+    landed = stack.counters().minus(before)  # PostgreSQL's statistics, once reported
+    delta.update({k: landed[k] for k in ("xacts", "calls", "call_ms")})
     delta["loadgen_cpu_s"] = loadgen_s
     delta["load_seconds"] = max(r.duration for r in results)
     delta["rps"] = sum(r.rps for r in results)
@@ -126,16 +134,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n = args.processes
     stack = Stack(new_work("capacity"), say, database=args.database, processes=n).start(wrk)
     c, secs, wait = args.concurrency, args.seconds, args.stats_wait
+    per = args.users_per_gateway
     try:
-        tokens = stack.users(n)
+        tokens = stack.users(n * per)
+        groups = [tokens[i * per : (i + 1) * per] for i in range(n)]
         stack.ready(tokens[0])  # every gateway serves every user
-        stack.load(tokens[0], c, min(2.0, secs / 2))  # warm
+        stack.load(groups[0], c, min(2.0, secs / 2))  # warm
         say(f"phase 0: one gateway, one user, c={c}, {secs:g} s (one user's ceiling)")
-        alone = measure(stack, tokens[:1], c, secs, wait, [0])
-        say(f"phase 1: one gateway, {n} users, c={c} each, {secs:g} s (the cost per request)")
-        one = measure(stack, tokens, c, secs, wait, [0] * n)
-        say(f"phase 2: {n} gateways, a user each, c={c} each, {secs:g} s")
-        many = measure(stack, tokens, c, secs, wait, list(range(n)))
+        alone = measure(stack, [tokens[:1]], c, secs, wait, [0])
+        say(f"phase 1: one gateway, {per} users, c={c}, {secs:g} s (the cost per request)")
+        one = measure(stack, groups[:1], c, secs, wait, [0])
+        say(f"phase 2: {n} gateways, {per} users each, c={c} each, {secs:g} s")
+        many = measure(stack, groups, c, secs, wait, list(range(n)))
     finally:
         stack.stop()
     cost = per_request(one)
@@ -161,7 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "settle_server_ms": per_request(alone)["routine_server_ms"].get("settle"),
             "reserve_server_ms": per_request(alone)["routine_server_ms"].get("reserve"),
         },
-        "one_process": {"users": n, "rps": one["rps"], "errors": one["errors"], "per_request": cost},
+        "one_process": {"users": per, "rps": one["rps"], "errors": one["errors"], "per_request": cost},
         "model": model(cost),
         "four_process": {
             "processes": n,
@@ -215,7 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per phase")
     p.add_argument("--concurrency", type=int, default=10, help="connections per gateway process")
-    p.add_argument("--processes", type=int, default=4, help="users in phase 1, gateway processes in phase 2")
+    p.add_argument("--processes", type=int, default=4, help="gateway processes in phase 2")
+    p.add_argument(
+        "--users-per-gateway",
+        type=int,
+        default=8,
+        help="users each gateway's load spreads over (one user's settlements take turns on its row)",
+    )
     p.add_argument(
         "--stats-wait",
         type=float,

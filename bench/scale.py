@@ -246,7 +246,7 @@ class Stack:
 
         numbers = range(self._users + 1, self._users + n + 1)
         self._users += n
-        with ThreadPoolExecutor(n) as pool:
+        with ThreadPoolExecutor(min(n, 4)) as pool:  # a CLI process each: a few at a time
             return list(pool.map(self._user, numbers))
 
     def user(self) -> str:
@@ -275,15 +275,20 @@ class Stack:
                     raise RuntimeError(f"gateway on {gw.port} did not answer: {gw.proc.tail()}")
                 time.sleep(0.1)
 
-    def load(self, token: str, concurrency: int, seconds: float, gateway: int = 0) -> load.LoadResult:
-        """Closed-loop non-streaming chat at `concurrency` for `seconds` (wrk, else the Python loop)."""
+    def load(
+        self, token: str | list[str], concurrency: int, seconds: float, gateway: int = 0
+    ) -> load.LoadResult:
+        """Closed-loop non-streaming chat at `concurrency` for `seconds` (wrk, else the Python
+        loop); with several tokens, the requests spread over their users."""
         gw = self.gateways[gateway]
-        body, headers = CHAT.body(MODEL, False), CHAT.request_headers(token)
+        tokens = [token] if isinstance(token, str) else token
+        body, headers = CHAT.body(MODEL, False), CHAT.request_headers(tokens[0])
+        spread = tokens if len(tokens) > 1 else []
         if self.wrk:
             body_file = self.work / f"body-{gateway}.json"
             body_file.write_bytes(body)
-            return load.run_wrk(self.wrk, gw.url, body_file, headers, concurrency, seconds)
-        return load.run_python(gw.url, body, headers, concurrency, seconds, False)
+            return load.run_wrk(self.wrk, gw.url, body_file, headers, concurrency, seconds, tokens=spread)
+        return load.run_python(gw.url, body, headers, concurrency, seconds, False, tokens=spread)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         assert self._stats is not None

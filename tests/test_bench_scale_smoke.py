@@ -36,7 +36,18 @@ COMMON = ["--python-loadgen", "--no-install"]
 
 def test_capacity_smoke(database: str, tmp_path: Path) -> None:
     out = tmp_path / "capacity.json"
-    args = ["--seconds", "1", "--processes", "2", "--concurrency", "2", "--stats-wait", "0.5"]
+    args = [
+        "--seconds",
+        "1",
+        "--processes",
+        "2",
+        "--users-per-gateway",
+        "2",
+        "--concurrency",
+        "2",
+        "--stats-wait",
+        "0.5",
+    ]
     assert capacity.main([*args, "--database", database, "--out", str(out), *COMMON]) == 0
     result = json.loads(out.read_text())
     cost = result["one_process"]["per_request"]
