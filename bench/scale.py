@@ -340,8 +340,11 @@ class Stack:
     def stop(self) -> None:
         if self._stats is not None:
             self._stats.close()
-        for gw in self.gateways:
-            gw.proc.stop()
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.gateways:  # each waits for its graceful shutdown: all at once
+            with ThreadPoolExecutor(len(self.gateways)) as pool:
+                list(pool.map(lambda gw: gw.proc.stop(), self.gateways))
         if self.redis is not None:
             self.redis.stop()
         if self.upstream is not None:
