@@ -5,13 +5,18 @@ reserve latency and requests/s in the last minute must stay within 10 % of the f
     .venv/bin/python -m bench.soak --autovacuum off          # the worst case: the growing tables never vacuumed
     .venv/bin/python -m bench.soak --seconds 120             # a shorter soak
     .venv/bin/python -m bench.soak --seconds 6 --window 2    # a smoke
+    .venv/bin/python -m bench.soak --seconds 180 --history 150000 --autovacuum off
+                                                             # a short soak on a long history
 
 The load is a closed loop of `--concurrency` connections (the most one gateway process serves),
 measured in back-to-back windows. Per window: requests/s and p50 from the load generator, and the
 reserve's server time — the mean time inside the reserve routine (`pg_stat_user_functions`, so
 the queueing on the user's lock and the index reads, without the network or the gateway). "First"
 and "last" are the first and last minute (for a soak shorter than five minutes, the first and last
-fifth). Noise: other work on the machine moves every figure; each window reports it.
+fifth). `--history N` gives the user N closed holds before the soak (inserted and closed in bulk,
+as N settled requests leave them, without their ledger rows and records): a short soak then
+starts where a long one would have taken the table. Noise: other work on the machine moves every
+figure; each window reports it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--autovacuum", choices=("on", "off"), default="on", help="off: never vacuum the growing tables"
     )
+    p.add_argument("--history", type=int, default=0, help="closed holds the user starts with")
     p.add_argument("--out", type=Path, default=None, help="write every window as JSON here")
     add_common(p)
     args = p.parse_args(argv)
@@ -65,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         token = stack.user()
         stack.ready(token)
+        if args.history:
+            say(f"history: {args.history:,} closed holds for the user")
+            stack.query(
+                "INSERT INTO credit_holds (id, user_id, request_id, amount_pico, status, expires_at, created_at)"
+                " SELECT 'hold_history' || g, h.user_id, 'req_history' || g, 5, 'open', now(), now()"
+                f" FROM (SELECT user_id FROM credit_holds LIMIT 1) h, generate_series(1, {int(args.history)}) g"
+                " RETURNING 1"
+            )
+            stack.query(
+                "UPDATE credit_holds SET status = 'settled', closed_at = now() WHERE id LIKE 'hold_history%' RETURNING 1"
+            )
         stack.load(token, args.concurrency, min(2.0, args.window))  # warm
         elapsed = 0.0
         before = stack.counters()
