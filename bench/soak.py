@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{w['reserve_ms']:.3f} ms, settle {w['settle_ms']:.3f} ms in the server, errors {w['errors']}, "
                 f"other work {w['others_cores']:.2f} cores"
             )
+        server_autovacuum = str(stack.query("SHOW autovacuum")[0][0])
         sizes = stack.query(
             "SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables "
             "WHERE relname IN ('credit_holds', 'credit_transactions', 'request_records') ORDER BY relname"
@@ -129,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     summary["tables"] = {str(r[0]): {"live": int(r[1]), "dead": int(r[2])} for r in sizes}
     summary["errors"] = sum(w["errors"] for w in windows)
     summary["autovacuum"] = args.autovacuum
+    summary["server_autovacuum"] = server_autovacuum
     f, last = summary["first"], summary["last"]
     print(
-        f"soak {windows[-1]['end_s']:.0f} s, autovacuum {args.autovacuum}, c={args.concurrency}: first "
+        f"soak {windows[-1]['end_s']:.0f} s, autovacuum {args.autovacuum} (the server's: {server_autovacuum}), "
+        f"history {args.history:,} closed holds, c={args.concurrency}: first "
         f"{summary['edge_s']:.0f} s {f['rps']:,.0f} req/s, reserve {f['reserve_ms']:.3f} ms, p50 {f['p50_ms']:.2f} ms; "
         f"last {summary['edge_s']:.0f} s {last['rps']:,.0f} req/s, reserve {last['reserve_ms']:.3f} ms, p50 "
         f"{last['p50_ms']:.2f} ms; req/s {'flat' if summary['flat_rps'] else 'NOT flat'}, reserve "
