@@ -48,9 +48,11 @@ ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"  # this tr
 # credit than there is: its hold, the worst case, still counts until the same commit.
 RESERVE_LOCK = "SELECT pg_advisory_xact_lock(7301, hashtext(:user_id))"
 
-# Open holds that still count: unexpired ones (expired ones are swept by the reaper).
+# Open holds that still count: unexpired ones (expired ones are swept by the reaper). The partial
+# index (user_id, expires_at) WHERE status = 'open' serves both (see its migration).
 _OPEN_HOLDS_USER = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE user_id = u.id AND status = 'open' AND expires_at > :now"
-_OPEN_HOLDS_KEY = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE key_id = :key_id AND status = 'open' AND expires_at > :now"
+# The key's: its user named too, so that both sums use the open-holds index (user_id, expires_at).
+_OPEN_HOLDS_KEY = "SELECT COALESCE(SUM(amount_pico), 0) FROM credit_holds WHERE user_id = :user_id AND key_id = :key_id AND status = 'open' AND expires_at > :now"
 
 # The credit row of a balance change: written only if the change keeps the balance >= 0 — and a
 # claw-back the balance minus what open holds reserve for requests in flight — and (with an
