@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,9 +102,13 @@ def run_wrk(
     concurrency: int,
     duration: float,
     timeout_s: float = 10.0,
+    tokens: Sequence[str] = (),
 ) -> LoadResult:
+    """`tokens`: API keys the requests take in turn (the script's BENCH_TOKENS), over `headers`'."""
     lines = "\n".join(f"{name}: {value}" for name, value in headers.items())
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": lines}
+    if tokens:
+        env["BENCH_TOKENS"] = " ".join(tokens)
     seconds = max(1, round(duration))
     cmd = [
         wrk,
@@ -186,6 +190,7 @@ async def _closed_loop(
     stream: bool,
     timeout_s: float,
     api: Api,
+    tokens: Sequence[str] = (),
 ) -> LoadResult:
     lat: list[float] = []
     ttfbs: list[float] = []
@@ -196,10 +201,11 @@ async def _closed_loop(
         t_start = loop.time()
         deadline = t_start + duration
 
-        async def worker() -> None:
+        async def worker(k: int) -> None:
+            mine = {**hdrs, "authorization": f"Bearer {tokens[k % len(tokens)]}"} if tokens else hdrs
             while loop.time() < deadline:
                 try:
-                    ok, total, ttfb = await _one(session, url, body, hdrs, stream, api)
+                    ok, total, ttfb = await _one(session, url, body, mine, stream, api)
                 except (aiohttp.ClientError, OSError, TimeoutError):
                     counts["socket"] += 1
                     await asyncio.sleep(0.01)
@@ -212,7 +218,7 @@ async def _closed_loop(
                 else:
                     counts["bad"] += 1
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
         elapsed = loop.time() - t_start
     lat.sort()
     ttfbs.sort()
@@ -249,8 +255,12 @@ def run_python(
     stream: bool,
     timeout_s: float = 30.0,
     api: Api = CHAT,
+    tokens: Sequence[str] = (),
 ) -> LoadResult:
-    return asyncio.run(_closed_loop(url, body, headers, concurrency, duration, stream, timeout_s, api))
+    """`tokens`: API keys spread over the connections (connection k takes token k mod n)."""
+    return asyncio.run(
+        _closed_loop(url, body, headers, concurrency, duration, stream, timeout_s, api, tokens)
+    )
 
 
 # ---- many concurrent slow streams (memory) ---------------------------------------------------

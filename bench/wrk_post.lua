@@ -1,7 +1,8 @@
 -- wrk script for the Gatewayz bench: POST a JSON body, print the run's figures as one JSON line.
 --
 -- Environment: BENCH_BODY_FILE (the JSON body to POST), BENCH_HEADERS (optional request headers,
--- one `name: value` a line: the route's credential, e.g. `authorization: Bearer …` or `x-api-key: …`).
+-- one `name: value` a line: the route's credential, e.g. `authorization: Bearer …` or `x-api-key: …`),
+-- BENCH_TOKENS (optional, below).
 -- Usage: BENCH_BODY_FILE=body.json wrk -t1 -c10 -d10s -s bench/wrk_post.lua http://127.0.0.1:9100/v1/chat/completions
 -- The `done` hook prints `BENCH_JSON {...}`: requests, duration, socket errors, non-2xx/3xx
 -- responses (wrk's `status` errors count codes > 399) and latency percentiles in microseconds.
@@ -18,6 +19,21 @@ for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
   local name, value = line:match("^([^:]+):%s*(.*)$")
   if name then
     wrk.headers[name] = value
+  end
+end
+
+-- BENCH_TOKENS (optional): API keys, space-separated; each request carries the next one in turn
+-- (`authorization: Bearer …`), so that a closed loop spreads over several users.
+local tokens = {}
+for token in (os.getenv("BENCH_TOKENS") or ""):gmatch("%S+") do
+  tokens[#tokens + 1] = token
+end
+if #tokens > 0 then
+  local turn = 0
+  request = function()
+    turn = turn % #tokens + 1
+    wrk.headers["authorization"] = "Bearer " .. tokens[turn]
+    return wrk.format()
   end
 end
 

@@ -1,8 +1,9 @@
 """Scheduled jobs (SPEC §1): the expired-hold reaper, which also deletes stored responses past
 their retention (GATEWAYZ_RESPONSES_RETENTION_DAYS); the billing jobs; the catalog sync
 (shared.catalog.sync); the usage rollup, which also prunes raw request records past their retention
-(GATEWAYZ_REQUEST_RETENTION_DAYS); and the chat history purge (sessions past their owner's
-retention, GATEWAYZ_HISTORY_RETENTION_DAYS by default).
+(GATEWAYZ_REQUEST_RETENTION_DAYS); the closed-hold pruner (GATEWAYZ_HOLD_RETENTION_DAYS,
+`shared.billing.retention`); and the chat history purge (sessions past their owner's retention,
+GATEWAYZ_HISTORY_RETENTION_DAYS by default).
 
 On Lambda an EventBridge schedule invokes `reap_holds(event, context)` directly. On Vercel a cron
 calls `GET /internal/jobs/reap-holds` with `Authorization: Bearer $CRON_SECRET` (Vercel's own
@@ -12,6 +13,7 @@ convention); without that secret configured the route refuses every call.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -179,6 +181,39 @@ async def _rollup() -> dict[str, object]:
 def rollup_usage(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry of the hourly usage rollup and raw-record retention."""
     return asyncio.run(_rollup())
+
+
+@router.get("/internal/jobs/prune-holds")
+@documented(
+    "Delete closed credit holds past GATEWAYZ_HOLD_RETENTION_DAYS, in bounded batches "
+    "(Vercel cron; Bearer $CRON_SECRET)",
+    response="accounts.PruneResult",
+    errors=(401,),
+    tag="jobs",
+)
+async def prune_route(request: Request) -> dict[str, Any]:
+    require_cron(request)
+    return await prune(runtime_of(request))
+
+
+async def prune(rt: Runtime) -> dict[str, Any]:
+    from shared.billing.retention import prune_closed_holds
+
+    retention = timedelta(days=rt.settings.hold_retention_days)
+    return (await prune_closed_holds(rt.db, retention)).to_json()
+
+
+async def _prune() -> dict[str, Any]:
+    rt = Runtime.build(Settings.from_env())
+    try:
+        return await prune(rt)
+    finally:
+        await rt.close()
+
+
+def prune_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge entry of the closed-hold pruner."""
+    return asyncio.run(_prune())
 
 
 app = function_app([router], title="Gatewayz jobs")

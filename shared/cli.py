@@ -6,6 +6,7 @@
     gatewayz keys create --user ID [--name N] [--scopes a,b]
     gatewayz credits grant --user ID --amount USD --reason R [--idempotency-key K]
     gatewayz reap-holds
+    gatewayz prune-holds
     gatewayz probe
     gatewayz rollup [--since YYYY-MM-DD]
     gatewayz catalog sync [--providers a,b] [--prices URL|FILE] [--dry-run] [--output FILE]
@@ -174,6 +175,15 @@ async def _reap(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     return {"expired_holds": await rt.ledger.reap()}
 
 
+async def _prune(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from shared.billing.retention import prune_closed_holds
+
+    retention = timedelta(days=rt.settings.hold_retention_days)
+    return (await prune_closed_holds(rt.db, retention)).to_json()
+
+
 async def _probe(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     from shared.routing.probes import run_probes
 
@@ -323,6 +333,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("reap-holds", help="expire credit holds that were never settled").set_defaults(
         run=_with_runtime(_reap)
     )
+
+    sub.add_parser(
+        "prune-holds", help="delete closed credit holds past GATEWAYZ_HOLD_RETENTION_DAYS (bounded batches)"
+    ).set_defaults(run=_with_runtime(_prune))
 
     sub.add_parser(
         "probe", help="probe the offers of GATEWAYZ_PROBE_MODELS once; open and resolve incidents"

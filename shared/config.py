@@ -241,6 +241,7 @@ class Settings:
     # rolled up; the daily rollups and the ledger are kept). 90: /v1/usage's longest window.
     request_retention_days: int = 90
     history_retention_days: int = 90  # chat history's default retention (a user may set their own)
+    hold_retention_days: int = 7  # how long a closed credit hold is kept (the ledger is kept forever)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     # The raw environment, kept for per-provider lookups (`<ID>_API_KEY`, `<ID>_BASE_URL`, ...).
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -279,6 +280,7 @@ class Settings:
             responses_retention_days=_int(env, "GATEWAYZ_RESPONSES_RETENTION_DAYS", 30),
             request_retention_days=_int(env, "GATEWAYZ_REQUEST_RETENTION_DAYS", 90),
             history_retention_days=_int(env, "GATEWAYZ_HISTORY_RETENTION_DAYS", 90),
+            hold_retention_days=_int(env, "GATEWAYZ_HOLD_RETENTION_DAYS", 7),
             payments=_payments(env),
             admin_key=admin_key,
             database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,

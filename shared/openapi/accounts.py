@@ -219,3 +219,9 @@ class Session(Shape):
 
 class ReapResult(Shape):
     expired_holds: int
+
+
+class PruneResult(Shape):
+    pruned_holds: int = Field(description="Closed holds deleted by this run")
+    batches: int = Field(description="Transactions it took (each a bounded batch)")
+    done: bool = Field(description="False when the run stopped at its bound with more to prune")

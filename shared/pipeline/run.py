@@ -1,5 +1,5 @@
 """The inference pipeline (SPEC §2.3): authenticate → (limit) → reserve → route → call with
-failover → settle → record.
+failover → settle (and release the rate-limit slot, overlapped) → record.
 
 Every inference endpoint goes through `run`; its front end (`shared.frontends`) turns the caller's
 request into the pivot, OpenAI chat, and renders the answer in the caller's API. Authentication
@@ -27,7 +27,7 @@ from shared.history.recorder import RecordedResponse, Recorder, recorder_for
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, complete, fan_out_count, gateway_headers
 from shared.pipeline.frontend import FrontEnd, Inbound
-from shared.pipeline.meter import Meter, price
+from shared.pipeline.meter import Meter, price, settle_and_finish
 from shared.pipeline.request import upstream_body
 from shared.pipeline.streaming import stream_chat
 from shared.providers import bind
@@ -178,9 +178,9 @@ async def _complete(
             candidate.provider_id, candidate.model_id, answer.usage.output_tokens, ctx.attempts[-1].ms / 1000
         )
     cost = price(rt, candidate, answer.usage)
-    if meter is not None:
-        cost = await meter.settle(candidate, answer.usage, cost, ctx.attempt_headers())  # as charged
-    await rt.limiter.finish(admission, answer.usage.prompt_tokens + answer.usage.output_tokens)
+    cost = await settle_and_finish(  # as charged
+        rt, meter, admission, candidate, answer.usage, cost, ctx.attempt_headers()
+    )
     if recorder is not None:  # read before the front end renders (and may reshape) the answer
         recorder.whole(answer.translator.source, candidate.model_id, answer.body)
     out = front.response(answer.body, answer.translator, answer.usage, cost)

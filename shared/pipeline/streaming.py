@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -24,7 +23,7 @@ from shared.history.recorder import Recorder
 from shared.limits.limiter import Admission
 from shared.pipeline.call import Call, fan_out_count, gateway_headers, prepare
 from shared.pipeline.frontend import FrontEnd
-from shared.pipeline.meter import Meter, estimate_usage, price
+from shared.pipeline.meter import Meter, estimate_usage, price, settle_and_finish
 from shared.routing.context import RequestContext
 from shared.routing.failover import failover
 from shared.routing.plan import Candidate
@@ -292,14 +291,10 @@ async def stream_chat(
                     time.perf_counter() - first_byte,
                 )
             cost = price(rt, candidate, usage)
-            try:
-                if meter is not None:
-                    cost = await meter.settle(candidate, usage, cost, attempts, status=status)  # as charged
+            try:  # the slot is released (overlapped) whatever the settlement does
+                cost = await settle_and_finish(rt, meter, admission, candidate, usage, cost, attempts, status)
             except GatewayError as exc:  # the database went away: the stream cannot be billed
                 unsettled = exc
-            finally:  # the slot is released whatever the settlement did
-                with anyio.CancelScope(shield=True):
-                    await rt.limiter.finish(admission, usage.prompt_tokens + usage.output_tokens)
         if status != "ok":
             return
         if unsettled is not None:  # its hold stays until the reaper: the caller is told, not billed

@@ -51,6 +51,7 @@ class Routine:
     params: tuple[tuple[str, str], ...]
     statements: tuple[Statement, ...]
     returns: str | None = None
+    settings: tuple[tuple[str, str], ...] = ()  # planner settings of the function (PostgreSQL)
 
     def __post_init__(self) -> None:
         names = {n for n, _ in self.params}
@@ -114,9 +115,10 @@ class Routine:
                 "touched bigint",
                 "  GET DIAGNOSTICS touched = ROW_COUNT;\n  RETURN touched > 0;",
             )
+        settings = "".join(f"SET {name} = {value} " for name, value in self.settings)
         return (
             f"({args}) RETURNS {self.returns or 'boolean'} LANGUAGE plpgsql "
-            "SET plan_cache_mode = force_generic_plan AS $routine$\n"
+            f"SET plan_cache_mode = force_generic_plan {settings}AS $routine$\n"
             f"DECLARE {declare};\nBEGIN\n" + "\n".join(lines) + f"\n{finish}\nEND\n$routine$"
         )
 
