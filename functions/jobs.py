@@ -12,7 +12,6 @@ convention); without that secret configured the route refuses every call.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -20,9 +19,8 @@ from fastapi import APIRouter, Request
 
 from shared.app import function_app, runtime_of
 from shared.auth import require_cron
-from shared.config import Settings
 from shared.openapi import documented
-from shared.runtime import Runtime
+from shared.runtime import Runtime, scheduled
 
 router = APIRouter()
 
@@ -67,17 +65,9 @@ async def purge_history_job(rt: Runtime) -> dict[str, int]:
     return {"deleted_sessions": await rt.history.purge()}
 
 
-async def _purge_history() -> dict[str, int]:
-    rt = Runtime.build(Settings.from_env())
-    try:
-        return await purge_history_job(rt)
-    finally:
-        await rt.close()
-
-
 def purge_history(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry of the daily chat history purge."""
-    return asyncio.run(_purge_history())
+    return scheduled(purge_history_job)
 
 
 async def run_billing_jobs(rt: Runtime) -> dict[str, int]:
@@ -87,34 +77,18 @@ async def run_billing_jobs(rt: Runtime) -> dict[str, int]:
     return {"downgraded": await downgrade_lapsed(rt), "expired_trials": await expire_trials(rt)}
 
 
-async def _billing() -> dict[str, int]:
-    rt = Runtime.build(Settings.from_env())
-    try:
-        return await run_billing_jobs(rt)
-    finally:
-        await rt.close()
-
-
 def billing_jobs(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry of the hourly billing jobs."""
-    return asyncio.run(_billing())
+    return scheduled(run_billing_jobs)
 
 
 async def reap(rt: Runtime) -> dict[str, int]:
     return {"expired_holds": await rt.ledger.reap(), "expired_responses": await rt.responses.purge()}
 
 
-async def _reap() -> dict[str, int]:
-    rt = Runtime.build(Settings.from_env())
-    try:
-        return await reap(rt)
-    finally:
-        await rt.close()
-
-
 def reap_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry: a fresh runtime per run (the loop of each invocation is its own)."""
-    return asyncio.run(_reap())
+    return scheduled(reap)
 
 
 @router.get("/internal/jobs/catalog-sync")
@@ -136,17 +110,9 @@ async def run_catalog_sync(rt: Runtime) -> dict[str, Any]:
     return await run_sync(rt)
 
 
-async def _catalog_sync() -> dict[str, Any]:
-    rt = Runtime.build(Settings.from_env())
-    try:
-        return await run_catalog_sync(rt)
-    finally:
-        await rt.close()
-
-
 def catalog_sync(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry of the scheduled catalog sync."""
-    return asyncio.run(_catalog_sync())
+    return scheduled(run_catalog_sync)
 
 
 # --- usage rollups and raw-record retention (shared.analytics.rollup) ---------------------------
@@ -170,17 +136,9 @@ async def run_rollup(rt: Runtime) -> dict[str, object]:
     return await rollup_job(rt.db, rt.settings.request_retention_days)
 
 
-async def _rollup() -> dict[str, object]:
-    rt = Runtime.build(Settings.from_env())
-    try:
-        return await run_rollup(rt)
-    finally:
-        await rt.close()
-
-
 def rollup_usage(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry of the hourly usage rollup and raw-record retention."""
-    return asyncio.run(_rollup())
+    return scheduled(run_rollup)
 
 
 @router.get("/internal/jobs/prune-holds")
@@ -203,17 +161,9 @@ async def prune(rt: Runtime) -> dict[str, Any]:
     return (await prune_closed_holds(rt.db, retention)).to_json()
 
 
-async def _prune() -> dict[str, Any]:
-    rt = Runtime.build(Settings.from_env())
-    try:
-        return await prune(rt)
-    finally:
-        await rt.close()
-
-
 def prune_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry of the closed-hold pruner."""
-    return asyncio.run(_prune())
+    return scheduled(prune)
 
 
 app = function_app([router], title="Gatewayz jobs")

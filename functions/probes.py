@@ -8,17 +8,15 @@ configured the route refuses every call. `gatewayz probe` runs the same from the
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from shared.app import function_app, runtime_of
 from shared.auth import require_cron
-from shared.config import Settings
 from shared.openapi import documented
 from shared.routing.probes import run_probes
-from shared.runtime import Runtime
+from shared.runtime import scheduled
 
 router = APIRouter()
 
@@ -35,17 +33,9 @@ async def probes_route(request: Request) -> dict[str, Any]:
     return await run_probes(runtime_of(request))
 
 
-async def _run() -> dict[str, Any]:
-    rt = Runtime.build(Settings.from_env())
-    try:
-        return await run_probes(rt)
-    finally:
-        await rt.close()
-
-
 def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge entry: a fresh runtime per run (the loop of each invocation is its own)."""
-    return asyncio.run(_run())
+    return scheduled(run_probes)
 
 
 app = function_app([router], title="Gatewayz probes")
