@@ -63,6 +63,7 @@ def test_history_is_switched_per_key_and_its_retention_saved(history_gateway: Ga
     assert own["store_history"] is False
     html = page_text(client, "/dashboard/settings")
     assert f"Turn history on for {own['name']}" in html
+    assert html.count("<h2>Chat history</h2>") == 1 and re.search(r"<title>Settings[^<]*</title>", html)
     answer = post_form(client, f"/dashboard/keys/{own['id']}/history", {"store_history": "true"})
     assert answer.status_code == 303 and answer.headers["location"] == "/dashboard/settings?done=history"
     assert api(history_gateway, user.key, "GET", f"/v1/keys/{own['id']}")["store_history"] is True
