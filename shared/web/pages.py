@@ -146,13 +146,12 @@ async def keys_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
     if not listing.ok and not extra.get("error"):
         extra["error"] = listing.message
     keys = listing.data["data"] if listing.ok else []
-    recent = await spend.records_since(ctx, SPEND_DAYS)
-    spent = {row["name"]: row for row in spend.totals_by(recent.rows, "key_id")}
+    by_key = await spend.summary(ctx, SPEND_DAYS, "key")
+    spent = {row["name"]: row for row in spend.totals_by(by_key.rows, "key_id")}
     return ctx.render(
         "keys.html",
         spent=spent,
         spend_days=SPEND_DAYS,
-        spend_complete=recent.complete,
         status=status if listing.ok else listing.status,
         keys=keys,
         session_key_last4=ctx.key[-4:],

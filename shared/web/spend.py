@@ -1,9 +1,9 @@
-"""Spend by key and by provider, computed from the per-request records `GET /v1/usage` pages
-through (its daily totals are per model only), as a script holding the key would compute them.
+"""Spend by key and by provider from `GET /v1/usage/summary` (one call per breakdown, read from
+the daily rollups and the raw records after them, as a script holding the key would ask), and
+the per-request records `GET /v1/usage` pages through for the CSV export.
 
-The walk is bounded (`MAX_PAGES` of the API's largest page): past that the figures cover the
-latest requests only, and the page says so. (A summary API would answer this in one call; the
-pages keep to the existing one until it exists.)
+The records walk is bounded (`MAX_PAGES` of the API's largest page): past that the export covers
+the latest requests only.
 """
 
 from __future__ import annotations
@@ -60,18 +60,27 @@ async def records_since(ctx: Ctx, days: int, max_pages: int = MAX_PAGES) -> Reco
     return Records(rows, False)
 
 
+async def summary(ctx: Ctx, days: int, dimension: str) -> Records:
+    """The summary's rows (one per UTC day and value of `dimension`: `provider` or `key`) of the
+    last `days` days, today included."""
+    start = period_start(days).date().isoformat()
+    answer = await ctx.api("GET", "/v1/usage/summary", query={"start": start, "group_by": dimension})
+    if not answer.ok:
+        return Records([], False, answer.message, answer.status)
+    return Records(answer.data["data"], True)
+
+
 def totals_by(rows: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
-    """Requests, errors, tokens and cost per value of `field` (provider, key_id), most spent first."""
+    """Requests, errors, tokens and cost per value of `field` (provider, key_id) over the summary's
+    days, most spent first."""
     groups: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost": Decimal(0)}
     )
     for row in rows:
         total = groups[str(row.get(field) or "")]
-        total["requests"] += 1
-        total["errors"] += row.get("status") != "ok"
-        total["input_tokens"] += int(row.get("input_tokens") or 0)
-        total["output_tokens"] += int(row.get("output_tokens") or 0)
-        total["cost"] += Decimal(str(row.get("cost") or 0))
+        for count in ("requests", "errors", "input_tokens", "output_tokens"):
+            total[count] += int(row[count])
+        total["cost"] += Decimal(row["cost"])
     return sorted(({"name": k, **t} for k, t in groups.items()), key=lambda r: (-r["cost"], r["name"]))
 
 
@@ -84,7 +93,7 @@ def daily_by(
     for row in rows:
         label = str(row.get(field) or "unknown")
         label = (names or {}).get(label, label)
-        costs[(moment(row["created_at"]).date().isoformat(), label)] += Decimal(str(row.get("cost") or 0))
+        costs[(row["period"], label)] += Decimal(row["cost"])
     return [{"date": d, "model": label, "cost": str(cost)} for (d, label), cost in sorted(costs.items())]
 
 

@@ -66,7 +66,8 @@ async def usage(request: Request) -> Response:
     )
     empty: dict[str, Any] = {"data": [], "daily": [], "has_more": False, "next_cursor": None}
     data: dict[str, Any] = answer.data if answer.ok else empty
-    recent = await spend.records_since(ctx, days)
+    by_provider = await spend.summary(ctx, days, "provider")
+    by_key = await spend.summary(ctx, days, "key")
     names = await spend.key_names(ctx)
     return ctx.render(
         "usage.html",
@@ -75,15 +76,13 @@ async def usage(request: Request) -> Response:
         usage=data,
         models=breakdown(data["daily"]),
         chart=spend_chart(data["daily"], days),
-        providers=spend.totals_by(recent.rows, "provider"),
-        provider_chart=spend_chart(spend.daily_by(recent.rows, "provider"), days),
+        providers=spend.totals_by(by_provider.rows, "provider"),
+        provider_chart=spend_chart(spend.daily_by(by_provider.rows, "provider"), days),
         keys=[
-            {**r, "label": names.get(r["name"], r["name"])} for r in spend.totals_by(recent.rows, "key_id")
+            {**r, "label": names.get(r["name"], r["name"])} for r in spend.totals_by(by_key.rows, "key_id")
         ],
-        key_chart=spend_chart(spend.daily_by(recent.rows, "key_id", names), days),
-        complete=recent.complete,
-        read=len(recent.rows),
-        error=(None if answer.ok else answer.message) or recent.error,
+        key_chart=spend_chart(spend.daily_by(by_key.rows, "key_id", names), days),
+        error=(None if answer.ok else answer.message) or by_provider.error or by_key.error,
         paged=bool(cursor_param(request)),
     )
 
