@@ -125,6 +125,12 @@ def test_every_route_answers_503_while_the_database_is_down(pg: Faulty) -> None:
         pg.send("POST", "/admin/users", admin=True, json={"email": "new@example.com"}),
         pg.get("/admin/audit", admin=True),
         pg.get("/admin/analytics", admin=True),
+        pg.get("/v1/sessions"),
+        pg.get("/v1/history/settings"),
+        pg.send("POST", "/v1/feedback", json={"request_id": "req_outage", "thumbs": "up"}),
+        pg.get("/v1/shared/" + "t" * 40),  # public
+        pg.get("/admin/feedback", admin=True),
+        pg.get("/admin/catalog/diff", admin=True),
         # A key this instance never saw must be looked up: not a 401, and no failed-auth count.
         pg.chat(key="gw_live_" + "x" * 43),
     ):
