@@ -153,19 +153,17 @@ async def usage_summary(
     format: Word = None,
 ) -> Any:
     assert principal.user_id is not None
-    csv = analytics.wants_csv(request, format)
-    rt = runtime_of(request)
-    query = analytics.parse_query(
-        rt,
+    return await analytics.summary_answer(
+        request,
+        runtime_of(request),
         start=start,
         end=end,
-        granularity=granularity or "day",
+        granularity=granularity,
         group_by=group_by,
+        fmt=format,
         allowed=analytics.USER_GROUPS,
         user_id=principal.user_id,
     )
-    body = await analytics.summary(rt, query)
-    return analytics.summary_csv(body) if csv else body
 
 
 @router.get("/v1/activity")

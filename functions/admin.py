@@ -147,19 +147,17 @@ async def usage_analytics(
     user_id: Filter = None,
     format: Filter = None,
 ) -> Any:
-    csv = analytics.wants_csv(request, format)
-    rt = runtime_of(request)
-    query = analytics.parse_query(
-        rt,
+    return await analytics.summary_answer(
+        request,
+        runtime_of(request),
         start=start,
         end=end,
-        granularity=granularity or "day",
+        granularity=granularity,
         group_by=group_by,
+        fmt=format,
         allowed=analytics.ADMIN_GROUPS,
         user_id=user_id,
     )
-    body = await analytics.summary(rt, query)
-    return analytics.summary_csv(body) if csv else body
 
 
 app = function_app([router], title="Gatewayz admin")

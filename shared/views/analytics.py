@@ -117,6 +117,34 @@ async def summary(rt: Runtime, q: Query) -> dict[str, Any]:
     }
 
 
+async def summary_answer(
+    request: Request,
+    rt: Runtime,
+    *,
+    start: str | None,
+    end: str | None,
+    granularity: str | None,
+    group_by: str | None,
+    fmt: str | None,
+    allowed: tuple[str, ...],
+    user_id: str | None,
+) -> Any:
+    """`GET /v1/usage/summary` and `GET /admin/analytics`: the query checked, the summary, as JSON
+    or CSV as the caller asked."""
+    as_csv = wants_csv(request, fmt)
+    query = parse_query(
+        rt,
+        start=start,
+        end=end,
+        granularity=granularity or "day",
+        group_by=group_by,
+        allowed=allowed,
+        user_id=user_id,
+    )
+    body = await summary(rt, query)
+    return summary_csv(body) if as_csv else body
+
+
 def wants_csv(request: Request, fmt: str | None) -> bool:
     if fmt is not None:
         if fmt not in ("json", "csv"):
