@@ -138,13 +138,21 @@ class GatewayMiddleware:
         # Anthropic's SDKs read the id from `request-id` (https://platform.claude.com/docs/en/api/errors).
         id_headers = [(b"x-request-id", raw), (b"request-id", raw)] if anthropic else [(b"x-request-id", raw)]
         status = 0
+        rt: Runtime | None = None
+        counted = False  # in rt.inflight: from admission until the response's last byte is sent
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, counted
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), *id_headers]
             await send(message)
+            if counted and message["type"] == "http.response.body" and not message.get("more_body"):
+                # Answered: work after the close (a chat history write) no longer makes the SQLite
+                # group commit wait for this request (it would hold the caller's next request).
+                counted = False
+                assert rt is not None
+                rt.inflight -= 1
 
         async def send_error(err: GatewayError) -> None:
             body = render_anthropic(err, request_id) if anthropic else render_openai(err, request_id)
@@ -157,6 +165,7 @@ class GatewayMiddleware:
         rt = runtime_for(scope["app"]) if limited else None
         if rt is not None:
             rt.inflight += 1
+            counted = True
         try:
             if rt is not None and via is not None:
                 state["via"] = via  # passed on upstream, with our own mark after it
@@ -195,7 +204,8 @@ class GatewayMiddleware:
                     route_label(scope, self.direct), scope["method"], status or 500, state["t0"], request_id
                 )
             if rt is not None:
-                rt.inflight -= 1
+                if counted:
+                    rt.inflight -= 1
                 if "deferred_ip" in state:  # failed before its admission: layer 1 still counts it
                     await rt.limiter.count_ip(state.pop("deferred_ip"))
                 await rt.limiter.record_response(status or 500, state.get("client_ip") or "unknown")

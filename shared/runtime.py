@@ -78,7 +78,7 @@ class Runtime:
     cloud: CloudAuth  # SigV4 signing (Bedrock) and service-account tokens (Vertex)
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
-    inflight: int = 0  # requests being served by this process (kept by the app's middleware)
+    inflight: int = 0  # requests admitted and not yet answered (kept by the app's middleware)
     # The catalog-sync overlay this process serves (its `catalog_syncs` id) and when to look for a
     # newer one (time.monotonic(); 0: on the first request). shared.catalog.overlay.refresh.
     catalog_version: str | None = None

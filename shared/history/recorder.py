@@ -84,12 +84,6 @@ class Recorder:
         """Write the turn; never raises (the answer is already with the caller)."""
         from shared.history.store import Turn
 
-        # After the close this request is no longer one the SQLite group commit should wait for:
-        # counted in flight, it made the caller's next request's reserve wait out the whole
-        # grouping window for a commit that never came (+2 ms TTFB at c=1, bench chat-hist-probe).
-        after_close = not self.hold_close
-        if after_close:
-            self.rt.inflight -= 1
         try:
             answer = self.answer if self.stream is None else self.stream.text()
             if answer is None:
@@ -111,9 +105,6 @@ class Recorder:
                 self.request_id,
                 type(exc).__name__,
             )
-        finally:
-            if after_close:
-                self.rt.inflight += 1  # the app's middleware counts it out when the call returns
 
 
 def freezes_after_response(env: Mapping[str, str]) -> bool:
