@@ -140,6 +140,19 @@ VALUES (:request_id, :user_id, :key_id, :model, :provider, :endpoint, :status, :
 ON CONFLICT (request_id) DO NOTHING
 RETURNING cost_pico
 """
+# A hold whose request the rate limiter refused (its reserve ran alongside the admission): the
+# request never ran, so nothing of it stays; a commit that a crash forgets leaves the hold to expire.
+DROP_HOLD = Routine(
+    "drop_hold",
+    (("request_id", "text"), ("user_id", "text")),
+    (
+        Statement(ASYNC_COMMIT, dialect="postgres"),
+        Statement(
+            "DELETE FROM credit_holds WHERE request_id = :request_id AND user_id = :user_id "
+            "AND status = 'open' RETURNING id"
+        ),
+    ),
+)
 TOUCH_KEY = "UPDATE api_keys SET last_used_at = :now WHERE id = :key_id"
 REAP = """
 UPDATE credit_holds SET status = 'expired', closed_at = :now
@@ -419,6 +432,10 @@ class Ledger:
             if limit is not None and row[f"spent_{period}"] + row["key_held"] + amount > limit:
                 return ReserveRefusal(f"spend_limit_{period}", available)
         return ReserveRefusal("insufficient_credits", available)  # a concurrent change; refuse safely
+
+    async def drop_hold(self, user_id: str, request_id: str) -> bool:
+        """Undo the open hold of a request that never ran; whether there was one."""
+        return bool(await self.db.run(DROP_HOLD, {"request_id": request_id, "user_id": user_id}))
 
     async def _settle(self, record: RequestRecord, cost: Decimal, hold_status: str) -> Decimal | None:
         """Charge `cost` once for the request, close its hold, count key spend, write its record;

@@ -32,6 +32,7 @@ class HotStoreDown(Exception):
 
 class HotStore(ABC):
     name: str
+    in_process = False  # True: a call is answered from this process's memory, no round trip
 
     @property
     def degraded(self) -> bool:
@@ -76,6 +77,7 @@ class MemoryHot(HotStore):
     """One process's memory: exact for one instance, which is what the embedded default is."""
 
     name = "memory"
+    in_process = True
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[str, float | None]] = {}

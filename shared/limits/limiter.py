@@ -25,6 +25,7 @@ from shared.config import LimitSettings
 from shared.errors import DependencyUnavailable, InvalidRequest, RateLimited
 from shared.hot import HotStore, HotStoreDown
 from shared.hot.gcra import Decision, Rule, RuleState, Slot
+from shared.limits.forecast import Forecast
 from shared.limits.velocity import Velocity
 
 MINUTE = 60_000
@@ -81,6 +82,7 @@ class Admission:
     estimate: int = 0
     states: tuple[RuleState, ...] = ()
     finished: bool = False
+    user_id: str | None = None  # a key's admission: its user has one more request in flight here
 
     def headers(self) -> dict[str, str]:
         return rate_headers(self.states)
@@ -107,6 +109,7 @@ class Limiter:
         self.hot = hot
         self.settings = settings
         self.velocity = Velocity(settings)
+        self.forecast = Forecast()
         self.rejections: dict[str, int] = {"ip": 0, "auth_failures": 0, "key": 0, "anonymous": 0}
 
     async def _rate(self, rules: list[Rule], slots: list[Slot] | None = None) -> Decision:
@@ -194,6 +197,15 @@ class Limiter:
             slots.append((f"rl:key:{key.key_id}:conc", bound))
         return rules, slots
 
+    def likely_admits(self, key: KeyRecord, estimate_tokens: int, calls: int = 1) -> bool:
+        """Whether `admit` will all but surely let this request through (see `forecast`): only
+        ever for a remote store, whose answer takes a round trip worth overlapping."""
+        if self.hot.in_process:
+            return False
+        concurrency = [c for c in (key.plan.concurrency, key.rate_limits.get("concurrency")) if c]
+        bound = min(int(c) for c in concurrency) if concurrency else None
+        return self.forecast.admits(key.key_id, key.user_id, calls, estimate_tokens, bound)
+
     async def admit(
         self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None, calls: int = 1
     ) -> Admission:
@@ -221,6 +233,7 @@ class Limiter:
         ]
         ip_rules = await self.ip_rules(ip) if ip is not None else []
         decision = await self._rate(ip_rules + rules, slots)
+        self.forecast.admitted(key.key_id, key.user_id, decision)
         if not decision.allowed:
             if decision.refused_by in {r.name for r in ip_rules}:
                 raise self._refuse_ip(decision)
@@ -232,6 +245,7 @@ class Limiter:
             token_rules=[r for r in rules if r.kind == "tokens"],
             estimate=estimate_tokens,
             states=decision.states[len(ip_rules) :],  # the headers speak of the key's limits
+            user_id=key.user_id,
         )
 
     async def finish(self, admission: Admission, actual_tokens: int | None) -> None:
@@ -239,6 +253,8 @@ class Limiter:
         if admission.finished:
             return
         admission.finished = True
+        if admission.user_id is not None:
+            self.forecast.finished(admission.user_id)
         delta = (actual_tokens - admission.estimate) if actual_tokens is not None else 0
         # The tokens were spent whatever the budget says: a correction never refuses.
         corrections = (

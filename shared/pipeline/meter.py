@@ -11,6 +11,7 @@ reserved, what is available, and the largest `max_tokens` that would fit.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,7 @@ from shared.billing import money
 from shared.billing.ledger import RequestRecord
 from shared.billing.pricing import cost_of
 from shared.dialects.base import Usage
-from shared.errors import InsufficientCredits, PermissionDenied
+from shared.errors import DependencyUnavailable, InsufficientCredits, PermissionDenied
 from shared.limits.limiter import Admission
 from shared.pipeline.request import ChatParams
 from shared.routing.context import RequestContext
@@ -29,6 +30,7 @@ from shared.routing.plan import Candidate
 from shared.runtime import Runtime
 from shared.tokens import estimate_prompt, prompt_chars
 
+log = logging.getLogger("gatewayz.billing")
 _DEFAULT_OUTPUT = 4096  # when neither the request nor the catalog bounds the output
 
 
@@ -180,6 +182,41 @@ class Meter:
         if refusal.reason == "inactive":
             raise PermissionDenied("This account is suspended.", code="account_suspended")
         raise insufficient(self.rt, plan, input_tokens, params, amount, refusal.available)
+
+    def reserve_now(
+        self, plan: list[Candidate], body: dict[str, object], params: ChatParams
+    ) -> asyncio.Future[None]:
+        """The reservation, started now and awaited later: sent alongside the rate-limit admission
+        (`Limiter.likely_admits`). Its refusal (a 402 or 403) is raised where it is awaited."""
+        reserving = asyncio.ensure_future(self.reserve(plan, body, params))
+        # A reservation nobody awaits (its admission was refused, and `abandon` met an outage)
+        # would log "exception never retrieved": it is retrieved here.
+        reserving.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return reserving
+
+    async def abandon(self, reserving: asyncio.Future[None]) -> None:
+        """The admission refused a request whose reservation was sent alongside it: drop the hold,
+        if one was written. The request never ran: nothing is recorded, nothing charged. Runs to
+        its end even if the caller is cancelled meanwhile (a hold left behind would keep the
+        user's credit out of reach until it expires)."""
+        self.closed = True
+
+        async def undo() -> None:
+            try:
+                await reserving
+            except Exception:  # refused, or the database is out: no hold was written
+                return
+            except asyncio.CancelledError:
+                pass  # it may have landed before the cancel: dropped all the same
+            try:
+                await self.rt.ledger.drop_hold(self.key.user_id, self.request_id)
+            except DependencyUnavailable:  # the refusal stands; the hold expires by itself
+                log.warning("a refused request's hold stays until it expires: the database is out")
+
+        task = asyncio.ensure_future(undo())
+        _finishing.add(task)
+        task.add_done_callback(_finishing.discard)
+        await asyncio.shield(task)
 
     def record(self, **fields: object) -> RequestRecord:
         record = RequestRecord(

@@ -1,5 +1,7 @@
 """The inference pipeline (SPEC §2.3): authenticate → (limit) → reserve → route → call with
-failover → settle (and release the rate-limit slot, overlapped) → record.
+failover → settle (and release the rate-limit slot, overlapped) → record. When the limiter will
+all but surely admit the request, the reservation is sent alongside the admission
+(`shared.limits.forecast`).
 
 Every inference endpoint goes through `run`; its front end (`shared.frontends`) turns the caller's
 request into the pivot, OpenAI chat, and renders the answer in the caller's API. Authentication
@@ -8,6 +10,8 @@ the reservation, and the settlement with its request record.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import orjson
 from starlette.responses import Response
@@ -126,27 +130,36 @@ async def run(
         plan = native_offers(plan, front, inbound.native_only)
     if byok:
         plan = await with_own_keys(rt, plan, principal)
+    native = upstream_body(inbound.native, front.consumed) if inbound.native is not None else None
+    call = Call(upstream_body(body), params, front.api, native, inbound.headers, inbound.dropped)
+    call.via = rt.http.forwarded_via(ctx.incoming_via())
+    meter: Meter | None = None
+    reserving: asyncio.Future[None] | None = None  # the reservation, when alongside the admission
     if principal.kind == "anonymous":
         plan = free_only(plan, requested)
         calls = max(fan_out_count(c, params) for c in plan) or 1
         admission = await rt.limiter.admit_anonymous(principal.ip or "unknown", calls)
     else:
         plan = allowed(plan, principal, requested)
-        assert principal.key is not None  # inference routes admit user keys only
+        key = principal.key
+        assert key is not None  # inference routes admit user keys only
         # A fanned-out `n` is n calls, each with the whole prompt: each counts (SPEC §7).
         calls = max(fan_out_count(c, params) for c in plan) or 1
         estimate = estimate_prompt(body) * calls + (params.max_output or 0) * params.n
-        admission = await rt.limiter.admit(
-            principal.key, ctx.billing_id, estimate, ctx.take_deferred_ip(), calls
-        )
-    native = upstream_body(inbound.native, front.consumed) if inbound.native is not None else None
-    call = Call(upstream_body(body), params, front.api, native, inbound.headers, inbound.dropped)
-    call.via = rt.http.forwarded_via(ctx.incoming_via())
-    meter = Meter(rt, principal.key, ctx, front.endpoint, plan[0].model_id) if principal.key else None
-    if meter is not None:
+        meter = Meter(rt, key, ctx, front.endpoint, plan[0].model_id)
         meter.stream = params.stream
+        if rt.limiter.likely_admits(key, estimate, calls):
+            reserving = meter.reserve_now(plan, call.body, params)
+        try:
+            admission = await rt.limiter.admit(key, ctx.billing_id, estimate, ctx.take_deferred_ip(), calls)
+        except BaseException:
+            if reserving is not None:  # a refusal (or an outage) of the limiter wins over the ledger's
+                await meter.abandon(reserving)
+            raise
     try:
-        if meter is not None:
+        if reserving is not None:
+            await reserving
+        elif meter is not None:
             await meter.reserve(plan, call.body, params)
         if params.stream:
             return await stream_chat(rt, call, plan, ctx, front, meter, admission, recorder)

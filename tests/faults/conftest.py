@@ -171,4 +171,4 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -
 
 
 # The limiter suites' Redis fixtures (private redis-server processes, the Upstash bridge), shared.
-from tests.limits.conftest import real_redis, redis_process, upstash_bridge  # noqa: E402, F401
+from tests.limits.conftest import e2e_redis, real_redis, redis_process, upstash_bridge  # noqa: E402, F401
