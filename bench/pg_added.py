@@ -9,6 +9,11 @@ the gateway on the current code and (with `--baseline`) the baseline gateway, al
 database, Redis and fake at the same moments; the added p50 of a gateway is its p50 minus the
 floor's in the same round, and the figure is the median over the rounds. The machine is shared:
 compare the two gateways within one run rather than across runs.
+
+Each measurement also says how long PostgreSQL's WAL flushes took in it (ms per flush, from
+pg_stat_wal): the settlement's durable commit waits for one, and on a virtual disk its latency
+moves from round to round (an idle disk answers a flush several times slower than a busy one);
+the added p50 moves with it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         wrk
     )
     added: dict[str, list[float]] = {n: [] for n in names}
+    flush_ms: dict[str, list[float]] = {n: [] for n in names}
     floors: list[float] = []
     errors = 0
     try:
@@ -60,10 +66,16 @@ def main(argv: list[str] | None = None) -> int:
             line = [f"round {r + 1}: floor p50 {floor.p50_ms:.3f} ms"]
             order = range(len(code)) if r % 2 == 0 else reversed(range(len(code)))
             for i in order:
+                flushes, ms = stack.wal_flushes()
                 res = stack.load(token, 1, args.seconds, i)
+                flushes_after, ms_after = stack.wal_flushes()
+                flush = (ms_after - ms) / max(1, flushes_after - flushes)
                 errors += res.errors
                 added[names[i]].append(res.p50_ms - floor.p50_ms)
-                line.append(f"{names[i]} +{res.p50_ms - floor.p50_ms:.3f} ms ({res.rps:,.0f}/s)")
+                flush_ms[names[i]].append(flush)
+                line.append(
+                    f"{names[i]} +{res.p50_ms - floor.p50_ms:.3f} ms ({res.rps:,.0f}/s, WAL flush {flush:.3f} ms)"
+                )
             say("; ".join(line))
     finally:
         stack.stop()
@@ -71,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         values = added[name]
         print(
             f"{name}: added p50 at c=1, median of {len(values)} rounds: +{statistics.median(values):.3f} ms "
-            f"(rounds: {', '.join(f'{v:.3f}' for v in values)})"
+            f"(rounds: {', '.join(f'{v:.3f}' for v in values)}); WAL flush median "
+            f"{statistics.median(flush_ms[name]):.3f} ms"
         )
     print(f"floor (direct) p50: median {statistics.median(floors):.3f} ms; errors {errors}")
     return 0 if errors == 0 else 1

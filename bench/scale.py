@@ -199,6 +199,9 @@ class Stack:
             # Per-routine call counts and server time (pg_stat_user_functions); a per-database
             # setting, read by every connection opened after it.
             admin.execute(f"ALTER DATABASE {self.database} SET track_functions = 'pl'")
+            # How long our backends' WAL writes and flushes take (pg_stat_wal): a durable commit
+            # waits for its flush, which on some disks is most of a paid request's database time.
+            admin.execute(f"ALTER DATABASE {self.database} SET track_wal_io_timing = on")
         self.redis = Redis(self.work)
         origin = f"http://{LOOPBACK}:{self.upstream_port}"
         self.env = base_env(
@@ -289,6 +292,12 @@ class Stack:
             body_file.write_bytes(body)
             return load.run_wrk(self.wrk, gw.url, body_file, headers, concurrency, seconds, tokens=spread)
         return load.run_python(gw.url, body, headers, concurrency, seconds, False, tokens=spread)
+
+    def wal_flushes(self) -> tuple[int, float]:
+        """WAL flushes (fsync/fdatasync) so far on the server, and the ms they took (timed in our
+        database's backends only: others add to the count, not to the time)."""
+        count, ms = self.query("SELECT wal_sync, wal_sync_time FROM pg_stat_wal")[0]
+        return int(count), float(ms)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         assert self._stats is not None

@@ -1,4 +1,5 @@
-"""Smoke runs of issue 20's bench modes (`bench.capacity`, `bench.soak`, `bench.history_flat`):
+"""Smoke runs of issue 20's bench modes (`bench.capacity`, `bench.soak`, `bench.history_flat`,
+`bench.pg_added`, and `bench.fsync_gap` on a temporary directory):
 their own code end to end on the real PostgreSQL and a private Redis, seconds of load with the
 Python loop (no wrk), no timing assertions. Each run uses a database of its own, which it drops,
 and stops every process it starts."""
@@ -12,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench import capacity, history_flat, soak
+from bench import capacity, fsync_gap, history_flat, pg_added, soak
 from bench.scale import PG_BASE
 from bench.targets import gatewayz_bin
 from tests.services import answers
@@ -74,3 +75,19 @@ def test_history_flat_smoke(database: str, capsys: pytest.CaptureFixture[str]) -
     line = capsys.readouterr().out
     assert "p50 at c=1 old user" in line and "errors 0" in line
     assert _gone(database)
+
+
+def test_pg_added_smoke(database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--rounds", "1", "--seconds", "0.5"]
+    assert pg_added.main([*args, "--database", database, *COMMON]) == 0
+    out = capsys.readouterr().out
+    assert "current: added p50 at c=1, median of 1 rounds" in out and "WAL flush median" in out
+    assert "errors 0" in out
+    assert _gone(database)
+
+
+def test_fsync_gap_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fsync_gap.main(["--dir", str(tmp_path), "--count", "5", "--gaps", "0,0.1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[1:]] == ["gap 0.0 ms", "gap 0.1 ms"]
+    assert list(tmp_path.iterdir()) == []  # its file is gone
