@@ -65,6 +65,7 @@ KEY_FIELDS = {
     "revoked_at",
     "revoked",
     "replaced_by",
+    "budget_key_id",
     "created_at",
     "last_used_at",
 }

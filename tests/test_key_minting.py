@@ -4,6 +4,9 @@ A key with the `keys` scope creates and changes keys of its user; whatever it cr
 it changes as that key stands afterwards (itself included), must be at least as restricted as the
 caller in every dimension: scopes, expiry, IP allowlist, allowed origins, allowed models, spend
 limits per day / month / total, rate limits. A key rotated out (in its grace period) mints nothing.
+Nor does a key multiply or reset its limits: the keys it mints while it has limits, and the key
+that replaces it by rotation, count their spend and rate limits in its budget; a spend limit set
+later counts what the budget already spent.
 The whole matrix runs through the account routes, on SQLite and on the real PostgreSQL; every
 refusal is a 403 in the OpenAI envelope naming the field, and writes nothing.
 """
@@ -311,3 +314,107 @@ def test_a_key_in_its_rotation_grace_period_mints_nothing(deployment: Deployment
     assert deployment.counts() == before
     with deployment.http(new["key"]) as http:  # its replacement may
         assert http.post("/v1/keys", json={"scopes": ["read"]}).status_code == 200
+
+
+# --- budgets: minting and rotating never multiply or reset a key's limits -----------------------
+CHEAP = "openai/gpt-4o-mini"
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+def _spent(deployment: Deployment, *key_ids: str) -> int:
+    """Picodollars charged to these keys' requests (their usage rows)."""
+    marks = ", ".join(f":k{i}" for i in range(len(key_ids)))
+    row = deployment.rows(
+        f"SELECT COALESCE(-SUM(amount_pico), 0) AS spent FROM credit_transactions "
+        f"WHERE type = 'usage' AND key_id IN ({marks})",
+        {f"k{i}": key_id for i, key_id in enumerate(key_ids)},
+    )[0]
+    return int(row["spent"])
+
+
+def _until_refused(deployment: Deployment, keys: list[str], tries: int = 40) -> str:
+    """Requests through `keys` in turn until one is refused; the refusal's code."""
+    for i in range(tries):
+        try:
+            deployment.sdk(keys[i % len(keys)]).chat.completions.create(
+                model=CHEAP, messages=HELLO, max_tokens=16
+            )
+        except openai.APIStatusError as exc:
+            return str(exc.code)
+    raise AssertionError(f"none of {tries} requests was refused")
+
+
+def _limit_for(requests: int) -> Decimal:
+    """A total spend limit that a few requests of CHEAP with max_tokens=16 reach (their worst case
+    each is ~$0.00003)."""
+    return Decimal("0.00003") * requests
+
+
+def test_a_key_with_a_spend_limit_shares_it_with_the_keys_it_mints(
+    deployment: Deployment, openai_fake: OpenAIFake
+) -> None:
+    limit = _limit_for(6)
+    parent = deployment.user("1", "enterprise", scopes=MANAGER_SCOPES, spend_limit_total=limit)
+    parent_id = _own_id(deployment, parent)
+    with deployment.http(parent.key) as http:
+        child = http.post("/v1/keys", json={"scopes": ["inference"], "spend_limits": {"total": str(limit)}})
+    assert child.status_code == 200, child.text
+    assert child.json()["budget_key_id"] == parent_id
+    assert _until_refused(deployment, [parent.key, child.json()["key"]]) == "key_spend_limit_exceeded"
+    spent = _spent(deployment, parent_id, child.json()["id"])
+    assert 0 < spent <= int(limit * 10**12)  # the two keys together, not each
+
+
+def test_a_minted_key_shares_its_minters_rate_limit(deployment: Deployment, openai_fake: OpenAIFake) -> None:
+    parent = deployment.user("1", scopes=MANAGER_SCOPES, rate_limits={"requests_per_minute": 2})
+    with deployment.http(parent.key) as http:
+        child = http.post(
+            "/v1/keys", json={"scopes": ["inference"], "rate_limits": {"requests_per_minute": 2}}
+        )
+    assert child.status_code == 200, child.text
+    deployment.sdk(parent.key).chat.completions.create(model=CHEAP, messages=HELLO, max_tokens=16)
+    deployment.sdk(child.json()["key"]).chat.completions.create(model=CHEAP, messages=HELLO, max_tokens=16)
+    for key in (parent.key, child.json()["key"]):
+        with pytest.raises(openai.RateLimitError):
+            deployment.sdk(key).chat.completions.create(model=CHEAP, messages=HELLO, max_tokens=16)
+
+
+def test_rotating_a_key_resets_none_of_its_limits(deployment: Deployment, openai_fake: OpenAIFake) -> None:
+    """A restricted key that rotates itself gets a new secret, not a new budget: its replacement
+    is refused where the key was (spend), and goes on counting its minute (rate)."""
+    spender = deployment.user("1", "enterprise", scopes=MANAGER_SCOPES, spend_limit_total=_limit_for(3))
+    assert _until_refused(deployment, [spender.key]) == "key_spend_limit_exceeded"
+    with deployment.http(spender.key) as http:
+        replacement = http.post(f"/v1/keys/{_own_id(deployment, spender)}/rotate").json()
+    assert _until_refused(deployment, [replacement["key"]], tries=1) == "key_spend_limit_exceeded"
+
+    hasty = deployment.user("1", scopes=MANAGER_SCOPES, rate_limits={"requests_per_minute": 2})
+    for _ in range(2):
+        deployment.sdk(hasty.key).chat.completions.create(model=CHEAP, messages=HELLO, max_tokens=16)
+    with deployment.http(hasty.key) as http:
+        replacement = http.post(f"/v1/keys/{_own_id(deployment, hasty)}/rotate").json()
+    with pytest.raises(openai.RateLimitError):
+        deployment.sdk(replacement["key"]).chat.completions.create(model=CHEAP, messages=HELLO, max_tokens=16)
+
+
+def test_a_spend_limit_set_later_counts_what_the_key_already_spent(
+    deployment: Deployment, openai_fake: OpenAIFake
+) -> None:
+    owner = deployment.user("1", scopes=MANAGER_SCOPES)
+    for _ in range(3):
+        deployment.sdk(owner.key).chat.completions.create(model=CHEAP, messages=HELLO, max_tokens=16)
+    own_id = _own_id(deployment, owner)
+    spent = _spent(deployment, own_id)
+    # What one more request reserves (its worst case): the hold of an earlier, identical one.
+    worst = int(
+        deployment.rows(
+            "SELECT MAX(amount_pico) AS a FROM credit_holds WHERE user_id = :u", {"u": owner.user_id}
+        )[0]["a"]
+    )
+    assert spent > 0 and worst > 0
+    # One picodollar short of room for one more request after what was spent (a counter started
+    # at the change would leave room for it).
+    limit = str(Decimal(spent + worst - 1) / 10**12)
+    with deployment.http(owner.key) as http:
+        assert http.patch(f"/v1/keys/{own_id}", json={"spend_limits": {"total": limit}}).status_code == 200
+    assert _until_refused(deployment, [owner.key], tries=1) == "key_spend_limit_exceeded"

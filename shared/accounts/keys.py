@@ -113,6 +113,13 @@ class KeyRecord:
     plan: PlanLimits = PlanLimits()
     byok_providers: frozenset[str] = field(default_factory=frozenset)
     store_history: bool = False  # record this key's chat requests in history (shared.history)
+    budget_key_id: str | None = None  # the key whose spend and rate counters this one draws from
+
+    @property
+    def budget_id(self) -> str:
+        """The id its spend and per-key rate limits are counted under: shared by a key, the keys
+        it minted while it had limits, and the keys that replaced it by rotation."""
+        return self.budget_key_id or self.key_id
 
     def model_allowed(self, model_id: str) -> bool:
         for patterns in (self.allowed_models, self.plan.allowed_models):
@@ -140,7 +147,7 @@ class KeyRecord:
 LOOKUP = """
 SELECT k.id AS key_id, k.user_id, k.environment, k.scopes, k.expires_at, k.revoked_at, k.disabled,
        k.ip_allowlist, k.allowed_origins, k.allowed_models, k.spend_limit_day_pico, k.spend_limit_month_pico,
-       k.spend_limit_total_pico, k.rate_limits, k.store_history, u.email, u.role, u.status AS user_status, u.plan_id,
+       k.spend_limit_total_pico, k.rate_limits, k.store_history, k.budget_key_id, u.email, u.role, u.status AS user_status, u.plan_id,
        p.requests_per_minute, p.requests_per_day, p.tokens_per_minute, p.tokens_per_day, p.concurrency,
        p.allowed_models AS plan_allowed_models
 FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.id = u.plan_id
@@ -192,6 +199,7 @@ def record_from_row(row: dict[str, Any], byok: Sequence[str]) -> KeyRecord:
         # A stored key for a provider that takes none (stored before `local` was refused) is ignored.
         byok_providers=frozenset(p for p in byok if _takes_byok(p)),
         store_history=bool(row["store_history"]),
+        budget_key_id=row["budget_key_id"],
     )
 
 
@@ -314,6 +322,7 @@ def key_row_view(row: dict[str, Any]) -> dict[str, Any]:
         "revoked_at": revoked_at,
         "revoked": revoked_at is not None and str(revoked_at) <= now_text(),
         "replaced_by": row.get("replaced_by"),
+        "budget_key_id": row.get("budget_key_id"),
         "created_at": row["created_at"],
         "last_used_at": row["last_used_at"],
     }

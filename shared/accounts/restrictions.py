@@ -14,6 +14,9 @@ strict as the caller in every dimension:
 - spend limits (day, month, total) and rate limits: each one the caller has, no higher.
 
 So no key lifts its own restrictions, directly (a PATCH of itself) or through a key it mints, and
+— since a key minted by a key with limits, and a rotated key's replacement, count their spend and
+rate limits in the same budget (`KeyRecord.budget_id`) — no key multiplies or resets its limits
+by minting or rotating; and
 only an unrestricted key makes an unrestricted key (a Supabase session, the CLI and the admin API
 do not act through a key and are not bound by this). Rotating a key hands out that key's powers in
 a new secret, so the key rotated must be within the caller too. Revoking only takes power away and
@@ -147,6 +150,12 @@ def check_within(caller: KeyRecord, target: Restrictions, doing: str) -> None:
             param=param,
             code=code,
         )
+
+
+def has_limits(key: KeyRecord) -> bool:
+    """Whether the key has spend or rate limits of its own (a budget the keys it mints share)."""
+    spend = key.spend_limits
+    return bool(key.rate_limits) or any(v is not None for v in (spend.day, spend.month, spend.total))
 
 
 def check_may_mint(caller: KeyRecord) -> None:

@@ -52,6 +52,9 @@ class KeySpec:
     spend_limit_total: Decimal | None = None
     rate_limits: dict[str, int] | None = None
     store_history: bool = False  # chat history for this key's requests (opt-in)
+    # The key whose spend and rate counters this one shares (None: its own): set for a key minted
+    # by a key with limits, and for a rotated key's replacement (see the key_budgets migration).
+    budget_key_id: str | None = None
 
 
 def _json(value: Any) -> str | None:
@@ -73,10 +76,10 @@ VALUES (:user_id, :email, :role, 'active', :plan_id, 0, :now, :auth_subject)
 INSERT_KEY = """
 INSERT INTO api_keys (id, user_id, name, key_hash, prefix, last4, environment, scopes, expires_at, ip_allowlist,
     allowed_origins, allowed_models, spend_limit_day_pico, spend_limit_month_pico, spend_limit_total_pico,
-    rate_limits, disabled, store_history, created_at)
+    rate_limits, disabled, store_history, budget_key_id, created_at)
 VALUES (:key_id, :user_id, :name, :key_hash, :prefix, :last4, :environment, :scopes, :expires_at, :ip_allowlist,
     :allowed_origins, :allowed_models, :spend_day, :spend_month, :spend_total, :rate_limits, FALSE, :store_history,
-    :now)
+    :budget_key_id, :now)
 """
 USER_VIEW = """
 SELECT u.id, u.email, u.role, u.status, u.plan_id, u.balance_pico, u.created_at,
@@ -103,16 +106,19 @@ def audit_step(actor: Actor, action: str, target_type: str, target_id: str, deta
     )
 
 
-# Spend is counted per key only while the key has a spend limit (it saves three writes on every
-# request of every other key); setting a limit recounts the key's spend from the ledger.
+# Spend is counted per budget (a key and the keys that share its counters, see KeyRecord.budget_id)
+# only while a key of it has a spend limit (it saves three writes on every request of every other
+# key); setting a limit recounts the budget's spend from the ledger.
 _BACKFILL = """
 INSERT INTO key_spend (key_id, period, amount_pico)
 SELECT :key_id, :period, COALESCE(-SUM(amount_pico), 0) FROM credit_transactions
-WHERE key_id = :key_id AND type = 'usage' AND created_at >= :since
+WHERE key_id IN (SELECT id FROM api_keys WHERE id = :key_id OR budget_key_id = :key_id)
+  AND type = 'usage' AND created_at >= :since
 """
 
 
 def spend_backfill_steps(key_id: str) -> list[Step]:
+    """`key_id`: the budget's id (the key's `budget_key_id`, else its own)."""
     now = datetime.now(UTC)
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
@@ -270,10 +276,16 @@ class Accounts:
             "spend_total": _pico(spec.spend_limit_total),
             "rate_limits": _json(spec.rate_limits),
             "store_history": spec.store_history,
+            "budget_key_id": spec.budget_key_id,
             "now": now_text(),
         }
         details = {"name": spec.name, "scopes": sorted(set(spec.scopes)), "last4": full_key[-4:]}
-        return full_key, [(INSERT_KEY, params), audit_step(actor, "key.create", "api_key", key_id, details)]
+        steps = [(INSERT_KEY, params), audit_step(actor, "key.create", "api_key", key_id, details)]
+        limited = (spec.spend_limit_day, spec.spend_limit_month, spec.spend_limit_total)
+        if spec.budget_key_id and any(v is not None for v in limited):
+            # A shared budget's spend so far, counted (its keys may not have been counting it).
+            steps += spend_backfill_steps(spec.budget_key_id)
+        return full_key, steps
 
     async def create_key(self, user_id: str, spec: KeySpec, actor: Actor) -> dict[str, Any]:
         full_key, steps = self.key_steps(user_id, spec, actor)
@@ -300,19 +312,21 @@ class Accounts:
         self, user_id: str, key_id: str, changes: dict[str, Any], actor: Actor
     ) -> dict[str, Any]:
         """`changes` maps api_keys columns to new values (already validated and encoded)."""
-        await self.get_key(user_id, key_id)
+        current = await self.get_key(user_id, key_id)
         if changes:
             sets = ", ".join(f"{column} = :{column}" for column in changes)
             audit = {k: v for k, v in changes.items() if k != "key_hash"}
-            await self.db.transaction(
-                [
-                    (
-                        f"UPDATE api_keys SET {sets} WHERE id = :key_id AND user_id = :user_id",
-                        {**changes, "key_id": key_id, "user_id": user_id},
-                    ),
-                    audit_step(actor, "key.update", "api_key", key_id, audit),
-                ]
-            )
+            steps: list[Step] = [
+                (
+                    f"UPDATE api_keys SET {sets} WHERE id = :key_id AND user_id = :user_id",
+                    {**changes, "key_id": key_id, "user_id": user_id},
+                ),
+                audit_step(actor, "key.update", "api_key", key_id, audit),
+            ]
+            if any(column.startswith("spend_limit_") for column in changes):
+                # A new limit counts what the budget already spent (today, this month, ever).
+                steps += spend_backfill_steps(current["budget_key_id"] or key_id)
+            await self.db.transaction(steps)
             await self.keys.invalidate()
         return await self.get_key(user_id, key_id)
 
@@ -358,6 +372,8 @@ class Accounts:
             spend_limit_total=_dec(row["spend_limit_total_pico"]),
             rate_limits=old["rate_limits"] or None,
             store_history=old["store_history"],
+            # The replacement goes on counting where the key left off: a rotation resets no limit.
+            budget_key_id=row["budget_key_id"] or key_id,
         )
         new_id_ = new_id("key")
         full_key, steps = self.key_steps(user_id, spec, actor, key_id=new_id_)

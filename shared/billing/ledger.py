@@ -122,9 +122,10 @@ CLOSE_HOLD = """
 UPDATE credit_holds SET status = :hold_status, closed_at = :now
 WHERE request_id = :request_id AND user_id = :user_id AND status IN ('open', 'expired')
 """
+# Counted under the key's budget (`KeyRecord.budget_id`: the key, or the key it shares limits with).
 ADD_SPEND = """
 INSERT INTO key_spend (key_id, period, amount_pico)
-SELECT :key_id, p.period, -t.amount_pico
+SELECT :spend_key_id, p.period, -t.amount_pico
 FROM credit_transactions t, (SELECT :day AS period UNION ALL SELECT :month UNION ALL SELECT :total) p
 WHERE t.id = :tx_id
 ON CONFLICT (key_id, period) DO UPDATE SET amount_pico = key_spend.amount_pico + excluded.amount_pico
@@ -220,6 +221,7 @@ SETTLE = Routine(
         ("attempts", "text"),
         ("client_request_id", "text"),
         *_PERIODS,
+        ("spend_key_id", "text"),
         ("track_spend", "boolean"),
         ("touch_key", "boolean"),
     ),
@@ -302,6 +304,7 @@ class RequestRecord:
     latency_ms: int = 0
     attempts: list[str] = field(default_factory=list)
     client_request_id: str | None = None  # the caller's x-request-id, when they sent one
+    spend_key_id: str | None = None  # the budget its spend counts under (None: `key_id`'s own)
     track_spend: bool = True  # count toward key_spend (only keys with spend limits need it)
     touch_key: bool = True  # update the key's last_used_at (throttled by the caller)
 
@@ -325,6 +328,7 @@ class RequestRecord:
             "latency_ms": self.latency_ms,
             "attempts": orjson.dumps(self.attempts).decode(),
             "client_request_id": self.client_request_id,
+            "spend_key_id": self.spend_key_id or self.key_id,
         }
 
 
@@ -396,7 +400,8 @@ class Ledger:
         amount: Decimal,
         limits: SpendLimits = SpendLimits(),
     ) -> ReserveRefusal | None:
-        """Hold `amount` for a request; None when held, else why not (one round trip, two if refused)."""
+        """Hold `amount` for a request; None when held, else why not (one round trip, two if refused).
+        `key_id`: the budget the key's spend limits count against (`KeyRecord.budget_id`)."""
         moment = datetime.now(UTC)
         params = {
             "hold_id": new_id("hold"),

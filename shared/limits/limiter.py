@@ -184,7 +184,7 @@ class Limiter:
             key_limit = own.get(name)
             if key_limit:
                 bounded = min(int(key_limit), plan_limit) if plan_limit else int(key_limit)
-                rules.append((f"rl:key:{key.key_id}:{short}", f"key {name}", bounded, period, kind))
+                rules.append((f"rl:key:{key.budget_id}:{short}", f"key {name}", bounded, period, kind))
         slots = []
         if plan.concurrency:
             slots.append((f"rl:user:{key.user_id}:conc", plan.concurrency))
@@ -194,7 +194,7 @@ class Limiter:
                 if plan.concurrency
                 else int(own["concurrency"])
             )
-            slots.append((f"rl:key:{key.key_id}:conc", bound))
+            slots.append((f"rl:key:{key.budget_id}:conc", bound))
         return rules, slots
 
     def likely_admits(self, key: KeyRecord, estimate_tokens: int, calls: int = 1) -> bool:
@@ -204,7 +204,7 @@ class Limiter:
             return False
         concurrency = [c for c in (key.plan.concurrency, key.rate_limits.get("concurrency")) if c]
         bound = min(int(c) for c in concurrency) if concurrency else None
-        return self.forecast.admits(key.key_id, key.user_id, calls, estimate_tokens, bound)
+        return self.forecast.admits(key.budget_id, key.user_id, calls, estimate_tokens, bound)
 
     async def admit(
         self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None, calls: int = 1
@@ -233,7 +233,7 @@ class Limiter:
         ]
         ip_rules = await self.ip_rules(ip) if ip is not None else []
         decision = await self._rate(ip_rules + rules, slots)
-        self.forecast.admitted(key.key_id, key.user_id, decision)
+        self.forecast.admitted(key.budget_id, key.user_id, decision)
         if not decision.allowed:
             if decision.refused_by in {r.name for r in ip_rules}:
                 raise self._refuse_ip(decision)

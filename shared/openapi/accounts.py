@@ -61,6 +61,11 @@ class ApiKey(Shape):
     revoked_at: str | None = None
     revoked: bool
     replaced_by: str | None = None
+    budget_key_id: str | None = Field(
+        default=None,
+        description="The key whose spend and rate-limit counters this key shares (a key minted by a key "
+        "with limits, or a rotated key's replacement); null: its own",
+    )
     created_at: str
     last_used_at: str | None = None
 

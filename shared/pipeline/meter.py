@@ -159,7 +159,7 @@ class Meter:
             return  # a free request needs no hold: one round trip saved
         refusal = await self.rt.ledger.reserve(
             user_id=self.key.user_id,
-            key_id=self.key.key_id,
+            key_id=self.key.budget_id,  # its spend limits count the spend of the keys sharing them
             request_id=self.request_id,
             amount=amount,
             limits=limits,
@@ -223,6 +223,7 @@ class Meter:
             request_id=self.request_id,
             user_id=self.key.user_id,
             key_id=self.key.key_id,
+            spend_key_id=self.key.budget_id,
             model=self.model,
             endpoint=self.endpoint,
             client_request_id=self.client_request_id,

@@ -17,7 +17,7 @@ import orjson
 
 from shared.accounts.keys import PlanLimits, default_scopes
 from shared.accounts.requests import KeyCreate, KeyRotate, KeyUpdate, RateLimitsIn
-from shared.accounts.restrictions import Restrictions, check_may_mint, check_within
+from shared.accounts.restrictions import Restrictions, check_may_mint, check_within, has_limits
 from shared.accounts.service import Actor, KeySpec
 from shared.auth import Principal
 from shared.billing import to_pico
@@ -116,6 +116,8 @@ async def create_key(rt: Runtime, principal: Principal, body: KeyCreate) -> dict
         spend_limit_total=limits.total if limits else None,
         rate_limits=rates or None,
         store_history=_history(rt, body.store_history),
+        # A key with limits shares them with what it mints: minting never multiplies its budget.
+        budget_key_id=principal.key.budget_id if has_limits(principal.key) else None,
     )
     check_within(principal.key, Restrictions.of_view(_spec_view(spec)), "create")
     return await rt.accounts.create_key(user_id, spec, actor)
