@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from shared.billing.ledger import Ledger, new_id
+from shared.billing.ledger import Ledger, RequestRecord, new_id
 from shared.store import Database, Row, now_text, open_database
 from shared.store.migrate import migrate, read_migrations
 from tests.services import postgres_url
@@ -149,3 +149,46 @@ def check_ledger(row: Row | None) -> int:
 
 async def assert_ledger_consistent(db: Database, user_id: str) -> int:
     return check_ledger(await db.fetch_one(LEDGER_STATE, {"user_id": user_id}))
+
+
+# --- the ledger's test helpers (tests/store/test_ledger*.py) ---------------------------------------
+def record(user_id: str, key_id: str | None, request_id: str, **fields: object) -> RequestRecord:
+    rec = RequestRecord(
+        request_id=request_id,
+        user_id=user_id,
+        key_id=key_id,
+        model="openai/gpt-4o",
+        endpoint="chat",
+        provider="openai",
+        input_tokens=120,
+        cache_read_tokens=30,
+        output_tokens=45,
+        attempts=["openai:200"],
+    )
+    for name, value in fields.items():
+        setattr(rec, name, value)
+    return rec
+
+
+async def balance(db: Database, user_id: str) -> tuple[Decimal, Decimal]:
+    return await Ledger(db).balance(user_id)
+
+
+async def rows(db: Database, sql: str, **params: object) -> list[dict[str, object]]:
+    return await db.fetch(sql, params)
+
+
+async def credit_rows(db: Database, user_id: str) -> list[dict[str, object]]:
+    return await rows(
+        db,
+        "SELECT id, amount_pico, type, balance_after_pico, request_id, key_id, idempotency_key, description"
+        " FROM credit_transactions WHERE user_id = :u ORDER BY created_at, id",
+        u=user_id,
+    )
+
+
+async def hold_of(db: Database, request_id: str) -> dict[str, object] | None:
+    return await db.fetch_one(
+        "SELECT user_id, key_id, amount_pico, status, closed_at FROM credit_holds WHERE request_id = :r",
+        {"r": request_id},
+    )

@@ -1,6 +1,7 @@
 """The credit ledger (SPEC §4) on SQLite and PostgreSQL: grants and adjustments, idempotency,
-reserve → settle/release, spend limits, hold expiry and the reaper, and the invariants: the balance
-always equals the sum of the ledger and never goes below zero. Every amount is an exact Decimal."""
+reserve → settle/release, hold expiry and the reaper, and the invariants: the balance always equals
+the sum of the ledger and never goes below zero. Every amount is an exact Decimal. Key spend limits
+are in test_key_spend.py, the locks on PostgreSQL in test_ledger_locks.py; the helpers in support.py."""
 
 from __future__ import annotations
 
@@ -13,63 +14,25 @@ import pytest
 from shared.billing import to_pico
 from shared.billing.ledger import (
     HOLD_TTL,
-    LOCK_USER,
-    RESERVE_LOCK,
-    SETTLE,
     Ledger,
-    RequestRecord,
     ReserveRefusal,
-    SpendLimits,
     new_id,
     periods,
 )
-from shared.store import Database, now_text, open_database
+from shared.store import Database, now_text
 from shared.store.migrate import migrate, read_migrations
-from tests.store.support import assert_ledger_consistent, new_key, new_user, postgres_schema
+from tests.store.support import (
+    assert_ledger_consistent,
+    balance,
+    credit_rows,
+    hold_of,
+    new_key,
+    new_user,
+    record,
+    rows,
+)
 
 D = Decimal
-
-
-def record(user_id: str, key_id: str | None, request_id: str, **fields: object) -> RequestRecord:
-    rec = RequestRecord(
-        request_id=request_id,
-        user_id=user_id,
-        key_id=key_id,
-        model="openai/gpt-4o",
-        endpoint="chat",
-        provider="openai",
-        input_tokens=120,
-        cache_read_tokens=30,
-        output_tokens=45,
-        attempts=["openai:200"],
-    )
-    for name, value in fields.items():
-        setattr(rec, name, value)
-    return rec
-
-
-async def balance(db: Database, user_id: str) -> tuple[Decimal, Decimal]:
-    return await Ledger(db).balance(user_id)
-
-
-async def rows(db: Database, sql: str, **params: object) -> list[dict[str, object]]:
-    return await db.fetch(sql, params)
-
-
-async def credit_rows(db: Database, user_id: str) -> list[dict[str, object]]:
-    return await rows(
-        db,
-        "SELECT id, amount_pico, type, balance_after_pico, request_id, key_id, idempotency_key, description"
-        " FROM credit_transactions WHERE user_id = :u ORDER BY created_at, id",
-        u=user_id,
-    )
-
-
-async def hold_of(db: Database, request_id: str) -> dict[str, object] | None:
-    return await db.fetch_one(
-        "SELECT user_id, key_id, amount_pico, status, closed_at FROM credit_holds WHERE request_id = :r",
-        {"r": request_id},
-    )
 
 
 # --- grants and adjustments ----------------------------------------------------------------------
@@ -233,51 +196,6 @@ async def test_concurrent_reserves_never_overspend(db: Database) -> None:
     assert sum(r is None for r in results) == 10
     assert all(r is None or r.reason == "insufficient_credits" for r in results)
     assert await balance(db, user_id) == (D(10), D(10))
-
-
-@pytest.mark.parametrize("period", ["day", "month", "total"])
-async def test_spend_limits_apply_per_period_on_reserve(db: Database, period: str) -> None:
-    ledger = Ledger(db)
-    user_id = await new_user(db, D(100))
-    key_id = await new_key(db, user_id)
-    # The period under test has the tightest limit; the others are loose (or absent).
-    loose = {"day": D(50), "month": D(60), "total": None}
-    limits = SpendLimits(**{**loose, period: D(1)})
-    first = new_id("req")
-    assert (
-        await ledger.reserve(user_id=user_id, key_id=key_id, request_id=first, amount=D("0.6"), limits=limits)
-        is None
-    )
-    # An open hold of the key counts toward its limit.
-    refused = await ledger.reserve(
-        user_id=user_id, key_id=key_id, request_id=new_id("req"), amount=D("0.5"), limits=limits
-    )
-    assert refused == ReserveRefusal(f"spend_limit_{period}", D("99.4"))
-    await ledger.settle(record(user_id, key_id, first), D("0.7"))
-    # So does what the key has spent.
-    refused = await ledger.reserve(
-        user_id=user_id, key_id=key_id, request_id=new_id("req"), amount=D("0.300000000001"), limits=limits
-    )
-    assert refused is not None and refused.reason == f"spend_limit_{period}"
-    assert (
-        await ledger.reserve(
-            user_id=user_id, key_id=key_id, request_id=new_id("req"), amount=D("0.3"), limits=limits
-        )
-        is None
-    )
-    # Another key of the same user has its own spend.
-    other_key = await new_key(db, user_id)
-    assert (
-        await ledger.reserve(
-            user_id=user_id, key_id=other_key, request_id=new_id("req"), amount=D("0.9"), limits=limits
-        )
-        is None
-    )
-    # Insufficient credits is reported before any spend limit.
-    poor = await ledger.reserve(
-        user_id=user_id, key_id=key_id, request_id=new_id("req"), amount=D(200), limits=limits
-    )
-    assert poor is not None and poor.reason == "insufficient_credits"
 
 
 # --- settle and release --------------------------------------------------------------------------
@@ -550,34 +468,6 @@ async def test_ledger_page_is_newest_first_with_a_working_cursor(db: Database) -
     assert (await ledger.transactions(other, limit=10, cursor=None))[0][0]["amount_pico"] == to_pico(D(99))
 
 
-async def test_a_reserve_does_not_wait_for_a_settlement_holding_the_users_row() -> None:
-    """PostgreSQL (SQLite serialises every writer): a settlement holds the user's row until its
-    commit is on disk; a reserve of the same user must not queue behind it — it sees the
-    settlement's hold, the worst case, meanwhile."""
-    import psycopg
-
-    with postgres_schema() as url:
-        db = open_database(url)
-        try:
-            await migrate(db, read_migrations())
-            user_id = await new_user(db, D(10))
-            ledger = Ledger(db)
-            assert (
-                await ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(4))
-                is None
-            )
-            with psycopg.connect(url, autocommit=False) as settling:
-                settling.execute(LOCK_USER.replace(":user_id", "%s"), (user_id,))  # a settlement in flight
-                second = ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(5))
-                assert await asyncio.wait_for(second, 5) is None
-                third = ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(2))
-                refusal = await asyncio.wait_for(third, 5)  # 10 - 4 - 5 = 1 left: refused, not queued
-                assert refusal is not None and refusal.reason == "insufficient_credits"
-                settling.rollback()
-        finally:
-            await db.close()
-
-
 # --- reserved money stays reserved (issue 10, defect 14) -----------------------------------------
 
 
@@ -623,157 +513,3 @@ async def test_settle_reports_what_it_charged(db: Database) -> None:
     assert await rows(db, "SELECT cost_pico FROM request_records WHERE request_id = :r", r=request_id) == [
         {"cost_pico": to_pico(D("1.5"))}
     ]
-
-
-async def test_a_claw_back_waits_for_a_reserve_in_progress_and_sees_its_hold() -> None:
-    """PostgreSQL (SQLite serialises every writer): reserves of a user take turns on a lock; a
-    claw-back takes it too, so that a hold a reserve is committing counts against it. Here a
-    transaction plays the reserve: it holds that lock, and commits its hold while the claw-back
-    waits; the claw-back must then refuse what the hold now reserves."""
-    import psycopg
-
-    with postgres_schema() as url:
-        db = open_database(url)
-        try:
-            await migrate(db, read_migrations())
-            user_id = await new_user(db, D(10))
-            ledger = Ledger(db)
-            with psycopg.connect(url, autocommit=False) as reserving:
-                reserving.execute(RESERVE_LOCK.replace(":user_id", "%s"), (user_id,))
-                claw = asyncio.ensure_future(
-                    ledger.change_balance(
-                        user_id, D(-10), type="adjustment", description="x", actor_type="cli"
-                    )
-                )
-                await asyncio.sleep(0.3)
-                assert not claw.done()  # waiting for the reserve in progress
-                reserving.execute(
-                    "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, "
-                    "created_at) VALUES (%s, %s, NULL, %s, %s, 'open', %s, %s)",
-                    (
-                        new_id("hold"),
-                        user_id,
-                        new_id("req"),
-                        to_pico(D(4)),
-                        now_text(datetime.now(UTC) + HOLD_TTL),
-                        now_text(),
-                    ),
-                )
-                reserving.commit()
-                result = await asyncio.wait_for(claw, 5)
-            assert not result.applied and result.balance == D(10)
-            assert (
-                await ledger.change_balance(
-                    user_id, D(-6), type="adjustment", description="x", actor_type="cli"
-                )
-            ).applied
-            assert await balance(db, user_id) == (D(4), D(4))
-        finally:
-            await db.close()
-
-
-async def test_reserves_of_one_user_take_turns_whatever_the_interleaving() -> None:
-    """PostgreSQL (SQLite serialises every writer). Two reserves of one user that each fit alone
-    must not both be held. Without the lock they take turns on, the second could check the balance
-    before the first's hold is committed; a 50-way race shows that only sometimes, so here the
-    interleaving is forced: a transaction of the test holds uncommitted holds with the request ids
-    of both reserves, so that each one, once past its check, waits on that unique index. The first
-    reserve is let in, then the second; then the test's transaction rolls back."""
-    import psycopg
-
-    with postgres_schema() as url:
-        db = open_database(url)
-        try:
-            await migrate(db, read_migrations())
-            user_id = await new_user(db, D(10))
-            ledger = Ledger(db)
-            first, second = new_id("req"), new_id("req")
-            expires = now_text(datetime.now(UTC) + HOLD_TTL)
-
-            def waiting_on(request_id: str) -> bool:
-                with psycopg.connect(url, autocommit=True) as probe:
-                    row = probe.execute(
-                        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                        (f"%{request_id}%",),
-                    ).fetchone()
-                return bool(row and row[0])
-
-            async def until_waiting(request_id: str) -> None:
-                for _ in range(500):
-                    if waiting_on(request_id):
-                        return
-                    await asyncio.sleep(0.01)
-                raise AssertionError(f"the reserve of {request_id} never waited")
-
-            with psycopg.connect(url, autocommit=False) as blocker:
-                for request_id in (first, second):
-                    blocker.execute(
-                        "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, "
-                        "expires_at, created_at) VALUES (%s, %s, NULL, %s, 0, 'released', %s, %s)",
-                        (new_id("hold"), user_id, request_id, expires, now_text()),
-                    )
-                one = asyncio.ensure_future(
-                    ledger.reserve(user_id=user_id, key_id=None, request_id=first, amount=D(10))
-                )
-                await until_waiting(first)  # past its check, holding the user's reserve lock
-                two = asyncio.ensure_future(
-                    ledger.reserve(user_id=user_id, key_id=None, request_id=second, amount=D(10))
-                )
-                await until_waiting(second)  # on that lock — or, without it, past its own check
-                blocker.rollback()
-                results = await asyncio.wait_for(asyncio.gather(one, two), 10)
-            assert results[0] is None
-            assert results[1] == ReserveRefusal("insufficient_credits", D(0))
-            assert await balance(db, user_id) == (D(10), D(10))
-        finally:
-            await db.close()
-
-
-async def settle_dated(db: Database, rec: RequestRecord, cost: Decimal, moment: datetime) -> None:
-    """A settlement exactly as the ledger writes it, dated `moment`: the SETTLE routine run
-    through the store with that moment's time and spend periods (no clock is touched)."""
-    params = {
-        "tx_id": new_id("txn"),
-        "cost": to_pico(cost),
-        "hold_status": "settled",
-        "description": rec.model,
-        "metadata": "{}",
-        "now": now_text(moment),
-        **rec.params(),
-        **periods(moment),
-        "track_spend": True,
-        "touch_key": False,
-    }
-    assert await db.run(SETTLE, params) == to_pico(cost)
-
-
-async def test_a_total_limit_counts_the_spend_of_earlier_days_a_day_or_month_limit_does_not(
-    db: Database,
-) -> None:
-    ledger = Ledger(db)
-    user_id = await new_user(db, D(100))
-    earlier = datetime.now(UTC) - timedelta(days=40)  # another day, and another month
-    capped, daily = await new_key(db, user_id), await new_key(db, user_id)
-    for key_id in (capped, daily):
-        await settle_dated(db, record(user_id, key_id, new_id("req")), D("0.8"), earlier)
-
-    total = SpendLimits(total=D(1))
-    refused = await ledger.reserve(
-        user_id=user_id, key_id=capped, request_id=new_id("req"), amount=D("0.3"), limits=total
-    )
-    assert refused is not None and refused.reason == "spend_limit_total"  # 0.8 then + 0.3 now > 1
-    assert (
-        await ledger.reserve(
-            user_id=user_id, key_id=capped, request_id=new_id("req"), amount=D("0.2"), limits=total
-        )
-        is None
-    )
-    # A day's and a month's limit start afresh: that spend was another day and month.
-    fresh = SpendLimits(day=D(1), month=D(1))
-    assert (
-        await ledger.reserve(
-            user_id=user_id, key_id=daily, request_id=new_id("req"), amount=D("0.9"), limits=fresh
-        )
-        is None
-    )
-    assert await assert_ledger_consistent(db, user_id) == to_pico(D("98.4"))
