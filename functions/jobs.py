@@ -12,6 +12,7 @@ convention); without that secret configured the route refuses every call.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,51 +24,30 @@ from shared.openapi import documented
 from shared.runtime import Runtime, scheduled
 
 router = APIRouter()
+EventEntry = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-@router.get("/internal/jobs/reap-holds")
-@documented(
-    "Expire unsettled credit holds (Vercel cron; Bearer $CRON_SECRET)",
-    response="accounts.ReapResult",
-    errors=(401,),
-    tag="jobs",
-)
-async def reap_route(request: Request) -> dict[str, Any]:
-    require_cron(request)
-    return await reap(runtime_of(request))
+def job(path: str, summary: str, response: str, run: Callable[[Runtime], Awaitable[Any]]) -> EventEntry:
+    """A scheduled job, both ways: the Vercel cron route at `path` (Bearer $CRON_SECRET) and the
+    EventBridge entry it returns (a fresh runtime per run: each invocation's loop is its own)."""
+    name = path.rsplit("/", 1)[1].replace("-", "_")
+
+    async def route(request: Request) -> Any:
+        require_cron(request)
+        return await run(runtime_of(request))
+
+    route.__name__ = f"{name}_route"  # the OpenAPI operation id, as when each job wrote its route
+    router.get(path)(documented(summary, response=response, errors=(401,), tag="jobs")(route))
+
+    def entry(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return scheduled(run)
+
+    entry.__name__ = name
+    return entry
 
 
-@router.get("/internal/jobs/billing")
-@documented(
-    "Billing jobs: downgrade lapsed subscriptions (Vercel cron; Bearer $CRON_SECRET)",
-    response="billing.JobResult",
-    errors=(401,),
-    tag="jobs",
-)
-async def billing_route(request: Request) -> dict[str, Any]:
-    require_cron(request)
-    return await run_billing_jobs(runtime_of(request))
-
-
-@router.get("/internal/jobs/purge-history")
-@documented(
-    "Delete chat history past each user's retention (Vercel cron; Bearer $CRON_SECRET)",
-    response="history.PurgeResult",
-    errors=(401,),
-    tag="jobs",
-)
-async def purge_history_route(request: Request) -> dict[str, Any]:
-    require_cron(request)
-    return await purge_history_job(runtime_of(request))
-
-
-async def purge_history_job(rt: Runtime) -> dict[str, int]:
-    return {"deleted_sessions": await rt.history.purge()}
-
-
-def purge_history(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """EventBridge entry of the daily chat history purge."""
-    return scheduled(purge_history_job)
+async def reap(rt: Runtime) -> dict[str, int]:
+    return {"expired_holds": await rt.ledger.reap(), "expired_responses": await rt.responses.purge()}
 
 
 async def run_billing_jobs(rt: Runtime) -> dict[str, int]:
@@ -77,31 +57,8 @@ async def run_billing_jobs(rt: Runtime) -> dict[str, int]:
     return {"downgraded": await downgrade_lapsed(rt), "expired_trials": await expire_trials(rt)}
 
 
-def billing_jobs(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """EventBridge entry of the hourly billing jobs."""
-    return scheduled(run_billing_jobs)
-
-
-async def reap(rt: Runtime) -> dict[str, int]:
-    return {"expired_holds": await rt.ledger.reap(), "expired_responses": await rt.responses.purge()}
-
-
-def reap_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """EventBridge entry: a fresh runtime per run (the loop of each invocation is its own)."""
-    return scheduled(reap)
-
-
-@router.get("/internal/jobs/catalog-sync")
-@documented(
-    "Catalog sync: providers' model lists and the price source into the catalog overlay "
-    "(Vercel cron; Bearer $CRON_SECRET)",
-    response="catalog.CatalogSyncReport",
-    errors=(401,),
-    tag="jobs",
-)
-async def catalog_sync_route(request: Request) -> dict[str, Any]:
-    require_cron(request)
-    return await run_catalog_sync(runtime_of(request))
+async def purge_history_job(rt: Runtime) -> dict[str, int]:
+    return {"deleted_sessions": await rt.history.purge()}
 
 
 async def run_catalog_sync(rt: Runtime) -> dict[str, Any]:
@@ -110,48 +67,10 @@ async def run_catalog_sync(rt: Runtime) -> dict[str, Any]:
     return await run_sync(rt)
 
 
-def catalog_sync(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """EventBridge entry of the scheduled catalog sync."""
-    return scheduled(run_catalog_sync)
-
-
-# --- usage rollups and raw-record retention (shared.analytics.rollup) ---------------------------
-
-
-@router.get("/internal/jobs/rollup")
-@documented(
-    "Roll up usage by day; prune raw request records past GATEWAYZ_REQUEST_RETENTION_DAYS (Vercel cron; Bearer $CRON_SECRET)",
-    response="analytics.RollupResult",
-    errors=(401,),
-    tag="jobs",
-)
-async def rollup_route(request: Request) -> dict[str, Any]:
-    require_cron(request)
-    return await run_rollup(runtime_of(request))
-
-
 async def run_rollup(rt: Runtime) -> dict[str, object]:
     from shared.analytics.rollup import rollup_job
 
     return await rollup_job(rt.db, rt.settings.request_retention_days)
-
-
-def rollup_usage(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """EventBridge entry of the hourly usage rollup and raw-record retention."""
-    return scheduled(run_rollup)
-
-
-@router.get("/internal/jobs/prune-holds")
-@documented(
-    "Delete closed credit holds past GATEWAYZ_HOLD_RETENTION_DAYS, in bounded batches "
-    "(Vercel cron; Bearer $CRON_SECRET)",
-    response="accounts.PruneResult",
-    errors=(401,),
-    tag="jobs",
-)
-async def prune_route(request: Request) -> dict[str, Any]:
-    require_cron(request)
-    return await prune(runtime_of(request))
 
 
 async def prune(rt: Runtime) -> dict[str, Any]:
@@ -161,9 +80,44 @@ async def prune(rt: Runtime) -> dict[str, Any]:
     return (await prune_closed_holds(rt.db, retention)).to_json()
 
 
-def prune_holds(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """EventBridge entry of the closed-hold pruner."""
-    return scheduled(prune)
-
+# The jobs: each a cron route and the EventBridge entry that template.yaml names.
+reap_holds = job(
+    "/internal/jobs/reap-holds",
+    "Expire unsettled credit holds (Vercel cron; Bearer $CRON_SECRET)",
+    "accounts.ReapResult",
+    reap,
+)
+billing_jobs = job(
+    "/internal/jobs/billing",
+    "Billing jobs: downgrade lapsed subscriptions (Vercel cron; Bearer $CRON_SECRET)",
+    "billing.JobResult",
+    run_billing_jobs,
+)
+purge_history = job(
+    "/internal/jobs/purge-history",
+    "Delete chat history past each user's retention (Vercel cron; Bearer $CRON_SECRET)",
+    "history.PurgeResult",
+    purge_history_job,
+)
+catalog_sync = job(
+    "/internal/jobs/catalog-sync",
+    "Catalog sync: providers' model lists and the price source into the catalog overlay "
+    "(Vercel cron; Bearer $CRON_SECRET)",
+    "catalog.CatalogSyncReport",
+    run_catalog_sync,
+)
+rollup_usage = job(
+    "/internal/jobs/rollup",
+    "Roll up usage by day; prune raw request records past GATEWAYZ_REQUEST_RETENTION_DAYS (Vercel cron; Bearer $CRON_SECRET)",
+    "analytics.RollupResult",
+    run_rollup,
+)
+prune_holds = job(
+    "/internal/jobs/prune-holds",
+    "Delete closed credit holds past GATEWAYZ_HOLD_RETENTION_DAYS, in bounded batches "
+    "(Vercel cron; Bearer $CRON_SECRET)",
+    "accounts.PruneResult",
+    prune,
+)
 
 app = function_app([router], title="Gatewayz jobs")
