@@ -13,61 +13,37 @@ import pytest
 
 from shared.store import now_text
 from tests.conftest import gateway_settings, provision, run_off_main_thread
+from tests.store.support import query
 
 
 def _open_hold(db_url: str, user_id: str, request_id: str, expired: bool) -> None:
-    from shared.store import open_database
-
-    async def run() -> None:
-        db = open_database(db_url)
-        try:
-            expires = datetime.now(UTC) + (timedelta(minutes=-1) if expired else timedelta(minutes=10))
-            await db.fetch(
-                "INSERT INTO credit_holds (id, user_id, request_id, amount_pico, status, expires_at, created_at) "
-                "VALUES (:id, :user, :rid, 5, 'open', :exp, :now)",
-                {
-                    "id": f"hold_{request_id}",
-                    "user": user_id,
-                    "rid": request_id,
-                    "exp": now_text(expires),
-                    "now": now_text(),
-                },
-            )
-        finally:
-            await db.close()
-
-    run_off_main_thread(run)
+    expires = datetime.now(UTC) + (timedelta(minutes=-1) if expired else timedelta(minutes=10))
+    query(
+        db_url,
+        "INSERT INTO credit_holds (id, user_id, request_id, amount_pico, status, expires_at, created_at) "
+        "VALUES (:id, :user, :rid, 5, 'open', :exp, :now)",
+        {
+            "id": f"hold_{request_id}",
+            "user": user_id,
+            "rid": request_id,
+            "exp": now_text(expires),
+            "now": now_text(),
+        },
+    )
 
 
 def _stored_response(db_url: str, user_id: str, response_id: str, expired: bool) -> None:
-    from shared.store import open_database
-
-    async def run() -> None:
-        db = open_database(db_url)
-        try:
-            expires = datetime.now(UTC) + (timedelta(minutes=-1) if expired else timedelta(days=30))
-            await db.fetch(
-                "INSERT INTO stored_responses (id, user_id, model, items, response, created_at, expires_at) "
-                "VALUES (:id, :user, 'openai/gpt-4o', '[]', '{}', :now, :exp)",
-                {"id": response_id, "user": user_id, "exp": now_text(expires), "now": now_text()},
-            )
-        finally:
-            await db.close()
-
-    run_off_main_thread(run)
+    expires = datetime.now(UTC) + (timedelta(minutes=-1) if expired else timedelta(days=30))
+    query(
+        db_url,
+        "INSERT INTO stored_responses (id, user_id, model, items, response, created_at, expires_at) "
+        "VALUES (:id, :user, 'openai/gpt-4o', '[]', '{}', :now, :exp)",
+        {"id": response_id, "user": user_id, "exp": now_text(expires), "now": now_text()},
+    )
 
 
 def _response_ids(db_url: str) -> list[str]:
-    from shared.store import open_database
-
-    async def run() -> list[str]:
-        db = open_database(db_url)
-        try:
-            return [r["id"] for r in await db.fetch("SELECT id FROM stored_responses ORDER BY id")]
-        finally:
-            await db.close()
-
-    return list(run_off_main_thread(run))
+    return [r["id"] for r in query(db_url, "SELECT id FROM stored_responses ORDER BY id")]
 
 
 def _status(db_url: str, request_id: str) -> str:

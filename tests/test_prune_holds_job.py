@@ -13,48 +13,30 @@ import pytest
 
 from shared.store import now_text
 from tests.conftest import gateway_settings, provision, run_off_main_thread
+from tests.store.support import query
 
 
 def _hold(db_url: str, user_id: str, request_id: str, status: str, age: timedelta) -> None:
     """A hold made `age` ago (its id carries that moment, as the ledger's ids do)."""
-    from shared.store import open_database
-
-    async def run() -> None:
-        db = open_database(db_url)
-        moment = datetime.now(UTC) - age
-        try:
-            await db.fetch(
-                "INSERT INTO credit_holds (id, user_id, request_id, amount_pico, status, expires_at, created_at,"
-                " closed_at) VALUES (:id, :user, :rid, 5, :status, :exp, :at, :closed)",
-                {
-                    "id": f"hold_{int(moment.timestamp() * 1000):012x}{request_id}",
-                    "user": user_id,
-                    "rid": request_id,
-                    "status": status,
-                    "exp": now_text(moment + timedelta(minutes=15)),
-                    "at": now_text(moment),
-                    "closed": None if status == "open" else now_text(moment + timedelta(seconds=1)),
-                },
-            )
-        finally:
-            await db.close()
-
-    run_off_main_thread(run)
+    moment = datetime.now(UTC) - age
+    query(
+        db_url,
+        "INSERT INTO credit_holds (id, user_id, request_id, amount_pico, status, expires_at, created_at,"
+        " closed_at) VALUES (:id, :user, :rid, 5, :status, :exp, :at, :closed)",
+        {
+            "id": f"hold_{int(moment.timestamp() * 1000):012x}{request_id}",
+            "user": user_id,
+            "rid": request_id,
+            "status": status,
+            "exp": now_text(moment + timedelta(minutes=15)),
+            "at": now_text(moment),
+            "closed": None if status == "open" else now_text(moment + timedelta(seconds=1)),
+        },
+    )
 
 
 def _holds(db_url: str) -> list[str]:
-    from shared.store import open_database
-
-    async def run() -> list[str]:
-        db = open_database(db_url)
-        try:
-            return [
-                r["request_id"] for r in await db.fetch("SELECT request_id FROM credit_holds ORDER BY id")
-            ]
-        finally:
-            await db.close()
-
-    return list(run_off_main_thread(run))
+    return [r["request_id"] for r in query(db_url, "SELECT request_id FROM credit_holds ORDER BY id")]
 
 
 class _NoFake:
