@@ -94,7 +94,7 @@ def _max_n(env: Mapping[str, str]) -> int:
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, zero_is_off: bool = False) -> float:
     raw = env.get(name)
     if raw is None:
         return default
@@ -102,6 +102,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if zero_is_off and value == 0:
+        return value
     if not 0 < value <= 3600:
         raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {raw!r}")
     return value
@@ -242,6 +244,8 @@ class Settings:
     request_retention_days: int = 90
     history_retention_days: int = 90  # chat history's default retention (a user may set their own)
     hold_retention_days: int = 7  # how long a closed credit hold is kept (the ledger is kept forever)
+    # How long a spare hold may wait for a busy key's next request (shared.billing.spares; 0: off).
+    spare_hold_seconds: float = 2.0
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     # The raw environment, kept for per-provider lookups (`<ID>_API_KEY`, `<ID>_BASE_URL`, ...).
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -281,6 +285,9 @@ class Settings:
             request_retention_days=_int(env, "GATEWAYZ_REQUEST_RETENTION_DAYS", 90),
             history_retention_days=_int(env, "GATEWAYZ_HISTORY_RETENTION_DAYS", 90),
             hold_retention_days=_int(env, "GATEWAYZ_HOLD_RETENTION_DAYS", 7),
+            spare_hold_seconds=_seconds(
+                env, "GATEWAYZ_SPARE_HOLD_SECONDS", 0.0 if serverless(env) else 2.0, zero_is_off=True
+            ),
             payments=_payments(env),
             admin_key=admin_key,
             database_url=env.get("GATEWAYZ_DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -293,6 +300,11 @@ class Settings:
 
     def provider_value(self, provider_id: str, suffix: str) -> str | None:
         return self.env.get(env_name(provider_id, suffix)) or None
+
+
+def serverless(env: Mapping[str, str]) -> bool:
+    """Whether this process runs as a serverless function (frozen between invocations)."""
+    return bool(env.get("AWS_LAMBDA_FUNCTION_NAME") or env.get("VERCEL"))
 
 
 @cache

@@ -20,6 +20,7 @@ from typing import Any
 from shared.accounts.keys import KeyCache
 from shared.accounts.service import Accounts
 from shared.billing.ledger import Ledger
+from shared.billing.spares import Spares
 from shared.catalog import Catalog, build_catalog
 from shared.config import ConfigError, Settings
 from shared.history.store import HistoryStore
@@ -76,6 +77,7 @@ class Runtime:
     responses: ResponseStore  # stored responses of /v1/responses (store: true)
     history: HistoryStore  # chat history (opt-in sessions, share links)
     cloud: CloudAuth  # SigV4 signing (Bedrock) and service-account tokens (Vertex)
+    spares: Spares  # spare holds written ahead for busy keys (shared.billing.spares)
     # Per-process caches of derived, static data (e.g. the rendered /v1/models list).
     cache: dict[str, Any] = field(default_factory=dict)
     inflight: int = 0  # requests admitted and not yet answered (kept by the app's middleware)
@@ -119,6 +121,7 @@ class Runtime:
             responses=ResponseStore(db, timedelta(days=settings.responses_retention_days)),
             cloud=CloudAuth(settings.env, http),
             history=HistoryStore(db, settings.encryption_keys, settings.history_retention_days),
+            spares=Spares(ledger, settings.spare_hold_seconds),
         )
         if isinstance(db, SQLiteDatabase):
             # Group commit waits for company only when other requests may soon commit: those in
@@ -133,6 +136,7 @@ class Runtime:
         await refresh(self)
 
     async def close(self) -> None:
+        await self.spares.close()  # their holds dropped, while the database is there
         await self.ledger.drain()  # charges still landing, before their database goes
         await self.responses.drain()  # stored responses still being written
         for close in self.closers:

@@ -153,6 +153,9 @@ def gateway_settings(fakes: dict[str, Any], database_url: str, **extra: str) -> 
         # own tests start gateways with their own limits.
         "GATEWAYZ_IP_RPM": "1000000",
         "GATEWAYZ_IP_AUTH_FAILURES_PER_MINUTE": "100000",
+        # Spare holds (PostgreSQL) on, as by default, but dropped soon after a test's last
+        # request: the checks that no hold was left behind wait for them (tests/faults).
+        "GATEWAYZ_SPARE_HOLD_SECONDS": "0.3",
         **upstream_env(fakes),
         **extra,
     }

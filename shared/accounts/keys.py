@@ -121,6 +121,11 @@ class KeyRecord:
         it minted while it had limits, and the keys that replaced it by rotation."""
         return self.budget_key_id or self.key_id
 
+    @property
+    def has_spend_limits(self) -> bool:
+        limits = self.spend_limits
+        return not (limits.day is None and limits.month is None and limits.total is None)
+
     def model_allowed(self, model_id: str) -> bool:
         for patterns in (self.allowed_models, self.plan.allowed_models):
             if patterns is not None and not any(fnmatch.fnmatchcase(model_id, p) for p in patterns):

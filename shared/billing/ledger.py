@@ -118,9 +118,23 @@ SELECT :tx_id, u.id, -(CASE WHEN u.balance_pico < :cost THEN u.balance_pico ELSE
 FROM users u WHERE u.id = :user_id AND :cost > 0
 ON CONFLICT (request_id) WHERE type = 'usage' DO NOTHING
 """
+# The request's hold: its own, or the spare it took (`hold_request_id`, see shared.billing.spares),
+# which from then on carries the id of the request it served.
 CLOSE_HOLD = """
-UPDATE credit_holds SET status = :hold_status, closed_at = :now
-WHERE request_id = :request_id AND user_id = :user_id AND status IN ('open', 'expired')
+UPDATE credit_holds SET status = :hold_status, closed_at = :now, request_id = :request_id
+WHERE request_id = :hold_request_id AND user_id = :user_id AND status IN ('open', 'expired')
+"""
+# A spare: the hold of the key's next request, written by this settlement (shared.billing.spares)
+# under a reservation's checks, once this charge is applied and this request's hold closed — and
+# with room left for more than it (`spare_room`). Never by a replayed settlement (its record exists).
+INSERT_SPARE = f"""
+INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, created_at)
+SELECT :spare_hold_id, u.id, :spend_key_id, :spare_request_id, :spare_amount, 'open', :spare_expires_at, :now
+FROM users u
+WHERE u.id = :user_id AND u.status = 'active' AND u.spend_frozen IS NULL
+  AND u.balance_pico - ({_OPEN_HOLDS_USER}) >= :spare_room
+  AND NOT EXISTS (SELECT 1 FROM request_records WHERE request_id = :request_id)
+ON CONFLICT (request_id) DO NOTHING
 """
 # Counted under the key's budget (`KeyRecord.budget_id`: the key, or the key it shares limits with).
 ADD_SPEND = """
@@ -139,7 +153,8 @@ VALUES (:request_id, :user_id, :key_id, :model, :provider, :endpoint, :status, :
     COALESCE((SELECT -amount_pico FROM credit_transactions WHERE id = :tx_id), 0),
     :byok, :latency_ms, :attempts, :client_request_id, :now)
 ON CONFLICT (request_id) DO NOTHING
-RETURNING cost_pico
+RETURNING cost_pico,
+    (SELECT COUNT(*) FROM credit_holds WHERE request_id = :spare_request_id AND status = 'open') > 0
 """
 # A hold whose request the rate limiter refused (its reserve ran alongside the admission): the
 # request never ran, so nothing of it stays; a commit that a crash forgets leaves the hold to expire.
@@ -224,17 +239,30 @@ SETTLE = Routine(
         ("spend_key_id", "text"),
         ("track_spend", "boolean"),
         ("touch_key", "boolean"),
+        ("hold_request_id", "text"),
+        ("spare", "boolean"),
+        ("spare_hold_id", "text"),
+        ("spare_request_id", "text"),
+        ("spare_amount", "bigint"),
+        ("spare_room", "bigint"),
+        ("spare_expires_at", "timestamptz"),
     ),
     (
         Statement(LOCK_USER, dialect="postgres"),
+        # A spare is a reservation: it takes its turn with the user's reserves (see RESERVE_LOCK).
+        Statement(RESERVE_LOCK, when="spare", dialect="postgres"),
         Statement(INSERT_USAGE),
         Statement(APPLY_TX),
         Statement(CLOSE_HOLD),
         Statement(ADD_SPEND, when="track_spend"),
         Statement(TOUCH_KEY, when="touch_key"),
+        Statement(INSERT_SPARE, when="spare"),
         Statement(INSERT_RECORD),
     ),
-    returns="bigint",  # what was charged (the record's cost); NULL when the request was settled before
+    # What was charged (the record's cost; NULL when the request was settled before), and whether
+    # the spare asked for was written.
+    returns=("bigint", "boolean"),
+    settings=(("enable_bitmapscan", "off"),),  # the open-holds sum, as in RESERVE
 )
 
 
@@ -305,6 +333,7 @@ class RequestRecord:
     attempts: list[str] = field(default_factory=list)
     client_request_id: str | None = None  # the caller's x-request-id, when they sent one
     spend_key_id: str | None = None  # the budget its spend counts under (None: `key_id`'s own)
+    hold_request_id: str | None = None  # the spare hold it took (None: its own hold)
     track_spend: bool = True  # count toward key_spend (only keys with spend limits need it)
     touch_key: bool = True  # update the key's last_used_at (throttled by the caller)
 
@@ -329,7 +358,67 @@ class RequestRecord:
             "attempts": orjson.dumps(self.attempts).decode(),
             "client_request_id": self.client_request_id,
             "spend_key_id": self.spend_key_id or self.key_id,
+            "hold_request_id": self.hold_request_id or self.request_id,
         }
+
+
+@dataclass(slots=True)
+class Spare:
+    """A hold written ahead, by a settlement, for a key's next request (shared.billing.spares)."""
+
+    user_id: str
+    key_id: str  # the key whose next request it waits for
+    owner: object  # the key's record (cached) it was written for: another record may not take it
+    amount: Decimal  # what it holds: the worst case of the request whose settlement wrote it
+    room: Decimal  # the available credit the account must have for it to be written
+    hold_id: str = field(default_factory=lambda: new_id("hold"))
+    request_id: str = field(default_factory=lambda: new_id("spare"))
+    born: float = 0.0  # when it was written (time.monotonic)
+    written: bool = False
+
+
+_NO_SPARE = {
+    "spare": False,
+    "spare_hold_id": None,
+    "spare_request_id": None,
+    "spare_amount": None,
+    "spare_room": None,
+    "spare_expires_at": None,
+}
+
+
+def _spare_params(spare: Spare | None, moment: datetime) -> dict[str, Any]:
+    if spare is None:
+        return _NO_SPARE
+    return {
+        "spare": True,
+        "spare_hold_id": spare.hold_id,
+        "spare_request_id": spare.request_id,
+        "spare_amount": to_pico(spare.amount),
+        "spare_room": to_pico(spare.room),
+        "spare_expires_at": now_text(moment + HOLD_TTL),
+    }
+
+
+def settle_params(
+    record: RequestRecord, cost: Decimal, hold_status: str, moment: datetime, spare: Spare | None = None
+) -> dict[str, Any]:
+    """The SETTLE routine's parameters for a settlement at `moment`."""
+    return {
+        "tx_id": new_id("txn"),
+        "cost": to_pico(cost),
+        "hold_status": hold_status,
+        "description": f"{record.model} via {record.provider}" if record.provider else record.model,
+        "metadata": orjson.dumps(
+            {"estimated": record.estimated, "byok": record.byok, "endpoint": record.endpoint}
+        ).decode(),
+        "now": now_text(moment),
+        **record.params(),
+        **periods(moment),
+        "track_spend": record.key_id is not None and record.track_spend,
+        "touch_key": record.key_id is not None and record.touch_key,
+        **_spare_params(spare, moment),
+    }
 
 
 def _opt_pico(amount: Decimal | None) -> int | None:
@@ -442,24 +531,13 @@ class Ledger:
         """Undo the open hold of a request that never ran; whether there was one."""
         return bool(await self.db.run(DROP_HOLD, {"request_id": request_id, "user_id": user_id}))
 
-    async def _settle(self, record: RequestRecord, cost: Decimal, hold_status: str) -> Decimal | None:
-        """Charge `cost` once for the request, close its hold, count key spend, write its record;
-        what was charged (None: settled before)."""
-        moment = datetime.now(UTC)
-        params = {
-            "tx_id": new_id("txn"),
-            "cost": to_pico(cost),
-            "hold_status": hold_status,
-            "description": f"{record.model} via {record.provider}" if record.provider else record.model,
-            "metadata": orjson.dumps(
-                {"estimated": record.estimated, "byok": record.byok, "endpoint": record.endpoint}
-            ).decode(),
-            "now": now_text(moment),
-            **record.params(),
-            **periods(moment),
-            "track_spend": record.key_id is not None and record.track_spend,
-            "touch_key": record.key_id is not None and record.touch_key,
-        }
+    async def _settle(
+        self, record: RequestRecord, cost: Decimal, hold_status: str, spare: Spare | None = None
+    ) -> Decimal | None:
+        """Charge `cost` once for the request, close its hold, count key spend, write its record
+        (and, asked to, a spare hold: `spare.written` says whether it was); what was charged
+        (None: settled before)."""
+        params = settle_params(record, cost, hold_status, datetime.now(UTC), spare)
         # A settlement, once asked for, lands even if its caller is cancelled meanwhile (a server
         # cancels the requests still running when its shutdown grace runs out): it runs in a task
         # of its own that the caller awaits through a shield, and `drain` waits for it before the
@@ -467,7 +545,9 @@ class Ledger:
         task = asyncio.ensure_future(self.db.run(SETTLE, params))
         self._landing.add(task)
         task.add_done_callback(self._landing.discard)
-        charged = await asyncio.shield(task)
+        charged, written = await asyncio.shield(task)
+        if spare is not None:
+            spare.written = bool(written)
         return None if charged is None else from_pico(int(charged))
 
     async def drain(self) -> None:
@@ -483,11 +563,14 @@ class Ledger:
             return []
         return [(LOCK_USER, params)] + ([(RESERVE_LOCK, params)] if self.db.dialect == "postgres" else [])
 
-    async def settle(self, record: RequestRecord, cost: Decimal) -> Decimal | None:
+    async def settle(
+        self, record: RequestRecord, cost: Decimal, spare: Spare | None = None
+    ) -> Decimal | None:
         """Exactly once per request id: a replay changes nothing (one round trip). Returns what was
         charged: `cost`, or less when the balance could not cover it (a cost that overran its hold),
-        or None for a replay (nothing charged now)."""
-        return await self._settle(record, cost, "settled")
+        or None for a replay (nothing charged now). With `spare`, the same transaction writes the
+        hold of the key's next request when there is room for it (`spare.written`)."""
+        return await self._settle(record, cost, "settled", spare)
 
     async def release(self, record: RequestRecord) -> None:
         """A request that produced nothing billable: close its hold, record it, charge nothing."""

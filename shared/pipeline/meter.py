@@ -19,7 +19,7 @@ from typing import Any
 from shared import observe
 from shared.accounts.keys import KeyRecord
 from shared.billing import money
-from shared.billing.ledger import RequestRecord
+from shared.billing.ledger import RequestRecord, ReserveRefusal, Spare
 from shared.billing.pricing import cost_of
 from shared.dialects.base import Usage
 from shared.errors import DependencyUnavailable, InsufficientCredits, PermissionDenied
@@ -144,28 +144,35 @@ class Meter:
         self.started = time.perf_counter()
         self.held = False
         self.closed = False
+        self.amount = Decimal(0)  # what its hold holds
+        self.spare: Spare | None = None  # the spare hold it took (shared.billing.spares)
 
     @property
     def tracks_spend(self) -> bool:
-        limits = self.key.spend_limits
-        return not (limits.day is None and limits.month is None and limits.total is None)
+        return self.key.has_spend_limits
+
+    def take_spare(self, plan: list[Candidate], body: dict[str, object], params: ChatParams) -> bool:
+        """Hold the request's worst case with the key's spare, when one is waiting that covers it:
+        then no reservation is sent."""
+        amount = worst_case(self.rt, plan, prompt_bound(body), params)
+        self.spare = self.rt.spares.take(self.key, amount) if amount > 0 else None
+        if self.spare is None:
+            return False
+        self.held, self.amount = True, amount
+        return True
 
     async def reserve(self, plan: list[Candidate], body: dict[str, object], params: ChatParams) -> None:
         """Hold the request's worst case; a 402 or 403 when it does not fit."""
         input_tokens = prompt_bound(body)
         amount = worst_case(self.rt, plan, input_tokens, params)
-        limits = self.key.spend_limits
         if amount <= 0 and not self.tracks_spend:
             return  # a free request needs no hold: one round trip saved
-        refusal = await self.rt.ledger.reserve(
-            user_id=self.key.user_id,
-            key_id=self.key.budget_id,  # its spend limits count the spend of the keys sharing them
-            request_id=self.request_id,
-            amount=amount,
-            limits=limits,
-        )
+        refusal = await self._reserve(amount)
+        short = refusal is not None and refusal.reason == "insufficient_credits"
+        if short and await self.rt.spares.drop_user(self.key.user_id):  # this instance's spares held it
+            refusal = await self._reserve(amount)
         if refusal is None:
-            self.held = True
+            self.held, self.amount = True, amount
             return
         if refusal.reason.startswith("spend_limit_"):
             period = refusal.reason.removeprefix("spend_limit_")
@@ -183,6 +190,15 @@ class Meter:
             raise PermissionDenied("This account is suspended.", code="account_suspended")
         raise insufficient(self.rt, plan, input_tokens, params, amount, refusal.available)
 
+    async def _reserve(self, amount: Decimal) -> ReserveRefusal | None:
+        return await self.rt.ledger.reserve(
+            user_id=self.key.user_id,
+            key_id=self.key.budget_id,  # its spend limits count the spend of the keys sharing them
+            request_id=self.request_id,
+            amount=amount,
+            limits=self.key.spend_limits,
+        )
+
     def reserve_now(
         self, plan: list[Candidate], body: dict[str, object], params: ChatParams
     ) -> asyncio.Future[None]:
@@ -194,12 +210,17 @@ class Meter:
         reserving.add_done_callback(lambda f: f.cancelled() or f.exception())
         return reserving
 
-    async def abandon(self, reserving: asyncio.Future[None]) -> None:
-        """The admission refused a request whose reservation was sent alongside it: drop the hold,
-        if one was written. The request never ran: nothing is recorded, nothing charged. Runs to
-        its end even if the caller is cancelled meanwhile (a hold left behind would keep the
-        user's credit out of reach until it expires)."""
+    async def abandon(self, reserving: asyncio.Future[None] | None) -> None:
+        """The admission refused a request whose reservation was sent alongside it (`reserving`)
+        or that took a spare: drop the hold, if one was written, or give the spare back. The
+        request never ran: nothing is recorded, nothing charged. Runs to its end even if the
+        caller is cancelled meanwhile (a hold left behind would keep the user's credit out of
+        reach until it expires)."""
         self.closed = True
+        if reserving is None:
+            if self.spare is not None:
+                self.rt.spares.give_back(self.spare)
+            return
 
         async def undo() -> None:
             try:
@@ -227,6 +248,7 @@ class Meter:
             model=self.model,
             endpoint=self.endpoint,
             client_request_id=self.client_request_id,
+            hold_request_id=self.spare.request_id if self.spare is not None else None,
             latency_ms=int((time.perf_counter() - self.started) * 1000),
             track_spend=self.tracks_spend,
             touch_key=self.rt.keys.should_touch(self.key.key_id),
@@ -258,7 +280,15 @@ class Meter:
         )
         # A caller who hangs up mid-stream is still billed for what was generated: the ledger
         # finishes a settlement even if this task is cancelled.
-        charged = await self.rt.ledger.settle(record, cost)
+        spare = self.rt.spares.offer(self.key, self.amount, self.spare) if self.held else None
+        try:
+            charged = await self.rt.ledger.settle(record, cost, spare)
+        except BaseException:
+            if spare is not None:
+                self.rt.spares.unknown(spare)
+            raise
+        if spare is not None:
+            self.rt.spares.settled(spare)
         charged = cost if charged is None else charged  # None: settled before (not through this meter)
         observe.request_finished(self.ctx, record, charged, 200, self.stream)
         return charged

@@ -148,18 +148,20 @@ async def run(
         estimate = estimate_prompt(body) * calls + (params.max_output or 0) * params.n
         meter = Meter(rt, key, ctx, front.endpoint, plan[0].model_id)
         meter.stream = params.stream
-        if rt.limiter.likely_admits(key, estimate, calls):
+        if meter.take_spare(plan, call.body, params):
+            pass  # its hold was written by the key's previous settlement (shared.billing.spares)
+        elif rt.limiter.likely_admits(key, estimate, calls):
             reserving = meter.reserve_now(plan, call.body, params)
         try:
             admission = await rt.limiter.admit(key, ctx.billing_id, estimate, ctx.take_deferred_ip(), calls)
         except BaseException:
-            if reserving is not None:  # a refusal (or an outage) of the limiter wins over the ledger's
+            if reserving is not None or meter.held:  # a refusal (or an outage) of the limiter wins
                 await meter.abandon(reserving)
             raise
     try:
         if reserving is not None:
             await reserving
-        elif meter is not None:
+        elif meter is not None and not meter.held:
             await meter.reserve(plan, call.body, params)
         if params.stream:
             return await stream_chat(rt, call, plan, ctx, front, meter, admission, recorder)

@@ -147,7 +147,7 @@ class PostgresDatabase(Database):
                 result = (await conn.wait(generators.execute(pgconn)))[-1]
                 if result.status != ExecStatus.TUPLES_OK:
                     raise errors.error_from_result(result, encoding="utf-8")
-                return routine.decode(result.get_value(0, 0))
+                return routine.decode([result.get_value(0, i) for i in range(routine.width)])
 
     async def _install(self, routine: Routine) -> bool:
         """Create the routine's function unless it exists; False (plain transactions) if we may not."""

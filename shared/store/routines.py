@@ -27,7 +27,7 @@ from typing import Any
 from shared.store import PARAM as _PARAM
 from shared.store import Step
 
-_RETURNING = re.compile(r"\s+RETURNING\s+[\w\s,.*]+$", re.IGNORECASE)
+_RETURNING = re.compile(r"\s+RETURNING\s+[^;]+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,8 @@ class Statement:
 class Routine:
     """Statements run in one transaction; the result is whether the last one touched a row — or,
     with `returns` (its PostgreSQL type), the one value the last one's `RETURNING` gives (None
-    when it touched no row).
+    when it touched no row); with a tuple of types, the tuple of the values its `RETURNING`
+    columns give (Nones when it touched no row).
 
     The last statement ends with `RETURNING …` (so that a plain transaction can tell) and is not
     gated. `params` lists every parameter with its PostgreSQL type, in the function's order.
@@ -50,7 +51,7 @@ class Routine:
     name: str
     params: tuple[tuple[str, str], ...]
     statements: tuple[Statement, ...]
-    returns: str | None = None
+    returns: str | tuple[str, ...] | None = None
     settings: tuple[tuple[str, str], ...] = ()  # planner settings of the function (PostgreSQL)
 
     def __post_init__(self) -> None:
@@ -63,7 +64,7 @@ class Routine:
         returning = _RETURNING.search(last.sql)
         if last.when or not returning:
             raise ValueError(f"routine {self.name}: the last statement must be ungated and RETURNING")
-        if self.returns and "," in returning.group(0):
+        if isinstance(self.returns, str) and "," in returning.group(0):
             raise ValueError(f"routine {self.name}: a routine that returns a value RETURNING one column")
 
     def steps(self, values: Mapping[str, Any], dialect: str) -> list[Step]:
@@ -77,15 +78,22 @@ class Routine:
         """The routine's result from the rows its last statement returned (plain statements)."""
         if self.returns is None:
             return bool(rows)
+        if isinstance(self.returns, tuple):
+            return tuple(rows[0].values()) if rows else (None,) * len(self.returns)
         return next(iter(rows[0].values())) if rows else None
 
-    def decode(self, raw: bytes | None) -> Any:
-        """The routine's result from the function's one-cell answer, in PostgreSQL's text form."""
+    def decode(self, raw: list[bytes | None]) -> Any:
+        """The routine's result from the function's answer (one row), in PostgreSQL's text form."""
         if self.returns is None:
-            return raw == b"t"
-        if raw is None:
-            return None
-        return int(raw) if self.returns in ("bigint", "integer") else raw.decode()
+            return raw[0] == b"t"
+        if isinstance(self.returns, tuple):
+            return tuple(_decode(value, kind) for value, kind in zip(raw, self.returns, strict=True))
+        return _decode(raw[0], self.returns)
+
+    @property
+    def width(self) -> int:
+        """How many values the function's answer row holds."""
+        return len(self.returns) if isinstance(self.returns, tuple) else 1
 
     @cached_property
     def _body(self) -> str:
@@ -99,7 +107,7 @@ class Routine:
         for i, s in enumerate(statements):
             sql = s.sql.strip()
             if i == len(statements) - 1:
-                sql = sql + " INTO gz_result" if self.returns else _RETURNING.sub("", sql)
+                sql = sql + f" INTO {self._into}" if self.returns else _RETURNING.sub("", sql)
             sql = positional(sql)
             if sql[:6].upper() == "SELECT":  # PL/pgSQL runs a query whose rows it drops as PERFORM
                 sql = "PERFORM" + sql[6:]
@@ -108,19 +116,33 @@ class Routine:
             else:
                 lines.append(f"  {sql};")
         args = ", ".join(t for _, t in self.params)
-        if self.returns:
-            declare, finish = f"gz_result {self.returns}", "  RETURN gz_result;"
+        if isinstance(self.returns, tuple):  # OUT parameters (numbered after the inputs)
+            args += "".join(f", OUT gz_r{i} {kind}" for i, kind in enumerate(self.returns))
+            returns, declare, finish = "record", "", "  RETURN;"
+        elif self.returns:
+            returns, declare, finish = (
+                self.returns,
+                f"DECLARE gz_result {self.returns};\n",
+                "  RETURN gz_result;",
+            )
         else:
-            declare, finish = (
-                "touched bigint",
+            returns, declare, finish = (
+                "boolean",
+                "DECLARE touched bigint;\n",
                 "  GET DIAGNOSTICS touched = ROW_COUNT;\n  RETURN touched > 0;",
             )
         settings = "".join(f"SET {name} = {value} " for name, value in self.settings)
         return (
-            f"({args}) RETURNS {self.returns or 'boolean'} LANGUAGE plpgsql "
+            f"({args}) RETURNS {returns} LANGUAGE plpgsql "
             f"SET plan_cache_mode = force_generic_plan {settings}AS $routine$\n"
-            f"DECLARE {declare};\nBEGIN\n" + "\n".join(lines) + f"\n{finish}\nEND\n$routine$"
+            f"{declare}BEGIN\n" + "\n".join(lines) + f"\n{finish}\nEND\n$routine$"
         )
+
+    @property
+    def _into(self) -> str:
+        if isinstance(self.returns, tuple):
+            return ", ".join(f"gz_r{i}" for i in range(len(self.returns)))
+        return "gz_result"
 
     @cached_property
     def function(self) -> str:
@@ -139,4 +161,13 @@ class Routine:
             else quote((("true" if value else "false") if isinstance(value, bool) else str(value)).encode())
             for name, _ in self.params
         )
-        return b"SELECT " + self.function.encode() + b"(" + args + b")"
+        select = b"SELECT * FROM " if isinstance(self.returns, tuple) else b"SELECT "
+        return select + self.function.encode() + b"(" + args + b")"
+
+
+def _decode(raw: bytes | None, kind: str) -> Any:
+    if raw is None:
+        return None
+    if kind in ("bigint", "integer"):
+        return int(raw)
+    return raw == b"t" if kind == "boolean" else raw.decode()

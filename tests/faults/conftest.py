@@ -27,7 +27,14 @@ from shared.store import Row, now_text
 from tests.conftest import ADMIN_KEY, Account, gateway_settings, provision, start_gateway
 from tests.faults.proxy import TcpProxy, postgres_proxy, proxied
 from tests.harness import GatewayServer
-from tests.store.support import LEDGER_STATE, check_ledger, database_url, query
+from tests.store.support import (
+    LEDGER_STATE,
+    OPEN_HOLDS,
+    check_ledger,
+    database_url,
+    open_holds_after_spares,
+    query,
+)
 
 MODEL = "openai/gpt-4o"
 HELLO = [{"role": "user", "content": "hello"}]
@@ -75,17 +82,18 @@ class Faulty:
         return check_ledger(self.rows(LEDGER_STATE, user_id=self.account.user_id)[0])
 
     def open_holds(self) -> list[Row]:
-        return self.rows(
-            "SELECT request_id, expires_at FROM credit_holds WHERE user_id = :u AND status = 'open'",
-            u=self.account.user_id,
-        )
+        return self.rows(OPEN_HOLDS, u=self.account.user_id)
+
+    def spares_dropped(self) -> None:
+        open_holds_after_spares(self.url, self.account.user_id)
 
     def invariants(self, *, open_holds: int = 0, model: str = MODEL) -> int:
-        """Ledger == balance (>= 0); `open_holds` holds stranded, none past the reaper's window; no
-        concurrency slot held (the key allows one: a leaked slot makes this request a 429).
-        Returns the balance in picodollars (before this check's own request)."""
+        """Ledger == balance (>= 0); `open_holds` holds stranded, none past the reaper's window
+        (spare holds nobody took are dropped first); no concurrency slot held (the key allows one:
+        a leaked slot makes this request a 429). Returns the balance in picodollars (before this
+        check's own request)."""
+        holds = open_holds_after_spares(self.url, self.account.user_id)
         balance = self.balance_pico()
-        holds = self.open_holds()
         assert len(holds) == open_holds, holds
         window = now_text(datetime.now(UTC) + HOLD_TTL)
         assert all(str(h["expires_at"]) <= window for h in holds), holds

@@ -6,6 +6,10 @@ ledger frees the admission's slot; a flood of refused requests reaches the datab
 
 Which reservations were sent is read from the database itself: a trigger logs every hold inserted
 (`hold_log`), so a hold that was written and then dropped is still seen to have been sent.
+
+Spare holds are off here (`SPARES_OFF`): a key with a steady stream of requests would run on them
+(tests/faults/test_spare_holds.py) and send no reservation at all; this is the path of the others
+(the first requests of a key, serverless instances).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from tests.conftest import gateway_settings, provision, start_gateway
 from tests.faults.conftest import CREDITS, Faulty, assert_unavailable, start_faulty
 from tests.limits.conftest import RedisProcess, redis_client, redis_url
 from tests.store.support import run_async
+
+SPARES_OFF = {"GATEWAYZ_SPARE_HOLD_SECONDS": "0"}
 
 HOLD_LOG = {
     "postgres": """
@@ -87,10 +93,10 @@ def test_a_request_the_limiter_refuses_after_its_reservation_was_sent_leaves_not
     the limiter at once, and the limiter refuses it: a 429 with nothing of it left in the database.
     A's requests after that refusal take turns (admission first): none reaches the ledger."""
     with ExitStack() as stack:
-        gw = start_faulty(fakes, backend, tmp_path, stack, GATEWAYZ_REDIS_URL=e2e_redis)
-        limited(gw, fakes, 6, GATEWAYZ_REDIS_URL=e2e_redis)
+        gw = start_faulty(fakes, backend, tmp_path, stack, GATEWAYZ_REDIS_URL=e2e_redis, **SPARES_OFF)
+        limited(gw, fakes, 6, GATEWAYZ_REDIS_URL=e2e_redis, **SPARES_OFF)
         log_holds(gw)
-        other = start_gateway(gateway_settings(fakes, gw.url, GATEWAYZ_REDIS_URL=e2e_redis))
+        other = start_gateway(gateway_settings(fakes, gw.url, GATEWAYZ_REDIS_URL=e2e_redis, **SPARES_OFF))
         stack.callback(other.stop)
         assert gw.chat().status_code == 200  # A: 2 of 6
         for _ in range(4):
@@ -114,8 +120,8 @@ def test_a_refusal_of_the_ledger_beside_an_admission_frees_the_slot(
     """A request whose worst case the balance cannot cover, sent to both at once: a 402, its
     concurrency slot released at once, no hold, no charge."""
     with ExitStack() as stack:
-        gw = start_faulty(fakes, "postgres", tmp_path, stack, GATEWAYZ_REDIS_URL=e2e_redis)
-        limited(gw, fakes, 100, GATEWAYZ_REDIS_URL=e2e_redis)
+        gw = start_faulty(fakes, "postgres", tmp_path, stack, GATEWAYZ_REDIS_URL=e2e_redis, **SPARES_OFF)
+        limited(gw, fakes, 100, GATEWAYZ_REDIS_URL=e2e_redis, **SPARES_OFF)
         log_holds(gw)
         before = gw.balance_pico()
         too_dear = gw.chat(max_tokens=9_000_000)  # ~$112 of gpt-4o output; the account has $100
@@ -140,7 +146,11 @@ def test_a_limiter_outage_beside_a_reservation_is_a_503_that_drops_the_hold(
     is sent to both, the limiter cannot answer (a 503), and the hold its reservation wrote is gone."""
     redis_process.start()
     with ExitStack() as stack:
-        env = {"GATEWAYZ_REDIS_URL": redis_url(0, redis_process.port), "GATEWAYZ_LIMITS_FAIL_CLOSED": "1"}
+        env = {
+            "GATEWAYZ_REDIS_URL": redis_url(0, redis_process.port),
+            "GATEWAYZ_LIMITS_FAIL_CLOSED": "1",
+            **SPARES_OFF,
+        }
         gw = limited(start_faulty(fakes, "postgres", tmp_path, stack, **env), fakes, 100, **env)
         log_holds(gw)
         before = gw.balance_pico()

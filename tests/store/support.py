@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -90,6 +91,22 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def query(url: str, sql_text: str, params: dict[str, Any] | None = None) -> list[Row]:
     """One statement on its own connection, from synchronous test code."""
     return run_async(lambda: _with_db(url, sql_text, params))
+
+
+OPEN_HOLDS = "SELECT request_id, expires_at FROM credit_holds WHERE user_id = :u AND status = 'open'"
+
+
+def open_holds_after_spares(url: str, user_id: str, timeout: float = 5.0) -> list[Row]:
+    """The user's open holds once the gateway has dropped the spare holds nobody took
+    (shared.billing.spares: a fraction of a second in the tests' settings); fails if one stays."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holds = query(url, OPEN_HOLDS, {"u": user_id})
+        spares = [h for h in holds if str(h["request_id"]).startswith("spare_")]
+        if not spares:
+            return holds
+        assert time.monotonic() < deadline, f"spare holds not dropped: {spares}"
+        time.sleep(0.02)
 
 
 def migrate_url(url: str) -> None:

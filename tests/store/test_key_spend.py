@@ -4,14 +4,23 @@ key's spend past its day, month or total limit is refused, and each period count
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from shared.billing import to_pico
-from shared.billing.ledger import SETTLE, Ledger, RequestRecord, ReserveRefusal, SpendLimits, new_id, periods
-from shared.store import Database, now_text
+from shared.billing.ledger import (
+    SETTLE,
+    Ledger,
+    RequestRecord,
+    ReserveRefusal,
+    SpendLimits,
+    new_id,
+    settle_params,
+)
+from shared.store import Database
 from tests.store.support import assert_ledger_consistent, new_key, new_user, record
 
 D = Decimal
@@ -65,19 +74,8 @@ async def test_spend_limits_apply_per_period_on_reserve(db: Database, period: st
 async def settle_dated(db: Database, rec: RequestRecord, cost: Decimal, moment: datetime) -> None:
     """A settlement exactly as the ledger writes it, dated `moment`: the SETTLE routine run
     through the store with that moment's time and spend periods (no clock is touched)."""
-    params = {
-        "tx_id": new_id("txn"),
-        "cost": to_pico(cost),
-        "hold_status": "settled",
-        "description": rec.model,
-        "metadata": "{}",
-        "now": now_text(moment),
-        **rec.params(),
-        **periods(moment),
-        "track_spend": True,
-        "touch_key": False,
-    }
-    assert await db.run(SETTLE, params) == to_pico(cost)
+    params = settle_params(dataclasses.replace(rec, touch_key=False), cost, "settled", moment)
+    assert (await db.run(SETTLE, params))[0] == to_pico(cost)
 
 
 async def test_a_total_limit_counts_the_spend_of_earlier_days_a_day_or_month_limit_does_not(

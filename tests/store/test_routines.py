@@ -80,6 +80,33 @@ async def test_a_routine_can_return_the_value_its_last_statement_returns(db: Dat
         assert await function_exists(db, TOP_UP)
 
 
+# A routine that returns several values: the new balance and whether the user is suspended.
+TOP_UP_STATUS = Routine(
+    "test_top_up_status",
+    (("id", "text"), ("amount", "bigint")),
+    (
+        Statement("UPDATE users SET balance_pico = balance_pico + :amount WHERE id = :id"),
+        Statement(
+            "UPDATE users SET email = email WHERE id = :id AND balance_pico >= 10 "
+            "RETURNING balance_pico, (SELECT COUNT(*) FROM users s WHERE s.id = :id AND s.status = 'suspended') > 0"
+        ),
+    ),
+    returns=("bigint", "boolean"),
+)
+
+
+async def test_a_routine_can_return_several_values(db: Database) -> None:
+    user_id = await new_user(db)
+    assert await db.run(TOP_UP_STATUS, {"id": user_id, "amount": 4}) == (None, None)  # no row
+    got = await db.run(TOP_UP_STATUS, {"id": user_id, "amount": 7})
+    assert (got[0], bool(got[1])) == (11, False)  # SQLite's booleans are integers
+    await db.run(CHARGE, {"id": user_id, "amount": 0, "suspend": True})
+    got = await db.run(TOP_UP_STATUS, {"id": user_id, "amount": 1})
+    assert (got[0], bool(got[1])) == (12, True)
+    if db.dialect == "postgres":
+        assert await function_exists(db, TOP_UP_STATUS)
+
+
 async def test_a_failing_routine_changes_nothing(db: Database) -> None:
     user_id = await new_user(db)
     with pytest.raises(Exception, match=r"(?i)constraint|violat"):

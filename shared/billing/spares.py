@@ -1,0 +1,168 @@
+"""Spare holds: a busy key's next reservation, written by the settlement of the request before.
+
+A paid request takes two database transactions: the reservation before the upstream call and the
+settlement after it. For a key that sends request after request, the settlement can write, in its
+own transaction, the hold of the key's next request — a spare — under a reservation's checks (an
+active account, not frozen, and room for more than the spare: `ROOM` times its amount, so that a
+spare never takes the last of an account's credit). The key's next request whose worst case fits
+in it takes it and reaches its upstream without a database round trip: one transaction per request
+instead of two (measured in `bench.pg_added`; the settlement's commit is the durable one anyway).
+
+The rules that keep a spare a reservation like any other:
+- at most one per key and instance, for keys without spend limits (those count holds per key);
+- written only for a key whose previous request here ended less than `spare_s` ago, or that ran
+  on a spare (a key with a steady stream of requests);
+- taken only by the very key record (from the key cache) it was written for: any change to the
+  key or its account (limits, revoke, suspension) replaces the record and strands the spare;
+- usable `spare_s` seconds after it was written, then dropped (its hold deleted): a freeze of the
+  account, which no key record shows, reaches a key that runs on spares within that time (and
+  within one request: the settlements write none for a frozen account);
+- a request that took one and was refused by the rate limiter gives it back;
+- a reservation refused for want of credit first drops this instance's spares of the user and
+  tries again, so a spare never turns a request that fits into a 402;
+- a drop the database refuses (an outage) is tried again until it lands, as is the drop of a
+  spare whose settlement's outcome is unknown (its answer was lost): nothing is left behind once
+  the database is back; closing the runtime drops the spares; a crashed instance's expire with
+  its other holds.
+
+Off (`GATEWAYZ_SPARE_HOLD_SECONDS=0`, the default on Lambda and Vercel, where an instance frozen
+between invocations could not drop its spare) and on SQLite, where a reservation is a local
+transaction that costs less than the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from shared.accounts.keys import KeyRecord
+from shared.billing.ledger import HOLD_TTL, Ledger, Spare
+from shared.errors import DependencyUnavailable
+
+log = logging.getLogger("gatewayz.billing")
+
+ROOM = 4  # a spare is written only if the account has this many times its amount available
+MAX_KEYS = 50_000  # keys whose last request is remembered: beyond that, forget them all
+RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0)  # waits between tries of a drop the database refused (then 2 s)
+CLOSE_WAIT_S = 5.0  # how long closing waits for the drops under way
+
+
+class Spares:
+    def __init__(self, ledger: Ledger, spare_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ledger = ledger
+        self.spare_s = spare_s
+        self.clock = clock
+        self._waiting: dict[str, Spare] = {}  # key id → its spare
+        self._last_end: dict[str, float] = {}  # key id → when its last request settled here
+        self._dropping: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.spare_s > 0 and self.ledger.db.dialect == "postgres"
+
+    def take(self, key: KeyRecord, amount: Decimal) -> Spare | None:
+        """The key's spare, when one is waiting, still fresh, and holds at least `amount`."""
+        spare = self._waiting.get(key.key_id)
+        if spare is None or spare.amount < amount or self.clock() - spare.born > self.spare_s:
+            return None
+        if spare.owner is not key or key.has_spend_limits:  # the key changed since: not its spare
+            return None
+        del self._waiting[key.key_id]
+        return spare
+
+    def give_back(self, spare: Spare) -> None:
+        """A spare whose request never ran (the rate limiter refused it): the key's again."""
+        if spare.key_id in self._waiting or self.clock() - spare.born > self.spare_s:
+            self._drop(spare)
+        else:
+            self._waiting[spare.key_id] = spare
+
+    def offer(self, key: KeyRecord, amount: Decimal, took: Spare | None) -> Spare | None:
+        """A spare for the settlement of the key's request that reserved `amount` to write: when the
+        key is busy and has none waiting here."""
+        if not self.enabled or amount <= 0 or key.has_spend_limits:
+            return None
+        now = self.clock()
+        if len(self._last_end) >= MAX_KEYS:
+            self._last_end.clear()
+        last, self._last_end[key.key_id] = self._last_end.get(key.key_id), now
+        if key.key_id in self._waiting:
+            return None
+        if took is None and (last is None or now - last > self.spare_s):
+            return None
+        return Spare(user_id=key.user_id, key_id=key.key_id, owner=key, amount=amount, room=amount * ROOM)
+
+    def settled(self, spare: Spare) -> None:
+        """After the settlement that was asked to write `spare`: keep it if it was written."""
+        if not spare.written:
+            return
+        spare.born = self.clock()
+        if spare.key_id in self._waiting:  # another settlement of the key wrote one meanwhile
+            self._drop(spare)
+            return
+        self._waiting[spare.key_id] = spare
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep())
+
+    def unknown(self, spare: Spare) -> None:
+        """The settlement asked to write `spare` failed: it may have committed all the same (its
+        answer lost), so the spare is dropped (a no-op if it was never written)."""
+        self._drop(spare)
+
+    async def drop_user(self, user_id: str) -> bool:
+        """Drop this instance's spares of the user (a reservation did not fit); whether any was."""
+        mine = [s for s in self._waiting.values() if s.user_id == user_id]
+        for spare in mine:
+            del self._waiting[spare.key_id]
+        dropped = await asyncio.gather(*(self._delete_once(spare) for spare in mine))
+        for spare, done in zip(mine, dropped, strict=True):
+            if not done:  # the database went out meanwhile: tried again in the background
+                self._drop(spare)
+        return bool(mine)
+
+    async def close(self) -> None:
+        """Drop every spare (the runtime is closing), and wait for the drops under way."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for spare in list(self._waiting.values()):
+            self._drop(spare)
+        self._waiting.clear()
+        if self._dropping:
+            await asyncio.wait(set(self._dropping), timeout=CLOSE_WAIT_S)
+
+    async def _sweep(self) -> None:
+        """Drop the spares nobody took in time; ends when none is left."""
+        while self._waiting:
+            await asyncio.sleep(self.spare_s / 2)
+            now = self.clock()
+            for spare in [s for s in self._waiting.values() if now - s.born > self.spare_s]:
+                del self._waiting[spare.key_id]
+                self._drop(spare)
+
+    def _drop(self, spare: Spare) -> None:
+        task = asyncio.ensure_future(self._delete(spare))
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
+
+    async def _delete(self, spare: Spare) -> None:
+        """Delete the spare's hold, trying again while the database is out (until the hold would
+        have expired by itself)."""
+        give_up = self.clock() + HOLD_TTL.total_seconds()
+        for attempt in itertools.count():
+            if await self._delete_once(spare) or self.clock() > give_up:
+                return
+            if attempt == 0:
+                log.warning("a spare hold could not be dropped (the database is out): trying again")
+            await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+
+    async def _delete_once(self, spare: Spare) -> bool:
+        try:
+            await self.ledger.drop_hold(spare.user_id, spare.request_id)
+            return True
+        except DependencyUnavailable:
+            return False
