@@ -89,13 +89,19 @@ def _spend(period: str) -> str:
     )
 
 
-INSERT_HOLD = f"""
+def _insert_hold(hold: str, key: str, request: str, amount: str, expires: str, room: str) -> str:
+    """A hold (the names of its parameters) for an active, unfrozen account with `room` available
+    besides its open holds; the caller adds its own conditions after an AND."""
+    return f"""
 INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, created_at)
-SELECT :hold_id, u.id, :key_id, :request_id, :amount, 'open', :expires_at, :now
+SELECT :{hold}, u.id, :{key}, :{request}, :{amount}, 'open', :{expires}, :now
 FROM users u
 WHERE u.id = :user_id AND u.status = 'active' AND u.spend_frozen IS NULL
-  AND u.balance_pico - ({_OPEN_HOLDS_USER}) >= :amount
-  AND (CAST(:limit_day AS BIGINT) IS NULL OR {_spend("day")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_day)
+  AND u.balance_pico - ({_OPEN_HOLDS_USER}) >= :{room}
+  AND"""
+
+
+INSERT_HOLD = f"""{_insert_hold("hold_id", "key_id", "request_id", "amount", "expires_at", "amount")} (CAST(:limit_day AS BIGINT) IS NULL OR {_spend("day")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_day)
   AND (CAST(:limit_month AS BIGINT) IS NULL OR {_spend("month")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_month)
   AND (CAST(:limit_total AS BIGINT) IS NULL OR {_spend("total")} + ({_OPEN_HOLDS_KEY}) + :amount <= :limit_total)
 ON CONFLICT (request_id) DO NOTHING
@@ -127,13 +133,7 @@ WHERE request_id = :hold_request_id AND user_id = :user_id AND status IN ('open'
 # A spare: the hold of the key's next request, written by this settlement (shared.billing.spares)
 # under a reservation's checks, once this charge is applied and this request's hold closed — and
 # with room left for more than it (`spare_room`). Never by a replayed settlement (its record exists).
-INSERT_SPARE = f"""
-INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, created_at)
-SELECT :spare_hold_id, u.id, :spend_key_id, :spare_request_id, :spare_amount, 'open', :spare_expires_at, :now
-FROM users u
-WHERE u.id = :user_id AND u.status = 'active' AND u.spend_frozen IS NULL
-  AND u.balance_pico - ({_OPEN_HOLDS_USER}) >= :spare_room
-  AND NOT EXISTS (SELECT 1 FROM request_records WHERE request_id = :request_id)
+INSERT_SPARE = f"""{_insert_hold("spare_hold_id", "spend_key_id", "spare_request_id", "spare_amount", "spare_expires_at", "spare_room")} NOT EXISTS (SELECT 1 FROM request_records WHERE request_id = :request_id)
 ON CONFLICT (request_id) DO NOTHING
 """
 # Counted under the key's budget (`KeyRecord.budget_id`: the key, or the key it shares limits with).
