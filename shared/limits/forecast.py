@@ -57,6 +57,10 @@ class Forecast:
         self._room[key_id] = (self.clock(), requests, tokens)
         self._in_flight[user_id] = self._in_flight.get(user_id, 0) + 1
 
+    def in_flight(self, user_id: str) -> int:
+        """The user's requests admitted here and not finished."""
+        return self._in_flight.get(user_id, 0)
+
     def finished(self, user_id: str) -> None:
         left = self._in_flight.get(user_id, 0) - 1
         if left > 0:

@@ -154,6 +154,8 @@ class Meter:
     def take_spare(self, plan: list[Candidate], body: dict[str, object], params: ChatParams) -> bool:
         """Hold the request's worst case with the key's spare, when one is waiting that covers it:
         then no reservation is sent."""
+        if not self.rt.spares.waits_for(self.key):
+            return False  # (the worst case is computed once, by the reservation)
         amount = worst_case(self.rt, plan, prompt_bound(body), params)
         self.spare = self.rt.spares.take(self.key, amount) if amount > 0 else None
         if self.spare is None:
@@ -280,7 +282,8 @@ class Meter:
         )
         # A caller who hangs up mid-stream is still billed for what was generated: the ledger
         # finishes a settlement even if this task is cancelled.
-        spare = self.rt.spares.offer(self.key, self.amount, self.spare) if self.held else None
+        alone = self.rt.limiter.forecast.in_flight(self.key.user_id) <= 1
+        spare = self.rt.spares.offer(self.key, self.amount, self.spare, alone) if self.held else None
         try:
             charged = await self.rt.ledger.settle(record, cost, spare)
         except BaseException:

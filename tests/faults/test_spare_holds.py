@@ -10,6 +10,7 @@ every hold inserted (`hold_log`)."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +23,9 @@ from shared.billing import from_pico
 from shared.billing.ledger import Ledger
 from shared.store import open_database
 from tests.conftest import gateway_settings, provision
-from tests.faults.conftest import CREDITS, Faulty, start_faulty
+from tests.fakes.openai_fake import OpenAIFake
+from tests.fakes.server import Reply
+from tests.faults.conftest import CREDITS, Faulty, start_faulty, wait_until
 from tests.faults.test_reserve_beside_admission import log_holds, trace
 from tests.store.support import run_async
 
@@ -193,3 +196,29 @@ def test_a_spare_the_database_outage_kept_is_dropped_when_it_returns(
         assert spares_open(gw) == [spare]
         gw.proxy.restore()
         assert gw.invariants(open_holds=0) > 0  # waits for the spare to go (5 s at most)
+
+
+def test_no_spare_is_written_while_another_request_of_the_user_is_in_flight(
+    fakes: dict[str, Any], openai_fake: OpenAIFake, tmp_path: Path
+) -> None:
+    """A spare's settlement takes the user's turn with the reservations until its commit: with
+    another of the user's requests in flight, none is written (that request's reservation would
+    wait for it); the last one to end, alone again, writes one."""
+    with ExitStack() as stack:
+        gw = start_faulty(fakes, "postgres", tmp_path, stack, GATEWAYZ_SPARE_HOLD_SECONDS="30")
+        gw.account = provision(gateway_settings(fakes, gw.url), "spare-busy@example.com", CREDITS)
+        for _ in range(2):  # the second one's settlement writes a spare
+            request_id(gw.chat())
+        log_holds(gw)
+        taken = spares_open(gw)  # the one the slow request will take (and hold until it ends)
+        assert len(taken) == 1
+        openai_fake.script("gpt-4o", Reply(delay=0.8))
+        sent = len(openai_fake.requests)
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(gw.chat)  # takes the spare, then waits on its upstream
+            wait_until(lambda: len(openai_fake.requests) > sent, "the slow request upstream")
+            fast = request_id(gw.chat())  # reserves, and settles while the slow one runs
+            assert holds_logged(gw) == [fast] and spares_open(gw) == taken  # no new spare
+            slow_id = request_id(slow.result(timeout=10))
+        (spare,) = spares_open(gw)  # written by the slow one's settlement
+        assert holds_logged(gw) == [fast, spare["request_id"]] and slow_id not in holds_logged(gw)
