@@ -136,8 +136,10 @@ class Runtime:
         await refresh(self)
 
     async def close(self) -> None:
-        await self.spares.close()  # their holds dropped, while the database is there
-        await self.ledger.drain()  # charges still landing, before their database goes
+        self.spares.closing()  # the settlements still landing write no spare...
+        await self.ledger.drain()
+        await asyncio.sleep(0)  # (their callers note what they wrote)
+        await self.spares.close()  # ...and the spares are dropped, while the database is there  # charges still landing, before their database goes
         await self.responses.drain()  # stored responses still being written
         for close in self.closers:
             await close()

@@ -63,10 +63,11 @@ class Spares:
         self._last_end: dict[str, float] = {}  # key id → when its last request settled here
         self._dropping: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def enabled(self) -> bool:
-        return self.spare_s > 0 and self.ledger.db.dialect == "postgres"
+        return self.spare_s > 0 and self.ledger.db.dialect == "postgres" and not self._closing
 
     def waits_for(self, key: KeyRecord) -> bool:
         return key.key_id in self._waiting
@@ -109,7 +110,7 @@ class Spares:
         if not spare.written:
             return
         spare.born = self.clock()
-        if spare.key_id in self._waiting:  # another settlement of the key wrote one meanwhile
+        if spare.key_id in self._waiting or self._closing:  # one waits already, or nobody will take it
             self._drop(spare)
             return
         self._waiting[spare.key_id] = spare
@@ -117,9 +118,11 @@ class Spares:
             self._sweeper = asyncio.ensure_future(self._sweep())
 
     def unknown(self, spare: Spare) -> None:
-        """The settlement asked to write `spare` failed: it may have committed all the same (its
-        answer lost), so the spare is dropped (a no-op if it was never written)."""
-        self._drop(spare)
+        """The settlement asked to write `spare` failed, or its caller was cancelled: it may have
+        committed all the same (its answer lost) or still be landing (a settlement outlives its
+        caller), so the spare is dropped once the settlements under way have landed (a no-op if
+        it was never written)."""
+        self._drop(spare, after_settlements=True)
 
     async def drop_user(self, user_id: str) -> bool:
         """Drop this instance's spares of the user (a reservation did not fit); whether any was."""
@@ -132,8 +135,13 @@ class Spares:
                 self._drop(spare)
         return bool(mine)
 
+    def closing(self) -> None:
+        """No more spares: the runtime is closing (its settlements still landing write none)."""
+        self._closing = True
+
     async def close(self) -> None:
         """Drop every spare (the runtime is closing), and wait for the drops under way."""
+        self._closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
         for spare in list(self._waiting.values()):
@@ -151,14 +159,16 @@ class Spares:
                 del self._waiting[spare.key_id]
                 self._drop(spare)
 
-    def _drop(self, spare: Spare) -> None:
-        task = asyncio.ensure_future(self._delete(spare))
+    def _drop(self, spare: Spare, after_settlements: bool = False) -> None:
+        task = asyncio.ensure_future(self._delete(spare, after_settlements))
         self._dropping.add(task)
         task.add_done_callback(self._dropping.discard)
 
-    async def _delete(self, spare: Spare) -> None:
+    async def _delete(self, spare: Spare, after_settlements: bool = False) -> None:
         """Delete the spare's hold, trying again while the database is out (until the hold would
         have expired by itself)."""
+        if after_settlements:
+            await self.ledger.drain()
         give_up = self.clock() + HOLD_TTL.total_seconds()
         for attempt in itertools.count():
             if await self._delete_once(spare) or self.clock() > give_up:

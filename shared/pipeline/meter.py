@@ -1,5 +1,6 @@
 """Metering one inference request: reserve the worst case before the upstream call, then settle
-the real cost (or release when nothing billable happened) — two database round trips in all.
+the real cost (or release when nothing billable happened) — two database round trips in all, or
+one when the request takes a spare hold its key's previous settlement wrote (shared.billing.spares).
 
 The worst case is what the most expensive planned offer could charge: the prompt counted
 generously (two characters a token, an upper bound for most text) and the whole output budget

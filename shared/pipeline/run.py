@@ -6,7 +6,8 @@ all but surely admit the request, the reservation is sent alongside the admissio
 Every inference endpoint goes through `run`; its front end (`shared.frontends`) turns the caller's
 request into the pivot, OpenAI chat, and renders the answer in the caller's API. Authentication
 happened in the route; the key arrives as the principal. Two database round trips per request:
-the reservation, and the settlement with its request record.
+the reservation, and the settlement with its request record — one when the request takes the
+spare hold its key's previous settlement wrote (`shared.billing.spares`).
 """
 
 from __future__ import annotations
