@@ -121,3 +121,80 @@ def test_parallel_requests_never_overspend(
         user,
     )
     assert all(r["cost_pico"] == 0 and r["request_id"] in refused_ids for r in charged)
+
+
+SPARE_CHARGE = (
+    (Decimal(11) * Decimal("2.5") + Decimal(95) * Decimal(10)) / Decimal(1_000_000) * Decimal("1.25")
+)
+
+
+def test_two_instances_on_spare_holds_never_overspend(
+    fakes: dict[str, Any], openai_fake: OpenAIFake, tmp_path: Path
+) -> None:
+    """Two gateways on one PostgreSQL, each a lone stream of the same user's requests — so each
+    runs on spare holds (shared.billing.spares) — until the balance runs out: every success is
+    charged its full cost (a spare is a reservation: nothing is ever capped), the balance never
+    goes below zero and equals its ledger, each instance ran on spares, and none is left."""
+    assert Decimal("0.001221875") == SPARE_CHARGE
+    with database_url("postgres", tmp_path) as url:
+        settings = gateway_settings(fakes, url, GATEWAYZ_SPARE_HOLD_SECONDS="5")
+        account = off_main_thread(provision, settings, "spare-pair@example.com", WORST_CASE * 40)
+        query(
+            url,
+            "CREATE TABLE hold_log (request_id TEXT); "
+            "CREATE FUNCTION log_hold() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN INSERT INTO hold_log VALUES (NEW.request_id); RETURN NEW; END $$; "
+            "CREATE TRIGGER log_hold AFTER INSERT ON credit_holds FOR EACH ROW EXECUTE FUNCTION log_hold()",
+        )
+        openai_fake.default = Reply(output=95)  # most of the 100-token budget: the balance runs out
+        servers = [start_gateway(settings), start_gateway(settings)]
+        try:
+
+            def stream(server: Any) -> list[tuple[int, str, str]]:
+                seen = []
+                with openai.OpenAI(
+                    base_url=f"{server.url}/v1", api_key=account.key, max_retries=0, timeout=30
+                ) as client:
+                    for _ in range(200):
+                        try:
+                            raw = client.chat.completions.with_raw_response.create(
+                                model=MODEL,
+                                messages=[{"role": "user", "content": "hi"}],
+                                max_tokens=MAX_TOKENS,
+                            )
+                        except openai.APIStatusError as exc:
+                            seen.append(
+                                (exc.status_code, exc.response.headers["x-request-id"], exc.code or "")
+                            )
+                            break
+                        seen.append(
+                            (raw.status_code, raw.headers["x-request-id"], raw.headers["x-gatewayz-cost"])
+                        )
+                return seen
+
+            with ThreadPoolExecutor(2) as pool:
+                runs = list(pool.map(stream, servers))
+        finally:
+            for server in servers:
+                server.stop()  # each drops its spare
+        for seen in runs:
+            *served, last = seen
+            assert last[:1] == (402,) and last[2] == "insufficient_credits", last
+            assert served and all(
+                status == 200 and Decimal(cost) == SPARE_CHARGE for status, _, cost in served
+            )
+        successes = [rid for seen in runs for _, rid, _ in seen[:-1]]
+        balance = check_ledger(query(url, LEDGER_STATE, {"user_id": account.user_id})[0])
+        assert balance == to_pico(WORST_CASE * 40) - len(successes) * to_pico(SPARE_CHARGE) >= 0
+        logged = {r["request_id"] for r in query(url, "SELECT request_id FROM hold_log")}
+        for seen in runs:  # most of each instance's requests sent no reservation
+            own = sum(rid in logged for _, rid, _ in seen[:-1])
+            assert own < len(seen) / 2, (own, len(seen))
+        assert (
+            query(
+                url,
+                "SELECT id FROM credit_holds WHERE user_id = :u AND status = 'open'",
+                {"u": account.user_id},
+            )
+            == []
+        )
