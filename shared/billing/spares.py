@@ -22,7 +22,9 @@ The rules that keep a spare a reservation like any other:
   within one request: the settlements write none for a frozen account);
 - a request that took one and was refused by the rate limiter gives it back;
 - a reservation refused for want of credit first drops this instance's spares of the user and
-  tries again, so a spare never turns a request that fits into a 402;
+  tries again, so this instance's spares never turn a request that fits into a 402 (another
+  instance's, written only while the account had `ROOM` times its amount available, holds its
+  share until it is taken or dropped: `spare_s` at most);
 - a drop the database refuses (an outage) is tried again until it lands, as is the drop of a
   spare whose settlement's outcome is unknown (its answer was lost): nothing is left behind once
   the database is back; closing the runtime drops the spares; a crashed instance's expire with
