@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scale import Stack, add_common, loadgen, new_work, say_stderr
-from shared.billing.ledger import RESERVE, SETTLE
+from shared.billing.ledger_sql import RESERVE, SETTLE
 
 # Published figures the model converts with (check them against your plan before relying on them).
 UPSTASH_USD_PER_100K = 0.20  # Upstash Redis pay-as-you-go, per 100,000 commands

@@ -137,9 +137,9 @@ class Runtime:
 
     async def close(self) -> None:
         self.spares.closing()  # the settlements still landing write no spare...
-        await self.ledger.drain()
+        await self.ledger.drain()  # charges still landing, before their database goes
         await asyncio.sleep(0)  # (their callers note what they wrote)
-        await self.spares.close()  # ...and the spares are dropped, while the database is there  # charges still landing, before their database goes
+        await self.spares.close()  # ...and the spares are dropped, while the database is there
         await self.responses.drain()  # stored responses still being written
         for close in self.closers:
             await close()

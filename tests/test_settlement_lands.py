@@ -29,7 +29,7 @@ import httpx
 import psycopg
 import pytest
 
-from shared.billing.ledger import LOCK_USER
+from shared.billing.ledger_sql import LOCK_USER
 from shared.config import Settings
 from shared.runtime import Runtime
 from shared.server import create_server_app

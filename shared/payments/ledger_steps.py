@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from shared.billing import to_pico
-from shared.billing.ledger import APPLY_TX, AUDIT_IF_TX, LOCK_USER, RESERVE_LOCK, new_id
+from shared.billing.ledger import new_id
+from shared.billing.ledger_sql import APPLY_TX, AUDIT_IF_TX, LOCK_USER, RESERVE_LOCK
 from shared.store import Step, now_text
 
 PICO_PER_CENT = 10**10  # Stripe amounts are integer cents of USD

@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from shared.billing import money_pico
-from shared.billing.ledger import APPLY_TX, AUDIT_IF_TX, new_id
+from shared.billing.ledger import new_id
+from shared.billing.ledger_sql import APPLY_TX, AUDIT_IF_TX
 from shared.errors import Conflict, NotFound, RateLimited
 from shared.payments.ledger_steps import credit_steps, lock_steps
 from shared.runtime import Runtime

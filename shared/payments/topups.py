@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from shared.billing import from_pico
-from shared.billing.ledger import AUDIT_IF_TX, LOCK_USER, new_id
+from shared.billing.ledger import new_id
+from shared.billing.ledger_sql import AUDIT_IF_TX, LOCK_USER
 from shared.errors import InvalidRequest
 from shared.payments import notify
 from shared.payments.effects import (

@@ -149,9 +149,8 @@ async def run(
         estimate = estimate_prompt(body) * calls + (params.max_output or 0) * params.n
         meter = Meter(rt, key, ctx, front.endpoint, plan[0].model_id)
         meter.stream = params.stream
-        if meter.take_spare(plan, call.body, params):
-            pass  # its hold was written by the key's previous settlement (shared.billing.spares)
-        elif rt.limiter.likely_admits(key, estimate, calls):
+        # A request that takes its key's spare hold (shared.billing.spares) sends no reservation.
+        if not meter.take_spare(plan, call.body, params) and rt.limiter.likely_admits(key, estimate, calls):
             reserving = meter.reserve_now(plan, call.body, params)
         try:
             admission = await rt.limiter.admit(key, ctx.billing_id, estimate, ctx.take_deferred_ip(), calls)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,6 +107,18 @@ def open_holds_after_spares(url: str, user_id: str, timeout: float = 5.0) -> lis
             return holds
         assert time.monotonic() < deadline, f"spare holds not dropped: {spares}"
         time.sleep(0.02)
+
+
+@asynccontextmanager
+async def migrated_postgres() -> AsyncIterator[tuple[str, Database]]:
+    """A PostgreSQL schema of its own, migrated, and the store open on it: (its URL, the store)."""
+    with postgres_schema() as url:
+        db = open_database(url)
+        try:
+            await migrate(db, read_migrations())
+            yield url, db
+        finally:
+            await db.close()
 
 
 def migrate_url(url: str) -> None:

@@ -11,15 +11,8 @@ from decimal import Decimal
 import pytest
 
 from shared.billing import to_pico
-from shared.billing.ledger import (
-    SETTLE,
-    Ledger,
-    RequestRecord,
-    ReserveRefusal,
-    SpendLimits,
-    new_id,
-    settle_params,
-)
+from shared.billing.ledger import Ledger, RequestRecord, ReserveRefusal, SpendLimits, new_id, settle_params
+from shared.billing.ledger_sql import SETTLE
 from shared.store import Database
 from tests.store.support import assert_ledger_consistent, new_key, new_user, record
 

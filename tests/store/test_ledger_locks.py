@@ -10,14 +10,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from shared.billing import to_pico
-from shared.billing.ledger import HOLD_TTL, LOCK_USER, RESERVE_LOCK, Ledger, ReserveRefusal, new_id
-from shared.store import now_text, open_database
-from shared.store.migrate import migrate, read_migrations
-from tests.store.support import (
-    balance,
-    new_user,
-    postgres_schema,
-)
+from shared.billing.ledger import HOLD_TTL, Ledger, ReserveRefusal, new_id
+from shared.billing.ledger_sql import LOCK_USER, RESERVE_LOCK
+from shared.store import now_text
+from tests.store.support import balance, migrated_postgres, new_user
 
 D = Decimal
 
@@ -28,26 +24,20 @@ async def test_a_reserve_does_not_wait_for_a_settlement_holding_the_users_row() 
     settlement's hold, the worst case, meanwhile."""
     import psycopg
 
-    with postgres_schema() as url:
-        db = open_database(url)
-        try:
-            await migrate(db, read_migrations())
-            user_id = await new_user(db, D(10))
-            ledger = Ledger(db)
-            assert (
-                await ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(4))
-                is None
-            )
-            with psycopg.connect(url, autocommit=False) as settling:
-                settling.execute(LOCK_USER.replace(":user_id", "%s"), (user_id,))  # a settlement in flight
-                second = ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(5))
-                assert await asyncio.wait_for(second, 5) is None
-                third = ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(2))
-                refusal = await asyncio.wait_for(third, 5)  # 10 - 4 - 5 = 1 left: refused, not queued
-                assert refusal is not None and refusal.reason == "insufficient_credits"
-                settling.rollback()
-        finally:
-            await db.close()
+    async with migrated_postgres() as (url, db):
+        user_id = await new_user(db, D(10))
+        ledger = Ledger(db)
+        assert (
+            await ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(4)) is None
+        )
+        with psycopg.connect(url, autocommit=False) as settling:
+            settling.execute(LOCK_USER.replace(":user_id", "%s"), (user_id,))  # a settlement in flight
+            second = ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(5))
+            assert await asyncio.wait_for(second, 5) is None
+            third = ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=D(2))
+            refusal = await asyncio.wait_for(third, 5)  # 10 - 4 - 5 = 1 left: refused, not queued
+            assert refusal is not None and refusal.reason == "insufficient_credits"
+            settling.rollback()
 
 
 async def test_a_claw_back_waits_for_a_reserve_in_progress_and_sees_its_hold() -> None:
@@ -57,44 +47,35 @@ async def test_a_claw_back_waits_for_a_reserve_in_progress_and_sees_its_hold() -
     waits; the claw-back must then refuse what the hold now reserves."""
     import psycopg
 
-    with postgres_schema() as url:
-        db = open_database(url)
-        try:
-            await migrate(db, read_migrations())
-            user_id = await new_user(db, D(10))
-            ledger = Ledger(db)
-            with psycopg.connect(url, autocommit=False) as reserving:
-                reserving.execute(RESERVE_LOCK.replace(":user_id", "%s"), (user_id,))
-                claw = asyncio.ensure_future(
-                    ledger.change_balance(
-                        user_id, D(-10), type="adjustment", description="x", actor_type="cli"
-                    )
-                )
-                await asyncio.sleep(0.3)
-                assert not claw.done()  # waiting for the reserve in progress
-                reserving.execute(
-                    "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, "
-                    "created_at) VALUES (%s, %s, NULL, %s, %s, 'open', %s, %s)",
-                    (
-                        new_id("hold"),
-                        user_id,
-                        new_id("req"),
-                        to_pico(D(4)),
-                        now_text(datetime.now(UTC) + HOLD_TTL),
-                        now_text(),
-                    ),
-                )
-                reserving.commit()
-                result = await asyncio.wait_for(claw, 5)
-            assert not result.applied and result.balance == D(10)
-            assert (
-                await ledger.change_balance(
-                    user_id, D(-6), type="adjustment", description="x", actor_type="cli"
-                )
-            ).applied
-            assert await balance(db, user_id) == (D(4), D(4))
-        finally:
-            await db.close()
+    async with migrated_postgres() as (url, db):
+        user_id = await new_user(db, D(10))
+        ledger = Ledger(db)
+        with psycopg.connect(url, autocommit=False) as reserving:
+            reserving.execute(RESERVE_LOCK.replace(":user_id", "%s"), (user_id,))
+            claw = asyncio.ensure_future(
+                ledger.change_balance(user_id, D(-10), type="adjustment", description="x", actor_type="cli")
+            )
+            await asyncio.sleep(0.3)
+            assert not claw.done()  # waiting for the reserve in progress
+            reserving.execute(
+                "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, expires_at, "
+                "created_at) VALUES (%s, %s, NULL, %s, %s, 'open', %s, %s)",
+                (
+                    new_id("hold"),
+                    user_id,
+                    new_id("req"),
+                    to_pico(D(4)),
+                    now_text(datetime.now(UTC) + HOLD_TTL),
+                    now_text(),
+                ),
+            )
+            reserving.commit()
+            result = await asyncio.wait_for(claw, 5)
+        assert not result.applied and result.balance == D(10)
+        assert (
+            await ledger.change_balance(user_id, D(-6), type="adjustment", description="x", actor_type="cli")
+        ).applied
+        assert await balance(db, user_id) == (D(4), D(4))
 
 
 async def test_reserves_of_one_user_take_turns_whatever_the_interleaving() -> None:
@@ -106,49 +87,44 @@ async def test_reserves_of_one_user_take_turns_whatever_the_interleaving() -> No
     reserve is let in, then the second; then the test's transaction rolls back."""
     import psycopg
 
-    with postgres_schema() as url:
-        db = open_database(url)
-        try:
-            await migrate(db, read_migrations())
-            user_id = await new_user(db, D(10))
-            ledger = Ledger(db)
-            first, second = new_id("req"), new_id("req")
-            expires = now_text(datetime.now(UTC) + HOLD_TTL)
+    async with migrated_postgres() as (url, db):
+        user_id = await new_user(db, D(10))
+        ledger = Ledger(db)
+        first, second = new_id("req"), new_id("req")
+        expires = now_text(datetime.now(UTC) + HOLD_TTL)
 
-            def waiting_on(request_id: str) -> bool:
-                with psycopg.connect(url, autocommit=True) as probe:
-                    row = probe.execute(
-                        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                        (f"%{request_id}%",),
-                    ).fetchone()
-                return bool(row and row[0])
+        def waiting_on(request_id: str) -> bool:
+            with psycopg.connect(url, autocommit=True) as probe:
+                row = probe.execute(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                    (f"%{request_id}%",),
+                ).fetchone()
+            return bool(row and row[0])
 
-            async def until_waiting(request_id: str) -> None:
-                for _ in range(500):
-                    if waiting_on(request_id):
-                        return
-                    await asyncio.sleep(0.01)
-                raise AssertionError(f"the reserve of {request_id} never waited")
+        async def until_waiting(request_id: str) -> None:
+            for _ in range(500):
+                if waiting_on(request_id):
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"the reserve of {request_id} never waited")
 
-            with psycopg.connect(url, autocommit=False) as blocker:
-                for request_id in (first, second):
-                    blocker.execute(
-                        "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, "
-                        "expires_at, created_at) VALUES (%s, %s, NULL, %s, 0, 'released', %s, %s)",
-                        (new_id("hold"), user_id, request_id, expires, now_text()),
-                    )
-                one = asyncio.ensure_future(
-                    ledger.reserve(user_id=user_id, key_id=None, request_id=first, amount=D(10))
+        with psycopg.connect(url, autocommit=False) as blocker:
+            for request_id in (first, second):
+                blocker.execute(
+                    "INSERT INTO credit_holds (id, user_id, key_id, request_id, amount_pico, status, "
+                    "expires_at, created_at) VALUES (%s, %s, NULL, %s, 0, 'released', %s, %s)",
+                    (new_id("hold"), user_id, request_id, expires, now_text()),
                 )
-                await until_waiting(first)  # past its check, holding the user's reserve lock
-                two = asyncio.ensure_future(
-                    ledger.reserve(user_id=user_id, key_id=None, request_id=second, amount=D(10))
-                )
-                await until_waiting(second)  # on that lock — or, without it, past its own check
-                blocker.rollback()
-                results = await asyncio.wait_for(asyncio.gather(one, two), 10)
-            assert results[0] is None
-            assert results[1] == ReserveRefusal("insufficient_credits", D(0))
-            assert await balance(db, user_id) == (D(10), D(10))
-        finally:
-            await db.close()
+            one = asyncio.ensure_future(
+                ledger.reserve(user_id=user_id, key_id=None, request_id=first, amount=D(10))
+            )
+            await until_waiting(first)  # past its check, holding the user's reserve lock
+            two = asyncio.ensure_future(
+                ledger.reserve(user_id=user_id, key_id=None, request_id=second, amount=D(10))
+            )
+            await until_waiting(second)  # on that lock — or, without it, past its own check
+            blocker.rollback()
+            results = await asyncio.wait_for(asyncio.gather(one, two), 10)
+        assert results[0] is None
+        assert results[1] == ReserveRefusal("insufficient_credits", D(0))
+        assert await balance(db, user_id) == (D(10), D(10))

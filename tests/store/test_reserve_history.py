@@ -12,10 +12,10 @@ import psycopg
 from psycopg.pq import Escaping
 
 from shared.billing import to_pico
-from shared.billing.ledger import HOLD_TTL, RESERVE, Ledger, new_id, periods
-from shared.store import now_text, open_database
-from shared.store.migrate import migrate, read_migrations
-from tests.store.support import new_user, postgres_schema
+from shared.billing.ledger import HOLD_TTL, Ledger, new_id, periods
+from shared.billing.ledger_sql import RESERVE
+from shared.store import now_text
+from tests.store.support import migrated_postgres, new_user
 
 HISTORY = 100_000  # closed holds of one user: where the planner had turned to a bitmap scan
 
@@ -40,31 +40,22 @@ def reserve_values(user_id: str) -> dict[str, object]:
 async def pages_per_reserve(age: timedelta, calls: int = 3) -> list[int]:
     """Pages each of `calls` reserves reads (one new session: plans made on today's table), after
     HISTORY holds of one user, made `age` ago and closed, with autovacuum off."""
-    with postgres_schema() as url:
-        db = open_database(url)
-        try:
-            await migrate(db, read_migrations())
-            user_id = await new_user(db, Decimal(100))
-            await db.fetch("ALTER TABLE credit_holds SET (autovacuum_enabled = false)", {})
-            made = datetime.now(UTC) - age
-            await db.fetch(
-                "INSERT INTO credit_holds (id, user_id, request_id, amount_pico, status, expires_at, created_at)"
-                " SELECT 'hold_old' || g, :u, 'req_old' || g, 5, 'open', :exp, :made"
-                " FROM generate_series(1, :n) g",
-                {"u": user_id, "exp": now_text(made + HOLD_TTL), "made": now_text(made), "n": HISTORY},
-            )
-            await db.fetch(
-                "UPDATE credit_holds SET status = 'settled', closed_at = :now", {"now": now_text()}
-            )
-            ledger = Ledger(db)  # installs the routine
-            assert (
-                await ledger.reserve(
-                    user_id=user_id, key_id=None, request_id=new_id("req"), amount=Decimal(1)
-                )
-                is None
-            )
-        finally:
-            await db.close()
+    async with migrated_postgres() as (url, db):
+        user_id = await new_user(db, Decimal(100))
+        await db.fetch("ALTER TABLE credit_holds SET (autovacuum_enabled = false)", {})
+        made = datetime.now(UTC) - age
+        await db.fetch(
+            "INSERT INTO credit_holds (id, user_id, request_id, amount_pico, status, expires_at, created_at)"
+            " SELECT 'hold_old' || g, :u, 'req_old' || g, 5, 'open', :exp, :made"
+            " FROM generate_series(1, :n) g",
+            {"u": user_id, "exp": now_text(made + HOLD_TTL), "made": now_text(made), "n": HISTORY},
+        )
+        await db.fetch("UPDATE credit_holds SET status = 'settled', closed_at = :now", {"now": now_text()})
+        ledger = Ledger(db)  # installs the routine
+        assert (
+            await ledger.reserve(user_id=user_id, key_id=None, request_id=new_id("req"), amount=Decimal(1))
+            is None
+        )
 
         with psycopg.connect(url, autocommit=True) as conn:
             quote = Escaping(conn.pgconn).escape_literal
