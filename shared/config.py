@@ -81,6 +81,12 @@ def _limits(env: Mapping[str, str]) -> LimitSettings:
         anonymous_per_day=_int(env, "GATEWAYZ_ANONYMOUS_PER_DAY", d.anonymous_per_day),
         max_n=_max_n(env),
         fail_closed=_flag(env, "GATEWAYZ_LIMITS_FAIL_CLOSED"),
+        spare_seconds=_seconds(
+            env,
+            "GATEWAYZ_SPARE_ADMISSION_SECONDS",
+            0.0 if serverless(env) else d.spare_seconds,
+            zero_is_off=True,
+        ),
     )
 
 
@@ -129,6 +135,9 @@ class LimitSettings:
     max_n: int = DEFAULT_MAX_N
     fail_closed: bool = False
     lease_ms: int = 660_000  # a concurrency slot outlives the longest request (deadline + margin)
+    # How long a busy key's next admission, taken by its previous request's end, may wait for it
+    # (shared.limits.spares; 0: off).
+    spare_seconds: float = 1.0
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -144,6 +144,7 @@ class Runtime:
         for close in self.closers:
             await close()
         await self.http.close()
+        await self.limiter.spares.close()  # spare admissions given back, while the store is there
         await self.hot.close()
         await self.db.close()
 

@@ -156,6 +156,8 @@ def gateway_settings(fakes: dict[str, Any], database_url: str, **extra: str) -> 
         # Spare holds (PostgreSQL) on, as by default, but dropped soon after a test's last
         # request: the checks that no hold was left behind wait for them (tests/faults).
         "GATEWAYZ_SPARE_HOLD_SECONDS": "0.3",
+        # Spare admissions (Redis) likewise: given back soon after a test's last request.
+        "GATEWAYZ_SPARE_ADMISSION_SECONDS": "0.3",
         **upstream_env(fakes),
         **extra,
     }

@@ -17,6 +17,7 @@ headers.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 
@@ -26,10 +27,12 @@ from shared.errors import DependencyUnavailable, InvalidRequest, RateLimited
 from shared.hot import HotStore, HotStoreDown
 from shared.hot.gcra import Decision, Rule, RuleState, Slot
 from shared.limits.forecast import Forecast
+from shared.limits.spares import MIN_CONCURRENCY, TOKEN_MARGIN, Spare, SpareAdmissions, spare_member
 from shared.limits.velocity import Velocity
 
 MINUTE = 60_000
 DAY = 86_400_000
+_PENDING = Decision(False, 0, ())  # a spare's decision before its admission is made
 
 
 def duration(ms: int) -> str:
@@ -83,6 +86,11 @@ class Admission:
     states: tuple[RuleState, ...] = ()
     finished: bool = False
     user_id: str | None = None  # a key's admission: its user has one more request in flight here
+    # What a spare admission for the key's next request repeats (shared.limits.spares).
+    key: KeyRecord | None = None
+    ip: str | None = None  # layer 1 was checked with it, for this IP
+    calls: int = 1
+    spare: bool = False  # this admission was a spare
 
     def headers(self) -> dict[str, str]:
         return rate_headers(self.states)
@@ -110,6 +118,7 @@ class Limiter:
         self.settings = settings
         self.velocity = Velocity(settings)
         self.forecast = Forecast()
+        self.spares = SpareAdmissions(hot, settings.spare_seconds)
         self.rejections: dict[str, int] = {"ip": 0, "auth_failures": 0, "key": 0, "anonymous": 0}
 
     async def _rate(self, rules: list[Rule], slots: list[Slot] | None = None) -> Decision:
@@ -206,15 +215,10 @@ class Limiter:
         bound = min(int(c) for c in concurrency) if concurrency else None
         return self.forecast.admits(key.budget_id, key.user_id, calls, estimate_tokens, bound)
 
-    async def admit(
-        self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None, calls: int = 1
-    ) -> Admission:
-        """Layer 2 for a request; with `ip`, layer 1 for it too, in the same atomic call (the
-        gateway defers layer 1 here when the key was already known: one round trip less).
-
-        `calls`: the upstream calls the request may make at once — `n` of them when its choices
-        are fanned out to a provider that returns one per call. Each counts as a request and holds
-        a concurrency slot of its own; more than a limit could ever admit is the caller's 400."""
+    def _layer2(
+        self, key: KeyRecord, members: list[str], estimate_tokens: int, calls: int
+    ) -> tuple[list[Rule], list[Slot]]:
+        """The key's rules at this request's costs, and its slots (one per member)."""
         specs, slot_specs = self._key_limits(key)
         if calls > 1:
             _check_calls(
@@ -224,14 +228,35 @@ class Limiter:
             Rule(rkey, limit, period, calls if kind == "requests" else estimate_tokens, kind=kind, name=name)
             for rkey, name, limit, period, kind in specs
         ]
-        # Members are unique per request (the billing id is server-generated), one per call.
-        members = [request_id] + [f"{request_id}#{i}" for i in range(1, calls)]
         slots = [
             Slot(skey, member, limit, self.settings.lease_ms)
             for skey, limit in slot_specs
             for member in members
         ]
+        return rules, slots
+
+    async def admit(
+        self, key: KeyRecord, request_id: str, estimate_tokens: int, ip: str | None = None, calls: int = 1
+    ) -> Admission:
+        """Layer 2 for a request; with `ip`, layer 1 for it too, in the same atomic call (the
+        gateway defers layer 1 here when the key was already known: one round trip less).
+
+        `calls`: the upstream calls the request may make at once — `n` of them when its choices
+        are fanned out to a provider that returns one per call. Each counts as a request and holds
+        a concurrency slot of its own; more than a limit could ever admit is the caller's 400.
+
+        A spare admission of the key that this request may take (shared.limits.spares) admits it
+        without a call to the store."""
+        spare, declined = self.spares.claim(key, estimate_tokens, ip, calls)
+        if spare is not None:
+            self.forecast.admitted(key.budget_id, key.user_id, spare.decision)
+            return spare.admission
+        # Members are unique per request (the billing id is server-generated), one per call.
+        members = [request_id] + [f"{request_id}#{i}" for i in range(1, calls)]
+        rules, slots = self._layer2(key, members, estimate_tokens, calls)
         ip_rules = await self.ip_rules(ip) if ip is not None else []
+        if declined is not None:  # its units first: at a limit's edge they are this request's
+            await self.spares.give_back(declined)
         decision = await self._rate(ip_rules + rules, slots)
         self.forecast.admitted(key.budget_id, key.user_id, decision)
         if not decision.allowed:
@@ -246,14 +271,21 @@ class Limiter:
             estimate=estimate_tokens,
             states=decision.states[len(ip_rules) :],  # the headers speak of the key's limits
             user_id=key.user_id,
+            key=key,
+            ip=ip,
+            calls=calls,
         )
 
     async def finish(self, admission: Admission, actual_tokens: int | None) -> None:
-        """Release the slots and correct the token budgets by (actual − estimate). Idempotent."""
+        """Release the slots and correct the token budgets by (actual − estimate). Idempotent.
+        The end of a busy key's request also admits the key's next one (a spare, see
+        shared.limits.spares), pipelined with the release: the same round trip."""
         if admission.finished:
             return
         admission.finished = True
+        alone = False
         if admission.user_id is not None:
+            alone = self.forecast.in_flight(admission.user_id) <= 1
             self.forecast.finished(admission.user_id)
         delta = (actual_tokens - admission.estimate) if actual_tokens is not None else 0
         # The tokens were spent whatever the budget says: a correction never refuses.
@@ -266,9 +298,49 @@ class Limiter:
             else []
         )
         try:
-            await self.hot.finish(corrections, admission.slots)
+            wanted = actual_tokens is not None and self.spares.wanted(admission, alone)
+            ahead = await self._ahead(admission) if wanted else None
+            if ahead is None:
+                await self.hot.finish(corrections, admission.slots)
+                return
+            # One write: the store runs the release before the admission (a slot freed for it).
+            _, decision = await asyncio.gather(
+                self.hot.finish(corrections, admission.slots), self.hot.rate(ahead.rules, ahead.slots)
+            )
         except HotStoreDown:
-            pass  # the slots expire by themselves; the budgets heal with time
+            return  # the slots expire by themselves; the budgets heal with time
+        ahead.decision = decision
+        ahead.admission.states = decision.states[ahead.layer1 :]  # the key's limits, as in `admit`
+        self.spares.admitted(ahead)
+
+    async def _ahead(self, admission: Admission) -> Spare | None:
+        """The spare admission to make for the key's next request: `admission`'s checks again."""
+        key = admission.key
+        assert key is not None
+        estimate = admission.estimate * TOKEN_MARGIN
+        rules, slots = self._layer2(key, [spare_member()], estimate, 1)
+        if any(slot.limit < MIN_CONCURRENCY for slot in slots):
+            return None
+        ip_rules = await self.ip_rules(admission.ip) if admission.ip is not None else []
+        next_admission = Admission(
+            slots=slots,
+            token_rules=[r for r in rules if r.kind == "tokens"],
+            estimate=estimate,
+            user_id=key.user_id,
+            key=key,
+            ip=admission.ip,
+            spare=True,
+        )
+        return Spare(
+            key,
+            admission.ip,
+            admission.estimate,
+            ip_rules + rules,
+            slots,
+            _PENDING,
+            next_admission,
+            len(ip_rules),
+        )
 
     # --- layer 3 ----------------------------------------------------------------------------
     async def admit_anonymous(self, ip: str, calls: int = 1) -> Admission:

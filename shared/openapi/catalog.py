@@ -149,6 +149,7 @@ class LimitsHealth(Shape):
     fallback_calls: int
     velocity: dict[str, Any]
     rejections: dict[str, int]
+    spare_admissions: dict[str, int]  # taken since start, waiting now (a busy key's next admission)
 
 
 class Uptime(Shape):

@@ -87,4 +87,5 @@ def limits_status(rt: Runtime) -> dict[str, Any]:
         "fallback_calls": int(getattr(hot, "fallbacks", 0)),
         "velocity": rt.limiter.velocity.state(),
         "rejections": dict(rt.limiter.rejections),
+        "spare_admissions": rt.limiter.spares.state(),  # shared.limits.spares
     }

@@ -7,9 +7,10 @@ ledger frees the admission's slot; a flood of refused requests reaches the datab
 Which reservations were sent is read from the database itself: a trigger logs every hold inserted
 (`hold_log`), so a hold that was written and then dropped is still seen to have been sent.
 
-Spare holds are off here (`SPARES_OFF`): a key with a steady stream of requests would run on them
-(tests/faults/test_spare_holds.py) and send no reservation at all; this is the path of the others
-(the first requests of a key, serverless instances).
+Spare holds and spare admissions are off here (`SPARES_OFF`): a key with a steady stream of
+requests would run on them (tests/faults/test_spare_holds.py, tests/limits/test_spare_admissions.py)
+and send no reservation or admission of its own; this is the path of the others (the first requests
+of a key, serverless instances).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.faults.conftest import CREDITS, Faulty, assert_unavailable, start_fau
 from tests.limits.conftest import RedisProcess, redis_client, redis_url
 from tests.store.support import run_async
 
-SPARES_OFF = {"GATEWAYZ_SPARE_HOLD_SECONDS": "0"}
+SPARES_OFF = {"GATEWAYZ_SPARE_HOLD_SECONDS": "0", "GATEWAYZ_SPARE_ADMISSION_SECONDS": "0"}
 
 HOLD_LOG = {
     "postgres": """
