@@ -304,14 +304,21 @@ class Limiter:
                 await self.hot.finish(corrections, admission.slots)
                 return
             # One write: the store runs the release before the admission (a slot freed for it).
-            _, decision = await asyncio.gather(
-                self.hot.finish(corrections, admission.slots), self.hot.rate(ahead.rules, ahead.slots)
+            outcomes = await asyncio.gather(
+                self.hot.finish(corrections, admission.slots),
+                self.hot.rate(ahead.rules, ahead.slots),
+                return_exceptions=True,
             )
         except HotStoreDown:
             return  # the slots expire by themselves; the budgets heal with time
-        ahead.decision = decision
-        ahead.admission.states = decision.states[ahead.layer1 :]  # the key's limits, as in `admit`
-        self.spares.admitted(ahead)
+        decision = outcomes[1]
+        if isinstance(decision, Decision):  # kept (or given back) whatever the release did
+            ahead.decision = decision
+            ahead.admission.states = decision.states[ahead.layer1 :]  # the key's limits, as in `admit`
+            self.spares.admitted(ahead)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, HotStoreDown):
+                raise outcome
 
     async def _ahead(self, admission: Admission) -> Spare | None:
         """The spare admission to make for the key's next request: `admission`'s checks again."""

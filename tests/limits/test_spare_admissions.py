@@ -24,10 +24,11 @@ from shared.accounts.keys import KeyRecord, PlanLimits
 from shared.config import LimitSettings
 from shared.errors import RateLimited
 from shared.hot import HotStore
+from shared.hot.fallback import FallbackHot
 from shared.limits.limiter import Admission, Limiter
 from tests.conftest import provision
 from tests.fakes.openai_fake import OpenAIFake
-from tests.limits.conftest import CONTRACT_DB, E2E_DB, Gateways, open_backend, redis_client
+from tests.limits.conftest import CONTRACT_DB, E2E_DB, Gateways, RedisProcess, open_backend, redis_client
 from tests.limits.test_rate_limits_e2e import HELLO, MODEL, status
 
 
@@ -199,6 +200,35 @@ async def test_spares_are_off_when_set_to_zero(remote: HotStore, prefix: str) ->
     for n in range(3):
         await request(lim, key, n)
     assert lim.spares.state() == {"taken": 0, "waiting": 0}
+
+
+async def test_no_spare_is_kept_while_the_store_is_unreachable(
+    redis_process: RedisProcess, prefix: str
+) -> None:
+    """The store goes down between two requests: the waiting spare still admits the next one (it
+    was granted), but that request's end, served by this instance's memory, keeps none."""
+    from shared.hot.redis import RedisHot
+
+    redis_process.start()
+    hot = FallbackHot(RedisHot(redis_process.url, timeout=0.5, connect_timeout=0.2))
+    lim = limiter(hot)
+    key = key_record(prefix, requests_per_minute=100)
+    try:
+        await request(lim, key, 1)
+        await request(lim, key, 2)
+        assert lim.spares.state()["waiting"] == 1
+        redis_process.stop()
+        third = await lim.admit(key, "req3", 100)
+        assert third.spare
+        await lim.finish(third, 100)
+        assert hot.degraded and lim.spares.state() == {"taken": 1, "waiting": 0}
+        fourth = await lim.admit(key, "req4", 100)  # admitted by this instance's memory
+        assert not fourth.spare
+        await lim.finish(fourth, 100)
+        assert lim.spares.state()["waiting"] == 0
+    finally:
+        await lim.spares.close()
+        await hot.close()
 
 
 # --- through the gateway -------------------------------------------------------------------------
