@@ -47,49 +47,41 @@ from decimal import Decimal
 from shared.accounts.keys import KeyRecord
 from shared.billing.ledger import HOLD_TTL, Ledger, Spare
 from shared.errors import DependencyUnavailable
+from shared.spares import SpareTable
 
 log = logging.getLogger("gatewayz.billing")
 
 ROOM = 4  # a spare is written only if the account has this many times its amount available
-MAX_KEYS = 50_000  # keys whose last request is remembered: beyond that, forget them all
 RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0)  # waits between tries of a drop the database refused (then 2 s)
-CLOSE_WAIT_S = 5.0  # how long closing waits for the drops under way
 
 
-class Spares:
+class Spares(SpareTable[Spare]):
     def __init__(self, ledger: Ledger, spare_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(spare_s, clock)
         self.ledger = ledger
-        self.spare_s = spare_s
-        self.clock = clock
-        self._waiting: dict[str, Spare] = {}  # key id → its spare
-        self._last_end: dict[str, float] = {}  # key id → when its last request settled here
-        self._dropping: set[asyncio.Task[None]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closing = False
 
     @property
     def enabled(self) -> bool:
         return self.spare_s > 0 and self.ledger.db.dialect == "postgres" and not self._closing
 
+    def key_of(self, spare: Spare) -> str:
+        return spare.key_id
+
     def waits_for(self, key: KeyRecord) -> bool:
         return key.key_id in self._waiting
 
-    def take(self, key: KeyRecord, amount: Decimal) -> Spare | None:
+    def take_for(self, key: KeyRecord, amount: Decimal) -> Spare | None:
         """The key's spare, when one is waiting, still fresh, and holds at least `amount`."""
         spare = self._waiting.get(key.key_id)
-        if spare is None or spare.amount < amount or self.clock() - spare.born > self.spare_s:
+        if spare is None or spare.amount < amount or not self.fresh(spare):
             return None
         if spare.owner is not key or key.has_spend_limits:  # the key changed since: not its spare
             return None
-        del self._waiting[key.key_id]
-        return spare
+        return self.take(key.key_id)
 
     def give_back(self, spare: Spare) -> None:
         """A spare whose request never ran (the rate limiter refused it): the key's again."""
-        if spare.key_id in self._waiting or self.clock() - spare.born > self.spare_s:
-            self._drop(spare)
-        else:
-            self._waiting[spare.key_id] = spare
+        self.put_back(spare)
 
     def offer(self, key: KeyRecord, amount: Decimal, took: Spare | None, alone: bool) -> Spare | None:
         """A spare for the settlement of the key's request that reserved `amount` to write: when the
@@ -97,34 +89,21 @@ class Spares:
         (`alone`)."""
         if not self.enabled or amount <= 0 or key.has_spend_limits or not alone:
             return None
-        now = self.clock()
-        if len(self._last_end) >= MAX_KEYS:
-            self._last_end.clear()
-        last, self._last_end[key.key_id] = self._last_end.get(key.key_id), now
-        if key.key_id in self._waiting:
-            return None
-        if took is None and (last is None or now - last > self.spare_s):
+        if not self.busy(key.key_id, took is not None):
             return None
         return Spare(user_id=key.user_id, key_id=key.key_id, owner=key, amount=amount, room=amount * ROOM)
 
     def settled(self, spare: Spare) -> None:
         """After the settlement that was asked to write `spare`: keep it if it was written."""
-        if not spare.written:
-            return
-        spare.born = self.clock()
-        if spare.key_id in self._waiting or self._closing:  # one waits already, or nobody will take it
-            self._drop(spare)
-            return
-        self._waiting[spare.key_id] = spare
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.ensure_future(self._sweep())
+        if spare.written:
+            self.wait(spare)
 
     def unknown(self, spare: Spare) -> None:
         """The settlement asked to write `spare` failed, or its caller was cancelled: it may have
         committed all the same (its answer lost) or still be landing (a settlement outlives its
         caller), so the spare is dropped once the settlements under way have landed (a no-op if
         it was never written)."""
-        self._drop(spare, after_settlements=True)
+        self.in_background(self._delete(spare, after_settlements=True))
 
     async def drop_user(self, user_id: str) -> bool:
         """Drop this instance's spares of the user (a reservation did not fit); whether any was."""
@@ -134,37 +113,15 @@ class Spares:
         dropped = await asyncio.gather(*(self._delete_once(spare) for spare in mine))
         for spare, done in zip(mine, dropped, strict=True):
             if not done:  # the database went out meanwhile: tried again in the background
-                self._drop(spare)
+                self.undo_later(spare)
         return bool(mine)
 
     def closing(self) -> None:
         """No more spares: the runtime is closing (its settlements still landing write none)."""
         self._closing = True
 
-    async def close(self) -> None:
-        """Drop every spare (the runtime is closing), and wait for the drops under way."""
-        self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for spare in list(self._waiting.values()):
-            self._drop(spare)
-        self._waiting.clear()
-        if self._dropping:
-            await asyncio.wait(set(self._dropping), timeout=CLOSE_WAIT_S)
-
-    async def _sweep(self) -> None:
-        """Drop the spares nobody took in time; ends when none is left."""
-        while self._waiting:
-            await asyncio.sleep(self.spare_s / 2)
-            now = self.clock()
-            for spare in [s for s in self._waiting.values() if now - s.born > self.spare_s]:
-                del self._waiting[spare.key_id]
-                self._drop(spare)
-
-    def _drop(self, spare: Spare, after_settlements: bool = False) -> None:
-        task = asyncio.ensure_future(self._delete(spare, after_settlements))
-        self._dropping.add(task)
-        task.add_done_callback(self._dropping.discard)
+    async def undo(self, spare: Spare) -> None:
+        await self._delete(spare)
 
     async def _delete(self, spare: Spare, after_settlements: bool = False) -> None:
         """Delete the spare's hold, trying again while the database is out (until the hold would

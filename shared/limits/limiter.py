@@ -256,7 +256,7 @@ class Limiter:
         rules, slots = self._layer2(key, members, estimate_tokens, calls)
         ip_rules = await self.ip_rules(ip) if ip is not None else []
         if declined is not None:  # its units first: at a limit's edge they are this request's
-            await self.spares.give_back(declined)
+            await self.spares.undo(declined)
         decision = await self._rate(ip_rules + rules, slots)
         self.forecast.admitted(key.budget_id, key.user_id, decision)
         if not decision.allowed:

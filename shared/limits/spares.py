@@ -37,7 +37,6 @@ admission costs no round trip.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING
 from shared.accounts.keys import KeyRecord
 from shared.hot import HotStore, HotStoreDown
 from shared.hot.gcra import Decision, Rule, Slot
+from shared.spares import SpareTable
 
 if TYPE_CHECKING:
     from shared.limits.limiter import Admission
@@ -58,8 +58,6 @@ MIN_CONCURRENCY = 2  # no spare for a key whose user (or itself) may run fewer r
 # A spare takes this many times the ended request's token estimate: a conversation's next request
 # sends a longer prompt. The request that takes it corrects the budgets by what it used, as ever.
 TOKEN_MARGIN = 2
-MAX_KEYS = 50_000  # keys whose last request is remembered: beyond that, forget them all
-CLOSE_WAIT_S = 5.0  # how long closing waits for the spares being given back
 
 
 @dataclass(slots=True)
@@ -89,17 +87,11 @@ def refunds(rules: list[Rule]) -> list[Rule]:
     ]
 
 
-class SpareAdmissions:
+class SpareAdmissions(SpareTable[Spare]):
     def __init__(self, hot: HotStore, spare_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(spare_s, clock)
         self.hot = hot
-        self.spare_s = spare_s
-        self.clock = clock
         self.taken = 0  # spares taken by requests (a metric)
-        self._waiting: dict[str, Spare] = {}  # key id → its spare
-        self._last_end: dict[str, float] = {}  # key id → when its last request ended here
-        self._giving: set[asyncio.Task[None]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closing = False
 
     @property
     def enabled(self) -> bool:
@@ -109,12 +101,15 @@ class SpareAdmissions:
         """For /v1/status: spares taken since start, and waiting now."""
         return {"taken": self.taken, "waiting": len(self._waiting)}
 
+    def key_of(self, spare: Spare) -> str:
+        return spare.key.key_id
+
     def claim(
         self, key: KeyRecord, estimate: int, ip: str | None, calls: int
     ) -> tuple[Spare | None, Spare | None]:
         """The key's waiting spare: (it, None) when this request may take it, (None, it) when it
-        may not — the caller gives it back (`give_back`) before its own admission."""
-        spare = self._waiting.pop(key.key_id, None)
+        may not — the caller gives it back (`undo`) before its own admission."""
+        spare = self.take(key.key_id)
         if spare is None:
             return None, None
         if (
@@ -122,7 +117,7 @@ class SpareAdmissions:
             or calls != 1
             or estimate > spare.estimate
             or ip != spare.ip
-            or self.clock() - spare.born > self.spare_s
+            or not self.fresh(spare)
         ):
             return None, spare
         self.taken += 1
@@ -134,52 +129,18 @@ class SpareAdmissions:
         key = admission.key
         if key is None or not self.enabled or not alone or admission.calls != 1 or self.hot.degraded:
             return False
-        now = self.clock()
-        if len(self._last_end) >= MAX_KEYS:
-            self._last_end.clear()
-        last, self._last_end[key.key_id] = self._last_end.get(key.key_id), now
-        if key.key_id in self._waiting:
-            return False
-        return admission.spare or (last is not None and now - last <= self.spare_s)
+        return self.busy(key.key_id, admission.spare)
 
     def admitted(self, spare: Spare) -> None:
         """The admission made ahead: kept for the key's next request if it passed."""
         if not spare.decision.allowed:
             return  # refused: nothing was consumed
-        if self._closing or spare.key.key_id in self._waiting or self.hot.degraded:
-            self._give_back(spare)  # nobody will take it, or it was decided by this instance's memory
+        if self.hot.degraded:  # decided by this instance's memory, not the shared store
+            self.undo_later(spare)
             return
-        spare.born = self.clock()
-        self._waiting[spare.key.key_id] = spare
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.ensure_future(self._sweep())
+        self.wait(spare)
 
-    async def close(self) -> None:
-        """Give every spare back (the runtime is closing), and wait for that to land."""
-        self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for spare in list(self._waiting.values()):
-            self._give_back(spare)
-        self._waiting.clear()
-        if self._giving:
-            await asyncio.wait(set(self._giving), timeout=CLOSE_WAIT_S)
-
-    async def _sweep(self) -> None:
-        """Give back the spares nobody took in time; ends when none is left."""
-        while self._waiting:
-            await asyncio.sleep(self.spare_s / 2)
-            now = self.clock()
-            for spare in [s for s in self._waiting.values() if now - s.born > self.spare_s]:
-                del self._waiting[spare.key.key_id]
-                self._give_back(spare)
-
-    def _give_back(self, spare: Spare) -> None:
-        task = asyncio.ensure_future(self.give_back(spare))
-        self._giving.add(task)
-        task.add_done_callback(self._giving.discard)
-
-    async def give_back(self, spare: Spare) -> None:
+    async def undo(self, spare: Spare) -> None:
         """Release the spare's slot and refund its units (one call to the store)."""
         try:
             await self.hot.finish(refunds(spare.rules), spare.slots)

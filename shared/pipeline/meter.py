@@ -158,7 +158,7 @@ class Meter:
         if not self.rt.spares.waits_for(self.key):
             return False  # (the worst case is computed once, by the reservation)
         amount = worst_case(self.rt, plan, prompt_bound(body), params)
-        self.spare = self.rt.spares.take(self.key, amount) if amount > 0 else None
+        self.spare = self.rt.spares.take_for(self.key, amount) if amount > 0 else None
         if self.spare is None:
             return False
         self.held, self.amount = True, amount
