@@ -7,7 +7,8 @@ Every inference endpoint goes through `run`; its front end (`shared.frontends`) 
 request into the pivot, OpenAI chat, and renders the answer in the caller's API. Authentication
 happened in the route; the key arrives as the principal. Two database round trips per request:
 the reservation, and the settlement with its request record — one when the request takes the
-spare hold its key's previous settlement wrote (`shared.billing.spares`).
+spare hold its key's previous settlement wrote (`shared.billing.spares`). Likewise the admission
+costs no round trip when the key's previous request's end made it (`shared.limits.spares`).
 """
 
 from __future__ import annotations
