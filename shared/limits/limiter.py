@@ -341,7 +341,7 @@ class Limiter:
         return Spare(
             key,
             admission.ip,
-            admission.estimate,
+            estimate,
             ip_rules + rules,
             slots,
             _PENDING,

@@ -19,8 +19,8 @@ The rules, like spare holds':
 - taken only by the very key record it was admitted for (any change to the key replaces the
   record), by a request of one upstream call, from the same IP (layer 1 counted that IP), whose
   token estimate is at most the spare's (`TOKEN_MARGIN` times the ended request's: the next turn
-  of a conversation is longer); any other request of the key gives it back first (in the same
-  write) and is then admitted as usual;
+  of a conversation is longer); any other request of the key gives it back first (a call of its
+  own, so that at a limit's edge its units are this request's) and is then admitted as usual;
 - usable `spare_s` seconds, then given back: its slot released and its units returned to every
   limit it took them from (a GCRA refund); closing the runtime gives every spare back; a crashed
   instance's slot expires with its lease, like those of its requests in flight, and its units with

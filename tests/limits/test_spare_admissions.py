@@ -135,6 +135,28 @@ async def test_a_spare_nobody_takes_is_given_back_in_time(remote: HotStore, pref
     await lim.finish(after, 100)
 
 
+async def test_a_longer_next_turn_takes_the_spare_up_to_twice_the_last_estimate(
+    remote: HotStore, prefix: str
+) -> None:
+    """A conversation's next request sends a longer prompt: the spare took twice the last
+    request's estimate, so a next request of up to that takes it, and its end corrects the token
+    budget to what it used."""
+    lim = limiter(remote)
+    key = key_record(prefix, requests_per_minute=10, tokens_per_minute=10_000)
+    await request(lim, key, 1)
+    await request(lim, key, 2)
+    third = await lim.admit(key, "req3", 200)
+    assert third.spare and lim.spares.state()["taken"] == 1
+    assert 0 <= remaining(third, "plan tokens_per_minute") - (10_000 - 400) <= 5
+    await lim.finish(third, 150)  # used 150 of the 200 the spare took: 50 come back
+    fourth = await lim.admit(key, "req4", 400)  # twice 200: the spare the third's end made
+    assert fourth.spare
+    # 100 + 100 + 150 used, and 400 taken by the spare the fourth holds
+    assert 0 <= remaining(fourth, "plan tokens_per_minute") - (10_000 - 750) <= 5
+    await lim.finish(fourth, 400)
+    await lim.spares.close()
+
+
 @pytest.mark.parametrize("why", ["another record", "more tokens", "another ip", "fanned out"])
 async def test_a_request_that_may_not_take_the_spare_gives_it_back_and_is_admitted_as_usual(
     remote: HotStore, prefix: str, why: str
