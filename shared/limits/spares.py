@@ -4,9 +4,9 @@ A paid request asks the rate limiter before its upstream call; on Redis or Upsta
 trip on the request's path. The end of a request makes a round trip anyway (its slot release and
 token correction, overlapped with the settlement: `settle_and_finish`). For a key that sends
 request after request, that end also admits the key's next request ahead, in the same pipelined
-write: the same checks at the same costs (one request of every request limit, the ended request's
-token estimate of every token limit, a concurrency slot of its own, layer 1 for the same IP). That
-admission is a spare. The key's next request takes it and reaches its upstream without waiting for
+write: the same checks at the same costs (one request of every request limit, `TOKEN_MARGIN` times
+the ended request's token estimate of every token limit, a concurrency slot of its own, layer 1 for
+the same IP). That admission is a spare. The key's next request takes it and reaches its upstream without waiting for
 the hot store (measured in `bench.pg_added`). With a spare hold (shared.billing.spares) as well, a
 busy key's request makes no round trip at all before its upstream call.
 
