@@ -79,10 +79,6 @@ class Spares(SpareTable[Spare]):
             return None
         return self.take(key.key_id)
 
-    def give_back(self, spare: Spare) -> None:
-        """A spare whose request never ran (the rate limiter refused it): the key's again."""
-        self.put_back(spare)
-
     def offer(self, key: KeyRecord, amount: Decimal, took: Spare | None, alone: bool) -> Spare | None:
         """A spare for the settlement of the key's request that reserved `amount` to write: when the
         key is busy, has none waiting here, and its request is the user's only one in flight here

@@ -57,9 +57,10 @@ class Forecast:
         self._room[key_id] = (self.clock(), requests, tokens)
         self._in_flight[user_id] = self._in_flight.get(user_id, 0) + 1
 
-    def in_flight(self, user_id: str) -> int:
-        """The user's requests admitted here and not finished."""
-        return self._in_flight.get(user_id, 0)
+    def alone(self, user_id: str) -> bool:
+        """Whether the user has at most one request admitted here and not finished (the one
+        asking, at its end): the lone-request rule of spare holds and spare admissions."""
+        return self._in_flight.get(user_id, 0) <= 1
 
     def finished(self, user_id: str) -> None:
         left = self._in_flight.get(user_id, 0) - 1

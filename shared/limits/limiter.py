@@ -285,7 +285,7 @@ class Limiter:
         admission.finished = True
         alone = False
         if admission.user_id is not None:
-            alone = self.forecast.in_flight(admission.user_id) <= 1
+            alone = self.forecast.alone(admission.user_id)
             self.forecast.finished(admission.user_id)
         delta = (actual_tokens - admission.estimate) if actual_tokens is not None else 0
         # The tokens were spent whatever the budget says: a correction never refuses.

@@ -222,7 +222,7 @@ class Meter:
         self.closed = True
         if reserving is None:
             if self.spare is not None:
-                self.rt.spares.give_back(self.spare)
+                self.rt.spares.put_back(self.spare)  # the key's again, for the rest of its time
             return
 
         async def undo() -> None:
@@ -283,7 +283,7 @@ class Meter:
         )
         # A caller who hangs up mid-stream is still billed for what was generated: the ledger
         # finishes a settlement even if this task is cancelled.
-        alone = self.rt.limiter.forecast.in_flight(self.key.user_id) <= 1
+        alone = self.rt.limiter.forecast.alone(self.key.user_id)
         spare = self.rt.spares.offer(self.key, self.amount, self.spare, alone) if self.held else None
         try:
             charged = await self.rt.ledger.settle(record, cost, spare)
